@@ -1,0 +1,172 @@
+"""rvweb settings: one module, every value from the environment (see README.md, "Configuration")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+
+from rvweb import embedded_redis
+from rvweb.env import env_bool, env_int, env_list, env_path, env_paths, env_str, env_url, secret_in_file
+
+
+def _fernet_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
+
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DATA_DIR = env_path("RVWEB_DATA_DIR", BASE_DIR / "var")
+DEBUG = env_bool("RVWEB_DEBUG", False)
+SECRET_KEY = secret_in_file("SECRET_KEY", DATA_DIR / "secret_key")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# Where workers may read (uploads) and write (downloads) local files; a manifest naming a file
+# anywhere else is refused at import.
+ALLOWED_LOCAL_ROOTS = env_paths("RVWEB_ALLOWED_LOCAL_ROOTS", [DATA_DIR / "assets"])
+# The local farm keeps one folder per account (input/, output/, config/) under this root.
+FARM_ROOT = env_path("RVWEB_FARM_ROOT", DATA_DIR / "farm")
+# MultiFernet keys, newest first: prepend a new key to rotate, keep the old ones until re-encrypted.
+CREDENTIAL_KEYS = env_list(
+    "RVWEB_CREDENTIAL_KEYS",
+    [secret_in_file("RVWEB_CREDENTIAL_KEY", DATA_DIR / "credential_key", generate=_fernet_key)],
+)
+
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "channels",
+    "transfers",
+]
+
+MIDDLEWARE = [
+    "rvweb.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "rvweb.urls"
+ASGI_APPLICATION = "rvweb.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database -----------------------------------------------------------------------------------
+DATABASE_URL = env_url(
+    "DATABASE_URL",
+    f"sqlite:///{DATA_DIR / 'rvweb.sqlite3'}",
+    schemes=("sqlite", "postgres", "postgresql", "pgsql"),
+)
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("RVWEB_DB_CONN_MAX_AGE", 0, minimum=0))}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the web process read while a worker writes; IMMEDIATE takes the write lock up front so
+    # concurrent writers wait (timeout) instead of failing with "database is locked" mid-transaction.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+    # Tests run a worker and a web server in other processes: the test database must be a file.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-rvweb.sqlite3")}
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- redis, broker, channel layer ---------------------------------------------------------------
+_redis_url = env_url("REDIS_URL", None, schemes=("redis", "rediss", "unix"))
+EMBEDDED_REDIS = _redis_url is None
+REDIS_URL = _redis_url or embedded_redis.redis_url(DATA_DIR)
+BROKER_URL = env_url(
+    "BROKER_URL",
+    None,
+    schemes=("redis", "rediss", "redis+socket", "amqp", "amqps", "pyamqp"),
+) or (embedded_redis.broker_url(DATA_DIR) if EMBEDDED_REDIS else REDIS_URL)
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("RVWEB_CHANNEL_PREFIX", "rvweb")},
+    }
+}
+
+CELERY_BROKER_URL = BROKER_URL
+CELERY_TASK_DEFAULT_QUEUE = env_str("RVWEB_QUEUE", "rvweb")
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True  # the job table is the source of truth, not a result backend
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Redis redelivers an unacknowledged message after this long; uploads can run for hours.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 12 * 3600}
+
+# --- auth, sessions, static ---------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "manifest-list"
+LOGOUT_REDIRECT_URL = "login"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env_bool("RVWEB_SECURE_COOKIES", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "static"
+WHITENOISE_USE_FINDERS = True  # serve straight from static/: no collectstatic step on a fresh machine
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.BasicAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 100,
+}
+
+# Progress messages per second per job on the channel layer (latest wins in between).
+PROGRESS_MAX_PER_SECOND = env_int("RVWEB_PROGRESS_MAX_PER_SECOND", 4, minimum=1, maximum=50)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("RVWEB_LOG_LEVEL", "INFO")},
+}

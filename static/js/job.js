@@ -1,0 +1,112 @@
+// Live job page: the server rendered the database state; this streams deltas over a websocket and
+// falls back to polling the REST API while the socket is down, until the job reaches a terminal state.
+const TERMINAL = new Set(["completed", "completed_with_errors", "failed", "cancelled"]);
+const LABELS = {
+  queued: "Queued", running: "Running", completed: "Completed",
+  completed_with_errors: "Completed with errors", failed: "Failed", cancelled: "Cancelled",
+};
+const POLL_MS = 2000;
+
+const root = document.getElementById("job");
+const $ = (id) => document.getElementById(id);
+let finished = root.dataset.terminal === "true";
+let socket = null;
+let pollTimer = null;
+
+function size(bytes) {
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let value = bytes, unit = 0;
+  while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
+  return `${value.toFixed(unit ? 1 : 0)} ${units[unit]}`;
+}
+
+function duration(seconds) {
+  if (seconds == null || !isFinite(seconds)) return "—";
+  const s = Math.round(seconds);
+  return s < 60 ? `${s} s` : `${Math.floor(s / 60)} min ${s % 60} s`;
+}
+
+function showStatus(status) {
+  const el = $("job-status");
+  el.textContent = LABELS[status] || status;
+  el.className = `status status-${status}`;
+}
+
+function showProgress(p) {
+  const total = p.bytes_total, done = p.bytes_done;
+  const files = p.files_done + p.files_failed;
+  let percent = total > 0 ? Math.floor((done * 100) / total) : (p.files_total ? Math.floor((files * 100) / p.files_total) : 0);
+  if (TERMINAL.has(p.status)) percent = total > 0 ? Math.min(100, percent) : 100;
+  percent = Math.max(0, Math.min(100, percent));
+  $("job-bar").setAttribute("aria-valuenow", String(percent));
+  $("job-bar").querySelector(".fill").style.width = `${percent}%`;
+  $("job-percent").textContent = `${percent}%`;
+  $("job-bytes").textContent = `${size(done)} of ${size(total)}`;
+  $("job-files").textContent = `${p.files_done} of ${p.files_total} done` + (p.files_failed ? `, ${p.files_failed} failed` : "");
+  if (p.speed !== undefined) $("job-speed").textContent = `${size(p.speed)}/s`;
+  if (p.eta !== undefined) $("job-eta").textContent = TERMINAL.has(p.status) ? "—" : duration(p.eta);
+  if (p.status) showStatus(p.status);
+}
+
+async function refreshFailures() {
+  const response = await fetch(window.location.href, { credentials: "same-origin" });
+  if (!response.ok) return;
+  const page = new DOMParser().parseFromString(await response.text(), "text/html");
+  const fresh = page.getElementById("job-failures");
+  if (fresh) $("job-failures").replaceWith(fresh);
+}
+
+async function fetchJob() {
+  try {
+    const response = await fetch(root.dataset.api, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (!response.ok) return null;
+    const job = await response.json();
+    showProgress(job);
+    if (job.is_terminal) await finish(job.status);
+    return job;
+  } catch (error) {
+    return null; // network trouble: the next round may get through
+  }
+}
+
+async function pollWhileDown() {
+  await fetchJob();
+  if (!finished && !socket) pollTimer = setTimeout(pollWhileDown, POLL_MS);
+}
+
+async function finish(status) {
+  if (finished) return;
+  finished = true;
+  clearTimeout(pollTimer);
+  showStatus(status);
+  $("job-live").textContent = "";
+  if (socket) socket.close();
+  // The last progress message may have been coalesced away: the API has the final counters.
+  await fetchJob();
+  await refreshFailures();
+}
+
+function connect() {
+  const scheme = window.location.protocol === "https:" ? "wss" : "ws";
+  socket = new WebSocket(`${scheme}://${window.location.host}${root.dataset.ws}`);
+  socket.addEventListener("open", () => {
+    $("job-live").textContent = "live";
+    fetchJob(); // catch up on anything that happened between the page render and the subscription
+  });
+  socket.addEventListener("message", (event) => {
+    const message = JSON.parse(event.data);
+    if (message.type === "job.progress") showProgress(message);
+    if (message.type === "job.state") {
+      showStatus(message.status);
+      if (TERMINAL.has(message.status)) finish(message.status);
+    }
+  });
+  socket.addEventListener("close", () => {
+    socket = null;
+    if (finished) return;
+    $("job-live").textContent = "connection lost; polling";
+    pollWhileDown();
+  });
+}
+
+if (!finished) connect();

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from transfers.models import FarmAccount, Manifest, TransferJob
+
+
+class FarmAccountSerializer(serializers.ModelSerializer):
+    # Write-only: the key goes in encrypted and never comes back out.
+    access_key = serializers.CharField(write_only=True, required=False, allow_blank=True, style={"input_type": "password"})
+    has_access_key = serializers.SerializerMethodField()
+
+    class Meta:
+        model = FarmAccount
+        fields = ["id", "name", "kind", "access_id", "access_key", "has_access_key", "domain", "platform", "created_at"]
+
+    def get_has_access_key(self, account: FarmAccount) -> bool:
+        return bool(account.access_key)
+
+
+class ManifestSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Manifest
+        fields = ["id", "name", "account", "transmit_type", "entry_count", "total_bytes", "created_at"]
+
+
+class ManifestImportSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    account = serializers.PrimaryKeyRelatedField(queryset=FarmAccount.objects.all())
+    file = serializers.FileField()
+
+
+class JobOptionsSerializer(serializers.Serializer):
+    pool_size = serializers.IntegerField(min_value=1, max_value=64, required=False)
+
+
+class TransferJobSerializer(serializers.ModelSerializer):
+    percent = serializers.IntegerField(read_only=True)
+    is_terminal = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = TransferJob
+        fields = [
+            "id", "kind", "status", "is_terminal", "account", "manifest", "options", "created_at", "started_at",
+            "finished_at", "files_total", "files_done", "files_failed", "bytes_total", "bytes_done", "percent", "error",
+        ]  # fmt: skip
+        read_only_fields = fields

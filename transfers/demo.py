@@ -1,0 +1,73 @@
+"""First-visit setup: an admin account, a demo local farm account and a demo manifest of sample files."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import secrets
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from transfers import services
+from transfers.models import FarmAccount, Manifest
+
+ADMIN_USERNAME = "admin"
+DEMO_ACCOUNT = "Demo local farm"
+DEMO_MANIFEST = "Demo scene assets"
+DEMO_FILES = 300
+
+
+def admin_ensure(*, password: str | None) -> tuple[str, str | None]:
+    """The admin's name, and its password when it was just set (None when an existing one was kept)."""
+    User = get_user_model()
+    user = User.objects.filter(username=ADMIN_USERNAME).first()
+    if user is not None and not password:
+        return ADMIN_USERNAME, None
+    chosen = password or secrets.token_urlsafe(12)
+    with transaction.atomic():
+        if user is None:
+            user = User.objects.create_superuser(ADMIN_USERNAME, email="", password=chosen)
+            services.audit_record(actor=None, action="user.create", target=user, after={"username": ADMIN_USERNAME})
+        else:
+            user.set_password(chosen)
+            user.save(update_fields=["password"])
+            services.audit_record(actor=None, action="user.password_set", target=user)
+    return ADMIN_USERNAME, chosen
+
+
+def _demo_tree(root: Path, count: int) -> list[Path]:
+    """A few hundred files shaped like scene assets (textures, caches, a scene), made once."""
+    rng = random.Random(20261127)
+    folders = ["textures", "caches", "geometry", "scenes"]
+    paths = []
+    for number in range(count):
+        folder = folders[number % len(folders)]
+        path = root / folder / f"asset_{number:04d}.bin"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            size = rng.choice([4, 16, 64, 128, 256, 512]) * 1024
+            path.write_bytes(os.urandom(size))
+        paths.append(path)
+    return paths
+
+
+def demo_ensure(*, user: object | None = None) -> Manifest:
+    account, _ = FarmAccount.objects.get_or_create(name=DEMO_ACCOUNT, defaults={"kind": FarmAccount.Kind.LOCAL})
+    services.farm_storage(account=account)
+    existing = Manifest.objects.filter(name=DEMO_MANIFEST, account=account).first()
+    if existing is not None:
+        return existing
+    root = Path(settings.ALLOWED_LOCAL_ROOTS[0]) / "demo"
+    files = _demo_tree(root, DEMO_FILES)
+    # The SDK's rule for a POSIX local path: the server path is the same absolute path.
+    document = {"asset": [{"local": str(path), "server": str(path)} for path in files]}
+    return services.manifest_import(
+        name=DEMO_MANIFEST,
+        account=account,
+        data=json.dumps(document).encode(),
+        user=user,  # type: ignore[arg-type]
+    )

@@ -1,0 +1,188 @@
+"""rvweb's tables: farm accounts, manifests, transfer jobs and their items, and the audit trail."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from transfers.fields import EncryptedTextField
+
+
+class FarmAccount(models.Model):
+    """A team's farm credentials and transport settings. The access key is encrypted and never shown again."""
+
+    class Kind(models.TextChoices):
+        LOCAL = "local", "Local farm (a folder on this machine)"
+        FOX = "fox", "Fox Renderfarm / Renderbus"
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.LOCAL)
+    access_id = models.CharField(max_length=200, blank=True)
+    access_key = EncryptedTextField(blank=True)
+    domain = models.CharField(max_length=200, blank=True, default="task.foxrenderfarm.com")
+    platform = models.CharField(max_length=10, blank=True, default="2")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Manifest(models.Model):
+    """A list of files to upload: the SDK's upload.json, imported and validated once."""
+
+    class TransmitType(models.TextChoices):
+        UPLOAD_JSON = "upload_json", "upload.json"
+        UPLOAD_LIST = "upload_list", "upload list"
+
+    name = models.CharField(max_length=200)
+    account = models.ForeignKey(FarmAccount, on_delete=models.PROTECT, related_name="manifests")
+    transmit_type = models.CharField(max_length=20, choices=TransmitType.choices, default=TransmitType.UPLOAD_JSON)
+    entry_count = models.PositiveIntegerField(default=0)
+    total_bytes = models.PositiveBigIntegerField(default=0)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ManifestEntry(models.Model):
+    """One `{local, server}` pair of a manifest; `number` is its 1-based position in the file."""
+
+    manifest = models.ForeignKey(Manifest, on_delete=models.CASCADE, related_name="entries")
+    number = models.PositiveIntegerField()
+    local = models.TextField()
+    server = models.TextField()
+    size = models.PositiveBigIntegerField(null=True)  # None: missing or unreadable when imported
+
+    class Meta:
+        ordering = ["manifest", "number"]
+        constraints = [models.UniqueConstraint(fields=["manifest", "number"], name="entry_number_unique")]
+
+    def __str__(self) -> str:
+        return f"entry {self.number}: {self.local}"
+
+
+class TransferJob(models.Model):
+    """One upload or download, owned by this table (Celery's result backend is not the source of truth).
+
+    Statuses and the only transitions allowed between them (each a conditional UPDATE, see
+    services.job_transition, so a redelivered or duplicated task changes nothing):
+
+        queued   -> running | cancelled
+        running  -> completed | completed_with_errors | failed | cancelled
+
+    completed: every item arrived. completed_with_errors: some items failed, the rest arrived.
+    failed: nothing arrived, or the job as a whole could not run (the error says why).
+    """
+
+    class Kind(models.TextChoices):
+        UPLOAD_ASSET = "upload_asset", "Upload assets"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        COMPLETED_WITH_ERRORS = "completed_with_errors", "Completed with errors"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    ACTIVE = frozenset({Status.QUEUED, Status.RUNNING})
+    TERMINAL = frozenset({Status.COMPLETED, Status.COMPLETED_WITH_ERRORS, Status.FAILED, Status.CANCELLED})
+    TRANSITIONS: dict[str, frozenset[str]] = {
+        Status.QUEUED: frozenset({Status.RUNNING, Status.CANCELLED}),
+        Status.RUNNING: frozenset({Status.COMPLETED, Status.COMPLETED_WITH_ERRORS, Status.FAILED, Status.CANCELLED}),
+    }
+
+    kind = models.CharField(max_length=40, choices=Kind.choices, default=Kind.UPLOAD_ASSET)
+    status = models.CharField(max_length=30, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    account = models.ForeignKey(FarmAccount, on_delete=models.PROTECT, related_name="jobs")
+    manifest = models.ForeignKey(Manifest, null=True, on_delete=models.SET_NULL, related_name="jobs")
+    options = models.JSONField(default=dict, blank=True)  # max_speed, pool_size, ... (never secrets)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True)
+    finished_at = models.DateTimeField(null=True)
+    files_total = models.PositiveIntegerField(default=0)
+    files_done = models.PositiveIntegerField(default=0)
+    files_failed = models.PositiveIntegerField(default=0)
+    bytes_total = models.PositiveBigIntegerField(default=0)
+    bytes_done = models.PositiveBigIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"job {self.pk} ({self.get_kind_display()}, {self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in self.TERMINAL
+
+    @property
+    def percent(self) -> int:
+        if self.bytes_total:
+            return min(100, int(self.bytes_done * 100 / self.bytes_total))
+        files = self.files_done + self.files_failed
+        return int(files * 100 / self.files_total) if self.files_total else (100 if self.is_terminal else 0)
+
+
+class TransferItem(models.Model):
+    """One file of a job: its state, the bytes moved, its checksum and, when it failed, why."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    job = models.ForeignKey(TransferJob, on_delete=models.CASCADE, related_name="items")
+    number = models.PositiveIntegerField()  # the manifest entry number
+    local = models.TextField()
+    server = models.TextField()
+    size = models.PositiveBigIntegerField(null=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    bytes_done = models.PositiveBigIntegerField(default=0)
+    checksum = models.CharField(max_length=32, blank=True)  # xxh3-128 hex
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error_code = models.CharField(max_length=30, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["job", "number"]
+        indexes = [models.Index(fields=["job", "state"], name="item_job_state")]
+
+    def __str__(self) -> str:
+        return f"item {self.number} of job {self.job_id} ({self.state})"
+
+
+class AuditEvent(models.Model):
+    """Append-only record of who did what, when, from where, and how it ended. Rows are never changed."""
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    action = models.CharField(max_length=60)
+    target_type = models.CharField(max_length=60)
+    target_id = models.CharField(max_length=60)
+    request_id = models.CharField(max_length=64, blank=True)
+    remote_addr = models.GenericIPAddressField(null=True)
+    before = models.JSONField(null=True)
+    after = models.JSONField(null=True)
+    outcome = models.CharField(max_length=30, default="ok")
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.target_type} {self.target_id} ({self.outcome})"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if self.pk is not None:
+            raise ValueError("audit events are append-only")
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        raise ValueError("audit events are append-only")

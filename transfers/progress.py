@@ -1,0 +1,94 @@
+"""The only door to the channel layer: typed progress and state messages for group `job.<id>`.
+
+Progress is throttled per job (settings.PROGRESS_MAX_PER_SECOND) and coalesced: between two sends
+only the latest snapshot is kept. State changes are never throttled. Publishing is best effort: a
+channel layer that is down must not fail a transfer, so errors are logged and dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Literal, TypedDict
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+DASHBOARD_GROUP = "dashboard"
+
+
+class JobProgress(TypedDict):
+    type: Literal["job.progress"]
+    job: int
+    status: str
+    files_total: int
+    files_done: int
+    files_failed: int
+    bytes_total: int
+    bytes_done: int
+    speed: float  # bytes per second, smoothed over the last seconds
+    eta: float | None  # seconds
+
+
+class JobState(TypedDict):
+    type: Literal["job.state"]
+    job: int
+    status: str
+
+
+def job_group(job_id: int) -> str:
+    return f"job.{job_id}"
+
+
+def _send(groups: tuple[str, ...], message: JobProgress | JobState) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+
+    async def send_all() -> None:
+        for group in groups:
+            await layer.group_send(group, dict(message))
+
+    try:
+        async_to_sync(send_all)()
+    except Exception:
+        logger.warning("progress for job %s not published", message["job"], exc_info=True)
+
+
+def publish_state(job_id: int, *, status: str) -> None:
+    _send((job_group(job_id), DASHBOARD_GROUP), JobState(type="job.state", job=job_id, status=status))
+
+
+class ProgressThrottle:
+    """Publishes at most `per_second` progress messages for one job; the latest offered wins."""
+
+    def __init__(self, job_id: int, *, per_second: int | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.job_id = job_id
+        self.interval = 1.0 / (per_second or settings.PROGRESS_MAX_PER_SECOND)
+        self.clock = clock
+        self._next_at = 0.0
+        self._pending: JobProgress | None = None
+        self._lock = threading.Lock()
+
+    def offer(self, message: JobProgress) -> bool:
+        """Send now if the interval has passed, else keep it for later; True when sent."""
+        with self._lock:
+            now = self.clock()
+            if now < self._next_at:
+                self._pending = message
+                return False
+            self._next_at = now + self.interval
+            self._pending = None
+        _send((job_group(self.job_id), DASHBOARD_GROUP), message)
+        return True
+
+    def flush(self) -> None:
+        with self._lock:
+            message, self._pending = self._pending, None
+        if message is not None:
+            _send((job_group(self.job_id), DASHBOARD_GROUP), message)

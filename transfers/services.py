@@ -1,0 +1,146 @@
+"""Multi-step workflows: importing manifests, creating jobs, moving them between states, auditing.
+
+Services are keyword-only `<noun>_<verb>` functions; views, API, commands and tasks all call these.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+
+from transfers import progress
+from transfers.engine.manifest import ManifestInvalid, check_entries, parse_upload_json
+from transfers.farm.local import LocalFarm
+from transfers.models import AuditEvent, FarmAccount, Manifest, ManifestEntry, TransferItem, TransferJob
+
+User = AbstractBaseUser | AnonymousUser
+_BATCH = 2000
+
+
+def audit_record(
+    *,
+    actor: User | None,
+    action: str,
+    target: Any,
+    request: HttpRequest | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    outcome: str = "ok",
+) -> AuditEvent:
+    """Append an audit row; call it inside the transaction that makes the change."""
+    return AuditEvent.objects.create(
+        actor=actor if actor is not None and actor.is_authenticated else None,
+        action=action,
+        target_type=type(target).__name__,
+        target_id=str(getattr(target, "pk", target)),
+        request_id=getattr(request, "request_id", "") if request else "",
+        remote_addr=request.META.get("REMOTE_ADDR") if request else None,
+        before=before,
+        after=after,
+        outcome=outcome,
+    )
+
+
+def farm_storage(*, account: FarmAccount) -> LocalFarm:
+    """The account's storage on the local farm, created on first use."""
+    return LocalFarm(Path(settings.FARM_ROOT) / f"account-{account.pk}").ensure()
+
+
+def _size_or_none(path: str) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None  # the worker reports a missing or unreadable file on its own item
+
+
+def manifest_import(
+    *, name: str, account: FarmAccount, data: bytes, user: User | None, request: HttpRequest | None = None
+) -> Manifest:
+    """Validate an upload.json and store it; raises ManifestInvalid naming each bad entry and why."""
+    entries = parse_upload_json(data)
+    problems = check_entries(entries, allowed_roots=settings.ALLOWED_LOCAL_ROOTS)
+    if problems:
+        raise ManifestInvalid(problems)
+    sizes = [_size_or_none(entry.local) for entry in entries]
+    with transaction.atomic():
+        manifest = Manifest.objects.create(
+            name=name,
+            account=account,
+            entry_count=len(entries),
+            total_bytes=sum(size or 0 for size in sizes),
+            created_by=user if user is not None and user.is_authenticated else None,
+        )
+        ManifestEntry.objects.bulk_create(
+            (
+                ManifestEntry(manifest=manifest, number=number, local=entry.local, server=entry.server, size=size)
+                for number, (entry, size) in enumerate(zip(entries, sizes, strict=True), start=1)
+            ),
+            batch_size=_BATCH,
+        )
+        audit_record(actor=user, action="manifest.import", target=manifest, request=request, after={"entries": len(entries)})
+    return manifest
+
+
+def jobs_visible_to(*, user: User) -> QuerySet[TransferJob]:
+    """Staff see every job; everyone else sees the jobs they started."""
+    jobs = TransferJob.objects.select_related("account", "manifest", "created_by")
+    if not user.is_authenticated:
+        return jobs.none()
+    return jobs if user.is_staff else jobs.filter(created_by=user)
+
+
+def job_create_upload(
+    *, manifest: Manifest, user: User, request: HttpRequest | None = None, options: dict[str, Any] | None = None
+) -> TransferJob:
+    """Create an upload job with one item per manifest entry, and enqueue it once the rows are committed."""
+    from transfers.tasks import run_job
+
+    with transaction.atomic():
+        job = TransferJob.objects.create(
+            kind=TransferJob.Kind.UPLOAD_ASSET,
+            account=manifest.account,
+            manifest=manifest,
+            options=options or {},
+            created_by=user if user.is_authenticated else None,
+            files_total=manifest.entry_count,
+            bytes_total=manifest.total_bytes,
+        )
+        TransferItem.objects.bulk_create(
+            (
+                TransferItem(job=job, number=e.number, local=e.local, server=e.server, size=e.size)
+                for e in manifest.entries.only("number", "local", "server", "size").iterator(chunk_size=_BATCH)
+            ),
+            batch_size=_BATCH,
+        )
+        audit_record(
+            actor=user, action="job.create", target=job, request=request, after={"manifest": manifest.pk, "status": job.status}
+        )
+        transaction.on_commit(lambda: run_job.delay(job.pk))
+    return job
+
+
+def job_transition(*, job_id: int, to: str, allowed_from: Iterable[str] | None = None, **fields: Any) -> bool:
+    """Move a job to `to` only if its current status allows it; False when another actor got there first.
+
+    The check and the change are one conditional UPDATE, so a redelivered task cannot run a job twice.
+    """
+    sources = (
+        set(allowed_from) if allowed_from is not None else {s for s, targets in TransferJob.TRANSITIONS.items() if to in targets}
+    )
+    changed = TransferJob.objects.filter(pk=job_id, status__in=sources).update(status=to, **fields)
+    if changed:
+        transaction.on_commit(lambda: progress.publish_state(job_id, status=to))
+    return bool(changed)
+
+
+def job_start(*, job_id: int) -> bool:
+    return job_transition(job_id=job_id, to=TransferJob.Status.RUNNING, started_at=timezone.now())

@@ -1,0 +1,11 @@
+from django.urls import path
+
+from transfers import views
+
+urlpatterns = [
+    path("", views.manifest_list, name="manifest-list"),
+    path("manifests/<int:pk>/", views.manifest_detail, name="manifest-detail"),
+    path("manifests/<int:pk>/upload", views.manifest_upload, name="manifest-upload"),
+    path("jobs/", views.job_list, name="job-list"),
+    path("jobs/<int:pk>/", views.job_detail, name="job-detail"),
+]

@@ -1,0 +1,67 @@
+"""Server-rendered pages. Each live page renders the database state first; its JS module streams deltas."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from transfers import services
+from transfers.engine.manifest import ManifestInvalid
+from transfers.forms import ManifestImportForm
+from transfers.models import Manifest, TransferItem
+
+_ENTRIES_SHOWN = 200
+_FAILURES_SHOWN = 50
+
+
+@login_required
+def manifest_list(request: HttpRequest) -> HttpResponse:
+    form = ManifestImportForm(request.POST or None, request.FILES or None)
+    problems: list[str] = []
+    if request.method == "POST" and form.is_valid():
+        try:
+            manifest = services.manifest_import(
+                name=form.cleaned_data["name"],
+                account=form.cleaned_data["account"],
+                data=form.cleaned_data["file"].read(),
+                user=request.user,
+                request=request,
+            )
+        except ManifestInvalid as exc:
+            problems = [str(p) for p in exc.problems[:100]]
+        else:
+            messages.success(request, f"Imported {manifest.entry_count} entries.")
+            return redirect("manifest-detail", pk=manifest.pk)
+    manifests = Manifest.objects.select_related("account")[:100]
+    return render(request, "transfers/manifest_list.html", {"manifests": manifests, "form": form, "problems": problems})
+
+
+@login_required
+def manifest_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    manifest = get_object_or_404(Manifest.objects.select_related("account"), pk=pk)
+    entries = manifest.entries.all()[:_ENTRIES_SHOWN]
+    return render(request, "transfers/manifest_detail.html", {"manifest": manifest, "entries": entries, "shown": _ENTRIES_SHOWN})
+
+
+@login_required
+@require_POST
+def manifest_upload(request: HttpRequest, pk: int) -> HttpResponse:
+    manifest = get_object_or_404(Manifest, pk=pk)
+    job = services.job_create_upload(manifest=manifest, user=request.user, request=request)
+    return redirect("job-detail", pk=job.pk)
+
+
+@login_required
+def job_list(request: HttpRequest) -> HttpResponse:
+    jobs = services.jobs_visible_to(user=request.user)[:100]
+    return render(request, "transfers/job_list.html", {"jobs": jobs})
+
+
+@login_required
+def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    job = get_object_or_404(services.jobs_visible_to(user=request.user), pk=pk)
+    failures = job.items.filter(state=TransferItem.State.FAILED).order_by("number")[:_FAILURES_SHOWN]
+    return render(request, "transfers/job_detail.html", {"job": job, "failures": failures})
