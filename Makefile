@@ -35,7 +35,7 @@ lint: $(STAMP)
 
 # Tests keep their own data dir (test database file, embedded Redis socket) apart from `make run`'s.
 test: $(STAMP) chromium lint
-	RVWEB_DATA_DIR=$${RVWEB_DATA_DIR:-$(CURDIR)/var/test} RVWEB_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest $(PYTEST_ARGS)
+	RVWEB_DATA_DIR=$${RVWEB_DATA_DIR:-$(CURDIR)/var/test} RVWEB_QUEUE=rvweb-test RVWEB_CHANNEL_PREFIX=rvweb-test RVWEB_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	@echo "benchmarks arrive with the transfer engine (issue 3)"; exit 1

