@@ -147,7 +147,6 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = DATA_DIR / "static"
 WHITENOISE_USE_FINDERS = True  # serve straight from static/: no collectstatic step on a fresh machine
 
 REST_FRAMEWORK = {
