@@ -1,33 +1,43 @@
-"""upload.json manifests (the SDK's `transmit_type="upload_json"`): parsing and validation.
+"""Manifests: upload.json (`transmit_type="upload_json"`) and upload lists (`transmit_type="upload_list"`).
 
-Every problem names the entry (1-based, as a user counts them in the file) and the reason.
+Reading an upload.json is one msgspec pass over the file (mapped, not copied) into compact structs:
+500,000 entries take ~0.2 s and ~220 MB peak. Other top-level keys are kept byte for byte. When the
+fast pass fails, a slow pass explains every problem: each names the entry (1-based, as a user counts
+them in the file) or line, and the reason.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+import mmap
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import msgspec
 
 from transfers.engine.paths import PathRefused, clean_server_path, local_source
 
 _MAX_PROBLEMS_IN_MESSAGE = 20
+_MAX_PROBLEMS = 1000  # a broken 500k-entry file must not make a 500k-line error
 
 
-@dataclass(frozen=True)
-class ManifestEntry:
+class ManifestEntry(msgspec.Struct, frozen=True, gc=False):
     local: str
     server: str
 
 
 @dataclass(frozen=True)
 class EntryProblem:
-    number: int  # 1-based entry number; 0 for the file as a whole
+    number: int  # 1-based entry (or line) number; 0 for the file as a whole
     reason: str
+    unit: str = "entry"
 
     def __str__(self) -> str:
-        return f"entry {self.number}: {self.reason}" if self.number else self.reason
+        return f"{self.unit} {self.number}: {self.reason}" if self.number else self.reason
 
 
 class ManifestInvalid(ValueError):
@@ -38,50 +48,163 @@ class ManifestInvalid(ValueError):
         super().__init__(shown + (f"; and {more} more" if more > 0 else ""))
 
 
-def parse_upload_json(data: bytes) -> list[ManifestEntry]:
-    """Entries of an upload.json (`{"asset": [{"local": ..., "server": ...}, ...]}`), shape-checked."""
+@dataclass
+class UploadDocument:
+    entries: list[ManifestEntry]
+    extra: dict[str, msgspec.Raw] = field(default_factory=dict)  # other top-level keys, verbatim
+
+
+_top = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_assets = msgspec.json.Decoder(list[ManifestEntry])
+_encoder = msgspec.json.Encoder()
+_NOT_AN_ASSET_LIST = 'expected an object with an "asset" list'
+
+
+def _explain(data: bytes | memoryview | mmap.mmap) -> list[EntryProblem]:
+    """The slow pass: every shape problem of a document the fast pass refused."""
+    raw = bytes(data)
     try:
-        text = data.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ManifestInvalid([EntryProblem(0, f"not UTF-8 text (bad byte at offset {exc.start})")]) from None
+        line = raw.count(b"\n", 0, exc.start) + 1
+        return [EntryProblem(0, f"not UTF-8 text (bad byte at offset {exc.start}) on line {line}")]
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ManifestInvalid([EntryProblem(0, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")]) from None
+        return [EntryProblem(0, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")]
     if not isinstance(document, dict) or not isinstance(document.get("asset"), list):
-        raise ManifestInvalid([EntryProblem(0, 'expected an object with an "asset" list')])
-    entries: list[ManifestEntry] = []
-    problems: list[EntryProblem] = []
+        return [EntryProblem(0, _NOT_AN_ASSET_LIST)]
+    problems = []
     for number, item in enumerate(document["asset"], start=1):
         if not isinstance(item, dict):
             problems.append(EntryProblem(number, "expected an object with 'local' and 'server'"))
             continue
-        local, server = item.get("local"), item.get("server")
-        if isinstance(local, str) and isinstance(server, str):
-            entries.append(ManifestEntry(local=local, server=server))
-            continue
-        bad = [key for key, value in (("local", local), ("server", server)) if not isinstance(value, str)]
-        problems.append(EntryProblem(number, f"{' and '.join(bad)} must be a string"))
-    if problems:
-        raise ManifestInvalid(problems)
-    if not entries:
-        raise ManifestInvalid([EntryProblem(0, "the manifest lists no files")])
-    return entries
+        bad = [key for key in ("local", "server") if not isinstance(item.get(key), str)]
+        if bad:
+            problems.append(EntryProblem(number, f"{' and '.join(bad)} must be a string"))
+        if len(problems) >= _MAX_PROBLEMS:
+            break
+    return problems or [EntryProblem(0, "not a valid upload.json")]
 
 
-def check_entries(entries: Sequence[ManifestEntry], *, allowed_roots: Sequence[Path]) -> list[EntryProblem]:
-    """Path problems: a server path escaping its root or repeated, a local path outside the allowed roots."""
+def validate_entries(entries: Sequence[ManifestEntry]) -> list[EntryProblem]:
+    """Problems any reader must refuse: empty paths, NUL bytes, '..', a server path given twice."""
     problems: list[EntryProblem] = []
     first_seen: dict[str, int] = {}
     for number, entry in enumerate(entries, start=1):
+        if not entry.local.strip():
+            problems.append(EntryProblem(number, "local path is empty"))
+        elif "\x00" in entry.local:
+            problems.append(EntryProblem(number, "local path contains a NUL byte"))
         try:
             server = clean_server_path(entry.server)
-            local_source(entry.local, allowed_roots)
         except PathRefused as exc:
             problems.append(EntryProblem(number, str(exc)))
-            continue
-        if server in first_seen:
-            problems.append(EntryProblem(number, f"server path {entry.server!r} repeats entry {first_seen[server]}"))
         else:
-            first_seen[server] = number
+            first = first_seen.setdefault(server, number)
+            if first != number:
+                problems.append(EntryProblem(number, f"server path {entry.server!r} repeats entry {first}"))
+        if len(problems) >= _MAX_PROBLEMS:
+            break
     return problems
+
+
+def read_upload_json(data: bytes | memoryview | mmap.mmap, *, allow_empty: bool = False) -> UploadDocument:
+    """An upload.json document, strictly validated; raises ManifestInvalid naming every problem."""
+    try:
+        top = _top.decode(data)
+        entries = _assets.decode(top.pop("asset"))
+    except (msgspec.DecodeError, UnicodeDecodeError, KeyError):
+        raise ManifestInvalid(_explain(data)) from None
+    if not entries and not allow_empty:
+        raise ManifestInvalid([EntryProblem(0, "the manifest lists no files")])
+    problems = validate_entries(entries)
+    if problems:
+        raise ManifestInvalid(problems)
+    return UploadDocument(entries=entries, extra=top)
+
+
+def parse_upload_json(data: bytes) -> list[ManifestEntry]:
+    return read_upload_json(data).entries
+
+
+def load_upload_json(path: str | os.PathLike[str], *, allow_empty: bool = False) -> UploadDocument:
+    """Read an upload.json from disk through a memory map instead of copying it into memory first."""
+    with open(path, "rb") as handle:
+        if os.fstat(handle.fileno()).st_size == 0:
+            raise ManifestInvalid([EntryProblem(0, f"{os.fspath(path)} is empty")])
+        mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            document = read_upload_json(mapped, allow_empty=allow_empty)
+            # Raw values point into the mapping: copy the (small) extra keys out before it closes.
+            document.extra = {key: msgspec.Raw(bytes(value)) for key, value in document.extra.items()}
+            return document
+        finally:
+            # An error's traceback may still hold a view into it; the collector closes it later then.
+            with contextlib.suppress(BufferError):
+                mapped.close()
+
+
+def encode_upload_json(entries: Sequence[ManifestEntry], extra: dict[str, msgspec.Raw] | None = None) -> bytes:
+    return _encoder.encode({**(extra or {}), "asset": entries})
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write through a temporary file in the same folder and rename: readers see old or new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_upload_json(
+    path: str | os.PathLike[str], entries: Sequence[ManifestEntry], extra: dict[str, msgspec.Raw] | None = None
+) -> None:
+    write_atomic(Path(path), encode_upload_json(entries, extra))
+
+
+def read_upload_list(data: bytes) -> list[tuple[int, str]]:
+    """(line number, path) of an upload list: one absolute local path per line, file or folder.
+
+    The extension (.txt or .json) does not matter; the content is lines. Blank lines are skipped.
+    """
+    paths: list[tuple[int, str]] = []
+    problems: list[EntryProblem] = []
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        line = raw.rstrip(b"\r")
+        if not line.strip():
+            continue
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            problems.append(EntryProblem(number, f"not UTF-8 text (bad byte at column {exc.start + 1})", "line"))
+            continue
+        if "\x00" in text:
+            problems.append(EntryProblem(number, "path contains a NUL byte", "line"))
+            continue
+        paths.append((number, text.strip()))
+    if problems:
+        raise ManifestInvalid(problems)
+    if not paths:
+        raise ManifestInvalid([EntryProblem(0, "the upload list names no files")])
+    return paths
+
+
+def check_entries(entries: Iterable[ManifestEntry], *, allowed_roots: Sequence[Path]) -> list[EntryProblem]:
+    """validate_entries, plus: every local path must lie under an allowed root."""
+    entries = list(entries)
+    problems = validate_entries(entries)
+    for number, entry in enumerate(entries, start=1):
+        if len(problems) >= _MAX_PROBLEMS:
+            break
+        if entry.local.strip() and "\x00" not in entry.local:
+            try:
+                local_source(entry.local, allowed_roots)
+            except PathRefused as exc:
+                problems.append(EntryProblem(number, str(exc)))
+    return sorted(problems, key=lambda p: p.number)

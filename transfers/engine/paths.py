@@ -23,6 +23,8 @@ def clean_server_path(server: str) -> str:
     parts = [part for part in server.replace("\\", "/").split("/") if part not in ("", ".")]
     if ".." in parts:
         raise PathRefused(f"server path {server!r} contains '..'")
+    if any(not part.strip() for part in parts):
+        raise PathRefused(f"server path {server!r} has a blank folder or file name")
     if not parts:
         raise PathRefused(f"server path {server!r} names no file")
     return "/".join(parts)
@@ -34,8 +36,11 @@ def server_target(root: Path, server: str) -> Path:
     The resolve() catches a symlink planted inside the storage root that points elsewhere.
     """
     target = root / clean_server_path(server)
-    real_root = root.resolve()
-    if not target.parent.resolve().is_relative_to(real_root) or target.is_symlink():
+    try:
+        inside = target.parent.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError):  # a symlink loop
+        inside = False
+    if not inside or target.is_symlink():
         raise PathRefused(f"server path {server!r} escapes the storage root")
     return target
 
@@ -49,8 +54,85 @@ def local_source(local: str, roots: Sequence[Path]) -> Path:
     path = Path(local)
     if not path.is_absolute():
         raise PathRefused(f"local path {local!r} is not absolute")
-    real = path.resolve()
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python 3.11)
+        raise PathRefused(f"local path {local!r} cannot be resolved (a symlink loop?)") from None
     if not any(real.is_relative_to(root) for root in roots):
         allowed = ", ".join(str(root) for root in roots) or "(none configured)"
         raise PathRefused(f"local path {local!r} is outside the allowed roots ({allowed})")
     return real
+
+
+def _split_local(local: str) -> tuple[str, list[str]]:
+    """(root, components) of an absolute local path in any of the SDK's spellings.
+
+    root is "D" for a drive path, "//host" for a UNC path, "/" for a POSIX path. Refuses relative
+    and drive-relative (`D:foo`) paths, NUL bytes and `..`.
+    """
+    if not isinstance(local, str) or not local.strip():
+        raise PathRefused("local path is empty")
+    if "\x00" in local:
+        raise PathRefused("local path contains a NUL byte")
+    text = local.replace("\\", "/")
+    if len(text) >= 2 and text[1] == ":" and text[0].isascii() and text[0].isalpha():
+        if len(text) > 2 and text[2] != "/":
+            raise PathRefused(f"local path {local!r} is relative to a drive's current folder")
+        root, rest = text[0].upper(), text[2:]  # one rule: drive letters are upper case
+    elif text.startswith("//"):
+        host, _, rest = text[2:].lstrip("/").partition("/")
+        if not host:
+            raise PathRefused(f"UNC path {local!r} names no host")
+        root = "//" + host
+    elif text.startswith("/"):
+        root, rest = "/", text
+    else:
+        raise PathRefused(f"local path {local!r} is not absolute")
+    parts = [part for part in rest.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise PathRefused(f"local path {local!r} contains '..'")
+    return root, parts
+
+
+def local_to_server(local: str) -> str:
+    """The SDK's local-to-server rule, done right in every case.
+
+    * `D:\\a\\b` and `d:/a//b` -> `/D/a/b` (the drive letter is upper-cased, one colon removed)
+    * `\\\\host\\share\\x` -> `/host/share/x` (as the SDK, so the farm resolves references the same way)
+    * `/mnt/x` -> `/mnt/x` (the SDK drops the first character here; we do not)
+    Relative paths are refused, never guessed at.
+    """
+    root, parts = _split_local(local)
+    head = root.lstrip("/") if root != "/" else ""
+    return "/" + "/".join([head, *parts] if head else parts)
+
+
+def normalize_local(local: str) -> str:
+    """A local path in one canonical spelling (`D:/a/b`, `//host/a`, `/a/b`), used to match mapping rules."""
+    root, parts = _split_local(local)
+    prefix = f"{root}:" if len(root) == 1 and root != "/" else ("" if root == "/" else root)
+    return prefix + "/" + "/".join(parts)
+
+
+class PathMap:
+    """Per-account rules that turn a manifest's local path into the path this worker reads.
+
+    `{"D:/": "/mnt/studio/D/"}` maps `D:\\shots\\a.exr` to `/mnt/studio/D/shots/a.exr`. Rules match whole
+    path components (`D:/proj` does not match `D:/project`), and the longest matching prefix wins.
+    A path no rule matches is used as it is.
+    """
+
+    def __init__(self, rules: dict[str, str] | None = None) -> None:
+        self.rules: list[tuple[str, str]] = []
+        for source, target in (rules or {}).items():
+            if not target or "\x00" in target or not target.startswith("/"):
+                raise PathRefused(f"mapping target {target!r} for {source!r} must be an absolute POSIX path")
+            self.rules.append((normalize_local(source).rstrip("/"), target.rstrip("/")))
+        self.rules.sort(key=lambda rule: len(rule[0]), reverse=True)
+
+    def apply(self, local: str) -> str:
+        canonical = normalize_local(local)
+        for source, target in self.rules:
+            if canonical == source or canonical.startswith(source + "/"):
+                return target + canonical[len(source) :]
+        return canonical

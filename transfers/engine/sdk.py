@@ -1,0 +1,114 @@
+"""The SDK's manifest functions, with its names and meaning and without its bugs (sdk-spec §3.4, §3.5, §8).
+
+* cutting_upload writes no empty trailing chunk, keeps the other top-level keys, creates the target
+  folder, removes stale chunks of an earlier cut, and refuses a chunk size below 1.
+* append_to_upload walks folders (also when given as a single string), dedupes in O(1), keeps the
+  other keys, and refuses a malformed upload.json instead of silently emptying it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from transfers.engine.manifest import (
+    EntryProblem,
+    ManifestEntry,
+    ManifestInvalid,
+    encode_upload_json,
+    load_upload_json,
+    write_atomic,
+    write_upload_json,
+)
+from transfers.engine.paths import local_to_server, normalize_local
+
+_CHUNK_NAME = re.compile(r"^upload_(\d+)\.json$")
+
+
+def cutting_upload(
+    upload_path: str | os.PathLike[str],
+    max_resources_number: int | None = None,
+    after_cutting_position: str | os.PathLike[str] | None = None,
+) -> list[str]:
+    """Cut upload.json into `upload_1.json … upload_N.json` of at most `max_resources_number` entries.
+
+    Returns the absolute paths of the chunks; or `[upload_path]` itself when no cut is needed
+    (no size given, or the manifest is not larger than it), as the SDK does.
+    """
+    source = Path(upload_path).absolute()
+    if not source.is_file():
+        raise FileNotFoundError(f"upload.json not found: {source}")
+    if max_resources_number is not None and (not isinstance(max_resources_number, int) or max_resources_number < 1):
+        raise ValueError(f"max_resources_number must be a whole number of at least 1, got {max_resources_number!r}")
+    document = load_upload_json(source)
+    count = len(document.entries)
+    if max_resources_number is None or count <= max_resources_number:
+        return [str(source)]
+    target = Path(after_cutting_position).absolute() if after_cutting_position else source.parent
+    target.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for number, start in enumerate(range(0, count, max_resources_number), start=1):
+        path = target / f"upload_{number}.json"
+        write_atomic(path, encode_upload_json(document.entries[start : start + max_resources_number], document.extra))
+        paths.append(str(path))
+    for stale in target.iterdir():
+        match = _CHUNK_NAME.match(stale.name)
+        if match and int(match.group(1)) > len(paths) and stale != source:
+            stale.unlink()
+    return paths
+
+
+def _walk(path: str) -> Iterator[str]:
+    """Files under `path` (itself when it is a file), in a stable order, with `/` separators."""
+    if os.path.isfile(path):
+        yield path.replace("\\", "/")
+        return
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"path to append does not exist: {path}")
+    for folder, dirs, files in os.walk(path):
+        dirs.sort()
+        base = folder.replace("\\", "/").rstrip("/")
+        for name in sorted(files):
+            yield f"{base}/{name}"
+
+
+def append_to_upload(files_paths: str | list[str] | tuple[str, ...], upload_path: str | os.PathLike[str]) -> int:
+    """Add files and folders (walked) to an existing upload.json; returns how many entries were added.
+
+    Entries already present (same local path, or same server path) are not added twice.
+    """
+    if isinstance(files_paths, str):
+        files_paths = [files_paths]
+    if not isinstance(files_paths, list | tuple) or not all(isinstance(p, str) for p in files_paths):
+        raise TypeError("files_paths must be a path or a list of paths (str)")
+    target = Path(upload_path)
+    if not target.is_file():
+        raise FileNotFoundError(f"upload.json not found: {target} (append_to_upload needs an existing one)")
+    if target.stat().st_size == 0:
+        raise ManifestInvalid([EntryProblem(0, f'{target} is empty; it must hold {{"asset": [...]}}')])
+    document = load_upload_json(target, allow_empty=True)  # a malformed file raises here; it is never overwritten
+    seen_local = {normalize_local(e.local) for e in document.entries if _absolute(e.local)}
+    seen_server = {e.server for e in document.entries}
+    added = 0
+    for given in files_paths:
+        for local in _walk(given):
+            key, server = normalize_local(local), local_to_server(local)
+            if key in seen_local or server in seen_server:
+                continue
+            seen_local.add(key)
+            seen_server.add(server)
+            document.entries.append(ManifestEntry(local=local, server=server))
+            added += 1
+    if added:
+        write_upload_json(target, document.entries, document.extra)
+    return added
+
+
+def _absolute(local: str) -> bool:
+    try:
+        normalize_local(local)
+    except ValueError:
+        return False
+    return True
