@@ -6,6 +6,7 @@ Services are keyword-only `<noun>_<verb>` functions; views, API, commands and ta
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -57,9 +58,10 @@ def farm_storage(*, account: FarmAccount) -> LocalFarm:
 
 def _size_or_none(path: str) -> int | None:
     try:
-        return os.stat(path).st_size
+        info = os.stat(path)
     except OSError:
         return None  # the worker reports a missing or unreadable file on its own item
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
 
 
 def manifest_import(

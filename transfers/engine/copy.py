@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,13 +62,17 @@ def _dest_error(exc: OSError, dest: Path) -> CopyFailed:
 def copy_file(src: Path, dest: Path, *, on_bytes: Callable[[int], bool]) -> Copied:
     """Copy `src` to `dest`; `on_bytes(n)` is told of every chunk and stops the copy by returning False."""
     try:
-        source = open(src, "rb", buffering=0)  # noqa: SIM115 - closed in the finally below
+        # O_NONBLOCK: opening a FIFO with no writer must not hang the worker; the check below refuses it.
+        fd = os.open(src, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise _source_error(exc, src) from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise CopyFailed("not_a_file", f"local path is not a regular file: {src}")
+    os.set_blocking(fd, True)
+    source = open(fd, "rb", buffering=0)  # noqa: SIM115 - closed in the finally below
     partial = partial_path(dest)
     try:
-        if not os.path.isfile(src):
-            raise CopyFailed("not_a_file", f"local path is not a regular file: {src}")
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
             target = open(partial, "wb")  # noqa: SIM115
