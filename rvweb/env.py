@@ -7,8 +7,10 @@ Values are never echoed back for variables that may hold secrets.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -82,7 +84,10 @@ def env_url(name: str, default: str | None, *, schemes: tuple[str, ...]) -> str 
     value = _raw(name)
     if value is None or value == "":
         return default
-    scheme = urlsplit(value).scheme
+    try:
+        scheme = urlsplit(value).scheme
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}: not a valid URL") from None
     if scheme not in schemes:
         raise ImproperlyConfigured(f"{name}: scheme {scheme!r} is not one of {', '.join(schemes)}")
     return value
@@ -94,13 +99,18 @@ def secret_in_file(name: str, path: Path, *, generate: Callable[[], str] = lambd
     if value:
         return value
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        stored = path.read_text().strip()
-        if not stored:
-            raise ImproperlyConfigured(f"{path} is empty: delete it to generate a new {name}") from None
-        return stored
-    with os.fdopen(fd, "w") as handle:
-        handle.write(generate() + "\n")
-    return path.read_text().strip()
+    if not path.exists():
+        # Written whole to a private temporary file, then linked into place: a process starting at
+        # the same moment sees no file or the complete one, and the first link wins.
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(generate() + "\n")
+            with contextlib.suppress(FileExistsError):
+                os.link(temporary, path)
+        finally:
+            os.unlink(temporary)
+    stored = path.read_text().strip()
+    if not stored:
+        raise ImproperlyConfigured(f"{path} is empty: delete it to generate a new {name}")
+    return stored

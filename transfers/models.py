@@ -159,6 +159,16 @@ class TransferItem(models.Model):
         return f"item {self.number} of job {self.job_id} ({self.state})"
 
 
+class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
+    """Bulk changes bypass Model.save/delete: refuse them too."""
+
+    def update(self, **kwargs: object) -> int:
+        raise ValueError("audit events are append-only")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise ValueError("audit events are append-only")
+
+
 class AuditEvent(models.Model):
     """Append-only record of who did what, when, from where, and how it ended. Rows are never changed."""
 
@@ -172,6 +182,8 @@ class AuditEvent(models.Model):
     before = models.JSONField(null=True)
     after = models.JSONField(null=True)
     outcome = models.CharField(max_length=30, default="ok")
+
+    objects = AuditEventQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
