@@ -1,7 +1,8 @@
-"""Running a job: the engine copies in its own thread; this thread records and publishes its progress.
+"""Running a job: the engine works in its own thread; this thread records and publishes its progress.
 
-All database writes and channel-layer sends happen in the task's thread, in batches: the copy
-threads only count, under a lock.
+The copy threads only count (engine.tracker, under a lock). Items and counters reach the database in
+batches, after the storage was synced, so what the database calls done is on disk. The speed limit
+is re-read from the job every second and applied live.
 """
 
 from __future__ import annotations
@@ -9,97 +10,82 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from transfers import progress
-from transfers.engine.meter import RateMeter
-from transfers.engine.runner import BytesSent, Event, FileFinished, FileTask, RunSummary, run_upload
+from transfers.engine.events import Event, FileFinished
+from transfers.engine.runner import Control, FileTask, RunSummary, TransferOptions, run_upload
+from transfers.engine.storage import LocalStorage
+from transfers.engine.tracker import Tracker
+from transfers.ledger import DbLedger
 from transfers.models import TransferItem, TransferJob
 from transfers.services import farm_storage, job_start, job_transition
 
 logger = logging.getLogger(__name__)
 
 _TICK = 0.25  # seconds between progress offers (the throttle decides what is sent)
-_DB_EVERY = 1.0  # seconds between batched item/counter writes
+_DB_EVERY = 1.0  # seconds between batched item/counter writes and option re-reads
 _DB_BATCH = 1000  # ...or this many finished files, whichever comes first
 _ITEM_FIELDS = ["state", "size", "bytes_done", "checksum", "attempts", "error_code", "error"]
 
 
-@dataclass
 class _Recorder:
-    """Thread-safe tally of engine events, written to the database and the channel layer in batches."""
+    """Engine events in, batched database writes and progress messages out."""
 
-    job: TransferJob
-    expected: dict[int, int | None]
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    meter: RateMeter = field(default_factory=RateMeter)
-    finished: list[FileFinished] = field(default_factory=list)
-    inflight: dict[int, int] = field(default_factory=dict)
+    def __init__(self, job: TransferJob, storage: LocalStorage, expected: dict[int, int | None]) -> None:
+        self.job = job
+        self.storage = storage
+        self.expected = expected
+        self.tracker = Tracker(files_total=job.files_total, bytes_total=job.bytes_total, expected=expected)
+        self._lock = threading.Lock()
+        self._finished: list[FileFinished] = []
 
-    def __call__(self, event: Event) -> bool:
-        job = self.job
-        with self.lock:
-            if isinstance(event, BytesSent):
-                job.bytes_done += event.count
-                self.inflight[event.item_id] = self.inflight.get(event.item_id, 0) + event.count
-                return True
-            sent = self.inflight.pop(event.item_id, 0)
-            expected = self.expected.get(event.item_id) or 0
-            if event.ok:
-                job.files_done += 1
-                job.bytes_total += event.size - expected  # the file may have changed since import
-                job.bytes_done += event.size - sent
-            else:
-                job.files_failed += 1
-                job.bytes_total -= expected  # the bar ends at 100% of what could arrive
-                job.bytes_done -= sent
-            self.finished.append(event)
-        return True
-
-    def message(self) -> progress.JobProgress:
-        job = self.job
-        with self.lock:
-            self.meter.add(job.bytes_done)
-            return progress.JobProgress(
-                type="job.progress",
-                job=job.pk,
-                status=job.status,
-                files_total=job.files_total,
-                files_done=job.files_done,
-                files_failed=job.files_failed,
-                bytes_total=job.bytes_total,
-                bytes_done=job.bytes_done,
-                speed=round(self.meter.speed(), 1),
-                eta=self.meter.eta(max(0, job.bytes_total - job.bytes_done)),
-            )
+    def __call__(self, event: Event) -> None:
+        self.tracker(event)
+        if isinstance(event, FileFinished):
+            with self._lock:
+                self._finished.append(event)
 
     def backlog(self) -> int:
-        with self.lock:
-            return len(self.finished)
+        with self._lock:
+            return len(self._finished)
+
+    def message(self, status: str) -> progress.JobProgress:
+        snap = self.tracker.snapshot()
+        return progress.JobProgress(
+            type="job.progress",
+            job=self.job.pk,
+            status=status,
+            files_total=snap.files_total,
+            files_done=snap.files_done,
+            files_failed=snap.files_failed,
+            bytes_total=snap.bytes_total,
+            bytes_done=snap.bytes_done,
+            speed=round(snap.speed, 1),
+            eta=snap.eta,
+        )
 
     def write(self) -> None:
-        """Store finished items and the job's counters in one transaction."""
-        job = self.job
-        with self.lock:
-            batch, self.finished = self.finished, []
-            counters = {
-                "files_done": job.files_done,
-                "files_failed": job.files_failed,
-                "bytes_done": job.bytes_done,
-                "bytes_total": job.bytes_total,
-            }
+        """Store finished items and the job's counters in one transaction, once they are on disk."""
+        with self._lock:
+            batch, self._finished = self._finished, []
+        snap = self.tracker.snapshot()
+        if batch:
+            self.storage.sync()
         items = [
             TransferItem(
                 pk=e.item_id,
-                state=TransferItem.State.DONE if e.ok else TransferItem.State.FAILED,
+                state=(TransferItem.State.SKIPPED if e.skipped else TransferItem.State.DONE)
+                if e.ok
+                else TransferItem.State.FAILED,
                 size=e.size if e.ok else self.expected.get(e.item_id),
                 bytes_done=e.size,
                 checksum=e.checksum,
-                attempts=1,
+                attempts=e.attempts,
                 error_code=e.error_code,
                 error=e.error,
             )
@@ -107,15 +93,25 @@ class _Recorder:
         ]
         with transaction.atomic():
             TransferItem.objects.bulk_update(items, _ITEM_FIELDS, batch_size=500)
-            TransferJob.objects.filter(pk=job.pk).update(**counters)
+            TransferJob.objects.filter(pk=self.job.pk).update(
+                files_done=snap.files_done,
+                files_failed=snap.files_failed,
+                files_skipped=snap.files_skipped,
+                bytes_done=snap.bytes_done,
+                bytes_total=snap.bytes_total,
+            )
 
 
-def _final_status(job: TransferJob, summary: RunSummary) -> str:
-    if summary.stopped:
+def transfer_options(options: dict[str, Any]) -> TransferOptions:
+    return TransferOptions(pool_size=int(options.get("pool_size", 4)), attempts=int(options.get("upload_num", 3)))
+
+
+def _final_status(summary: RunSummary) -> str:
+    if summary.stopped and summary.stop_reason.startswith("stopped by"):
         return TransferJob.Status.CANCELLED
-    if job.files_failed == 0:
+    if summary.files_failed == 0 and not summary.stopped:
         return TransferJob.Status.COMPLETED
-    if job.files_done == 0:
+    if summary.files_ok == 0:
         return TransferJob.Status.FAILED
     return TransferJob.Status.COMPLETED_WITH_ERRORS
 
@@ -139,44 +135,57 @@ def job_run(*, job_id: int) -> None:
 
 
 def _run(job: TransferJob) -> None:
-    storage = farm_storage(account=job.account).area("input")
+    storage = LocalStorage(farm_storage(account=job.account).area("input"))
     rows = job.items.filter(state=TransferItem.State.PENDING).values_list("pk", "local", "server", "size")
     tasks, expected = [], {}
     for pk, local, server, size in rows.iterator(chunk_size=2000):
         tasks.append(FileTask(item_id=pk, local=local, server=server))
         expected[pk] = size
-    recorder = _Recorder(job=job, expected=expected)
+    recorder = _Recorder(job, storage, expected)
     throttle = progress.ProgressThrottle(job.pk)
+    control = Control(job.options.get("max_speed"))
+    ledger = DbLedger(account_id=job.account_id, area="input") if job.options.get("is_db", True) else None
     outcome: dict[str, RunSummary | BaseException] = {}
 
     def engine() -> None:
         try:
             outcome["summary"] = run_upload(
                 tasks,
-                storage_root=storage,
+                storage=storage,
                 allowed_roots=settings.ALLOWED_LOCAL_ROOTS,
                 report=recorder,
-                pool_size=int(job.options.get("pool_size", 4)),
+                options=transfer_options(job.options),
+                control=control,
+                ledger=ledger,
             )
         except BaseException as exc:  # noqa: BLE001 - handed to the task's thread below
             outcome["error"] = exc
+        finally:
+            connection.close()  # the ledger's queries opened one in this thread
 
     thread = threading.Thread(target=engine, name=f"rvweb-job-{job.pk}", daemon=True)
     thread.start()
     last_write = time.monotonic()
     while thread.is_alive():
         thread.join(_TICK)
-        throttle.offer(recorder.message())
+        throttle.offer(recorder.message(TransferJob.Status.RUNNING))
         if time.monotonic() - last_write >= _DB_EVERY or recorder.backlog() >= _DB_BATCH:
             recorder.write()
+            _apply_live_options(job, control)
             last_write = time.monotonic()
     recorder.write()
     if "error" in outcome:
         raise outcome["error"]  # type: ignore[misc]
     summary = outcome["summary"]
     assert isinstance(summary, RunSummary)
-    status = _final_status(job, summary)
-    job.status = status
-    throttle.offer(recorder.message())
+    status = _final_status(summary)
+    throttle.offer(recorder.message(status))
     throttle.flush()
-    job_transition(job_id=job.pk, to=status, finished_at=timezone.now())
+    job_transition(job_id=job.pk, to=status, finished_at=timezone.now(), error=summary.stop_reason if summary.stopped else "")
+
+
+def _apply_live_options(job: TransferJob, control: Control) -> None:
+    options = TransferJob.objects.filter(pk=job.pk).values_list("options", flat=True).first() or {}
+    if options.get("max_speed") != job.options.get("max_speed"):
+        control.set_max_speed(options.get("max_speed"))
+        job.options = options

@@ -109,6 +109,7 @@ class TransferJob(models.Model):
     files_total = models.PositiveIntegerField(default=0)
     files_done = models.PositiveIntegerField(default=0)
     files_failed = models.PositiveIntegerField(default=0)
+    files_skipped = models.PositiveIntegerField(default=0)  # counted in files_done too
     bytes_total = models.PositiveBigIntegerField(default=0)
     bytes_done = models.PositiveBigIntegerField(default=0)
     error = models.TextField(blank=True)
@@ -137,6 +138,7 @@ class TransferItem(models.Model):
     class State(models.TextChoices):
         PENDING = "pending", "Pending"
         DONE = "done", "Done"
+        SKIPPED = "skipped", "Skipped (unchanged)"
         FAILED = "failed", "Failed"
 
     job = models.ForeignKey(TransferJob, on_delete=models.CASCADE, related_name="items")
@@ -146,7 +148,7 @@ class TransferItem(models.Model):
     size = models.PositiveBigIntegerField(null=True)
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
     bytes_done = models.PositiveBigIntegerField(default=0)
-    checksum = models.CharField(max_length=32, blank=True)  # xxh3-128 hex
+    checksum = models.CharField(max_length=80, blank=True)  # see engine.hashing for the format
     attempts = models.PositiveSmallIntegerField(default=0)
     error_code = models.CharField(max_length=30, blank=True)
     error = models.TextField(blank=True)
@@ -198,3 +200,25 @@ class AuditEvent(models.Model):
 
     def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
         raise ValueError("audit events are append-only")
+
+
+class UploadRecord(models.Model):
+    """The upload ledger (the SDK's `is_db`): the last upload of each storage path of an account.
+
+    A file whose size and mtime still match is not sent again, whatever manifest names it.
+    """
+
+    account = models.ForeignKey(FarmAccount, on_delete=models.CASCADE, related_name="+")
+    area = models.CharField(max_length=10)  # input, output, config
+    server = models.TextField()  # storage-relative, as engine.paths.clean_server_path gives it
+    local = models.TextField()
+    size = models.PositiveBigIntegerField()
+    mtime_ns = models.BigIntegerField()
+    checksum = models.CharField(max_length=80)
+    uploaded_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "area", "server"], name="upload_record_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.area}/{self.server} ({self.size} bytes)"

@@ -54,7 +54,7 @@ def test_upload_of_a_few_hundred_files_arrives_byte_for_byte(celery_worker, allo
     for path in files:
         assert (inbox / str(path).lstrip("/")).read_bytes() == path.read_bytes()
     checksums = dict(job.items.values_list("local", "checksum"))
-    assert checksums[str(files[0])] == xxhash.xxh3_128(files[0].read_bytes()).hexdigest()
+    assert checksums[str(files[0])] == "xxh3-128:" + xxhash.xxh3_128(files[0].read_bytes()).hexdigest()
     assert not list(inbox.rglob("*.rvpart")), "no temporary file may remain"
 
 

@@ -1,19 +1,37 @@
 """The transfer runner: many files, `pool_size` at a time, each failure kept to its own file.
 
-Progress goes to one callback as events; returning False from it stops the run (cancel, pause).
-The callback is called from the pool's threads, so it must be thread-safe.
+* Unchanged files (size and mtime as the ledger last saw them, or the same content hash) are skipped.
+* Retryable errors (I/O hiccups, a source changed mid-copy, a failed verification) are retried with
+  bounded exponential backoff and full jitter, up to `attempts` (the SDK's `upload_num`); fatal ones
+  (missing source, permission, bad path) fail the file at once; a full disk stops the run.
+* Progress goes to one callback as events (engine.events). FileFinished events and ledger writes
+  happen in the thread that called run_upload; byte events come from the pool's threads.
+* Control.stop (or the callback returning False) stops cooperatively: partial files stay for a resume.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import random
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
-from transfers.engine.copy import CopyFailed, Stopped, copy_file
-from transfers.engine.paths import PathRefused, local_source, server_target
+from transfers.engine import hashing
+from transfers.engine.events import BytesSent, Event, FileFinished, FileRetrying, FileStarted, Report
+from transfers.engine.ledger import Ledger, LedgerRecord
+from transfers.engine.paths import PathMap, PathRefused, clean_server_path, local_source
+from transfers.engine.ratelimit import TokenBucket, max_speed_to_rate
+from transfers.engine.send import SendFailed, SendOptions, Stopped, send_file
+from transfers.engine.storage import Storage
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["BytesSent", "Control", "FileFinished", "FileTask", "RunSummary", "TransferOptions", "run_upload"]
 
 
 @dataclass(frozen=True)
@@ -24,94 +42,233 @@ class FileTask:
 
 
 @dataclass(frozen=True)
-class BytesSent:
-    item_id: int
-    count: int
+class TransferOptions:
+    pool_size: int = 4
+    attempts: int = 3  # the SDK's upload_num
+    backoff_base: float = 0.5  # seconds before the 2nd attempt (before jitter); doubles each time
+    backoff_cap: float = 30.0
+    batch: int = 500  # files per ledger look-up
+    send: SendOptions = field(default_factory=SendOptions)
+
+    def __post_init__(self) -> None:
+        if self.pool_size < 1 or self.attempts < 1:
+            raise ValueError("pool_size and attempts must be at least 1")
 
 
-@dataclass(frozen=True)
-class FileFinished:
-    item_id: int
-    ok: bool
-    size: int = 0
-    checksum: str = ""
-    error_code: str = ""
-    error: str = ""
+class Control:
+    """Live controls from outside a run: stop it (pause or cancel), change its speed limit (KB/s)."""
 
+    def __init__(self, max_speed: int | str | None = None) -> None:
+        self.stop = threading.Event()
+        self.bucket = TokenBucket(max_speed_to_rate(max_speed))
+        self.reason = ""
 
-Event = BytesSent | FileFinished
-Report = Callable[[Event], bool | None]
+    def set_max_speed(self, max_speed: int | str | None) -> None:
+        self.bucket.set_rate(max_speed_to_rate(max_speed))
+
+    def request_stop(self, reason: str = "") -> None:
+        self.reason = self.reason or reason
+        self.stop.set()
 
 
 @dataclass(frozen=True)
 class RunSummary:
     files_ok: int
     files_failed: int
+    files_skipped: int
     bytes_sent: int
     stopped: bool
+    stop_reason: str = ""
 
 
-def upload_one(
-    task: FileTask, *, storage_root: Path, allowed_roots: Sequence[Path], on_bytes: Callable[[int], bool]
-) -> FileFinished:
-    """Copy one manifest entry into the storage root, turning every expected failure into a result."""
-    try:
-        # Checked again here, not only at import: a symlink may have been changed since.
-        src = local_source(task.local, allowed_roots)
-        dest = server_target(storage_root, task.server)
-        copied = copy_file(src, dest, on_bytes=on_bytes)
-    except PathRefused as exc:
-        return FileFinished(task.item_id, ok=False, error_code="bad_path", error=str(exc))
-    except CopyFailed as exc:
-        return FileFinished(task.item_id, ok=False, error_code=exc.code, error=str(exc))
-    return FileFinished(task.item_id, ok=True, size=copied.size, checksum=copied.checksum)
+def backoff_delay(attempt: int, *, base: float, cap: float, rng: Callable[[], float] = random.random) -> float:
+    """Full jitter: uniform in [0, min(cap, base * 2**(attempt-1))]."""
+    return float(rng() * min(cap, base * 2 ** (attempt - 1)))
+
+
+@dataclass
+class _Run:
+    storage: Storage
+    allowed_roots: Sequence[Path]
+    report: Report
+    options: TransferOptions
+    control: Control
+    ledger: Ledger | None
+    path_map: PathMap
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+    sent: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def tell(self, event: Event) -> None:
+        if self.report(event) is False:
+            self.control.request_stop("stopped by the caller")
+
+    def source(self, task: FileTask) -> Path:
+        return local_source(self.path_map.apply(task.local), self.allowed_roots)
+
+    # --- deciding what to send ------------------------------------------------------------------
+
+    def plan(self, batch: list[FileTask]) -> Iterator[tuple[FileTask, Path | None, FileFinished | None]]:
+        """(task, source, None) to send, or (task, None, result) when it is decided without sending."""
+        records = self.ledger.lookup([_key(t.server) for t in batch]) if self.ledger else {}
+        for task in batch:
+            try:
+                src = self.source(task)
+                key = _key(task.server)
+            except PathRefused as exc:
+                yield task, None, FileFinished(task.item_id, ok=False, error_code="bad_path", error=str(exc))
+                continue
+            record = records.get(key)
+            if record is None:
+                yield task, src, None
+                continue
+            try:
+                info = os.stat(src)
+            except OSError:
+                yield task, src, None  # send_file reports it properly
+                continue
+            if record.size != info.st_size or self.storage.stat(key) is None:
+                yield task, src, None
+            elif record.mtime_ns == info.st_mtime_ns and record.local == task.local:
+                yield task, None, FileFinished(task.item_id, ok=True, size=info.st_size, checksum=record.checksum, skipped=True)
+            elif hashing.file_checksum(src, like=record.checksum) == record.checksum:
+                # Same content, new mtime: skip, and remember the new mtime (mtime_ns set = record it).
+                yield (
+                    task,
+                    None,
+                    FileFinished(
+                        task.item_id,
+                        ok=True,
+                        size=info.st_size,
+                        checksum=record.checksum,
+                        skipped=True,
+                        mtime_ns=info.st_mtime_ns,
+                    ),
+                )
+            else:
+                yield task, src, None
+
+    # --- sending one file, with retries ---------------------------------------------------------
+
+    def send(self, task: FileTask, src: Path) -> FileFinished:
+        key = _key(task.server)
+        stop = self.control.stop
+        for attempt in range(1, self.options.attempts + 1):
+            try:
+                size = os.stat(src).st_size
+                self.tell(FileStarted(task.item_id, size))
+                sent = send_file(
+                    src,
+                    self.storage,
+                    key,
+                    bucket=self.control.bucket,
+                    stop=stop,
+                    on_bytes=lambda count, resumed: self.tell(BytesSent(task.item_id, count, resumed)),
+                    options=self.options.send,
+                )
+                mtime = os.stat(src).st_mtime_ns
+                return FileFinished(
+                    task.item_id, ok=True, size=sent.size, checksum=sent.checksum, attempts=attempt, mtime_ns=mtime
+                )
+            except FileNotFoundError:
+                return FileFinished(task.item_id, ok=False, error_code="missing_source", error=f"local file not found: {src}")
+            except SendFailed as exc:
+                if exc.stops_run:
+                    self.control.request_stop(str(exc))
+                if not exc.retryable or attempt == self.options.attempts or stop.is_set():
+                    tries = f" (after {attempt} attempts)" if attempt > 1 else ""
+                    return FileFinished(task.item_id, ok=False, error_code=exc.code, error=f"{exc}{tries}", attempts=attempt)
+                delay = backoff_delay(attempt, base=self.options.backoff_base, cap=self.options.backoff_cap)
+                self.tell(FileRetrying(task.item_id, attempt, delay, exc.code, str(exc)))
+                if stop.wait(delay):
+                    raise Stopped() from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def guarded_send(self, task: FileTask, src: Path) -> FileFinished | None:
+        """None when stopped; a failed result (never an exception) for anything unexpected."""
+        if self.control.stop.is_set():
+            return None
+        try:
+            return self.send(task, src)
+        except Stopped:
+            return None
+        except Exception as exc:  # a bug must cost one file, not the run
+            logger.exception("unexpected error sending %s", src)
+            return FileFinished(
+                task.item_id, ok=False, error_code="internal", error=f"unexpected error: {type(exc).__name__}: {exc}"
+            )
+
+    # --- results --------------------------------------------------------------------------------
+
+    def finish(self, result: FileFinished, task: FileTask, pending_records: list[LedgerRecord]) -> None:
+        if result.ok:
+            self.ok += 1
+            if result.skipped:
+                self.skipped += 1
+            else:
+                self.sent += result.size
+            if self.ledger is not None and (not result.skipped or result.mtime_ns):
+                pending_records.append(LedgerRecord(_key(task.server), task.local, result.size, result.mtime_ns, result.checksum))
+        else:
+            self.failed += 1
+        self.tell(result)
+
+
+def _key(server: str) -> str:
+    return clean_server_path(server)
+
+
+def _batches(tasks: Iterable[FileTask], size: int) -> Iterator[list[FileTask]]:
+    iterator = iter(tasks)
+    while batch := list(islice(iterator, size)):
+        yield batch
 
 
 def run_upload(
     tasks: Iterable[FileTask],
     *,
-    storage_root: Path,
+    storage: Storage,
     allowed_roots: Sequence[Path],
     report: Report,
-    pool_size: int = 4,
+    options: TransferOptions | None = None,
+    control: Control | None = None,
+    ledger: Ledger | None = None,
+    path_map: PathMap | None = None,
 ) -> RunSummary:
-    stop = threading.Event()
-    lock = threading.Lock()
-    totals = {"ok": 0, "failed": 0, "bytes": 0}
+    options = options or TransferOptions()
+    control = control or Control()
+    run = _Run(storage, allowed_roots, report, options, control, ledger, path_map or PathMap())
+    records: list[LedgerRecord] = []
+    in_flight: dict[Future[FileFinished | None], FileTask] = {}
 
-    def tell(event: Event) -> bool:
-        if report(event) is False:
-            stop.set()
-        return not stop.is_set()
+    def collect(done: Iterable[Future[FileFinished | None]]) -> None:
+        for future in done:
+            task = in_flight.pop(future)
+            result = future.result()
+            if result is not None:
+                run.finish(result, task, records)
+        if ledger is not None and len(records) >= options.batch:
+            ledger.record(records)
+            records.clear()
 
-    def one(task: FileTask) -> None:
-        if stop.is_set():
-            return
-
-        def on_bytes(count: int) -> bool:
-            return tell(BytesSent(task.item_id, count))
-
-        try:
-            result = upload_one(task, storage_root=storage_root, allowed_roots=allowed_roots, on_bytes=on_bytes)
-        except Stopped:
-            return
-        with lock:
-            totals["ok" if result.ok else "failed"] += 1
-            totals["bytes"] += result.size
-        tell(result)
-
-    workers = max(1, pool_size)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rvweb-copy") as pool:
-        # Bounded submission keeps memory flat for huge manifests: at most 2x pool_size in flight.
-        pending: set[Future[None]] = set()
-        for task in tasks:
-            if stop.is_set():
+    with ThreadPoolExecutor(max_workers=options.pool_size, thread_name_prefix="rvweb-send") as pool:
+        for batch in _batches(tasks, options.batch):
+            for task, src, decided in run.plan(batch):
+                if control.stop.is_set():
+                    break
+                if decided is not None:
+                    run.finish(decided, task, records)
+                    continue
+                assert src is not None
+                in_flight[pool.submit(run.guarded_send, task, src)] = task
+                if len(in_flight) >= 2 * options.pool_size:  # bounded: memory stays flat for huge runs
+                    done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                    collect(done)
+            if control.stop.is_set():
                 break
-            pending.add(pool.submit(one, task))
-            if len(pending) >= 2 * workers:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    future.result()
-        for future in pending:
-            future.result()
-    return RunSummary(files_ok=totals["ok"], files_failed=totals["failed"], bytes_sent=totals["bytes"], stopped=stop.is_set())
+        collect(list(in_flight))
+    if ledger is not None and records:
+        ledger.record(records)
+    return RunSummary(run.ok, run.failed, run.skipped, run.sent, control.stop.is_set(), control.reason)

@@ -1,0 +1,45 @@
+"""What the runner tells its caller, through one callback. Returning False from it stops the run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FileStarted:
+    item_id: int
+    size: int
+
+
+@dataclass(frozen=True)
+class BytesSent:
+    item_id: int
+    count: int
+    resumed: bool = False  # verified bytes of a partial file kept from an earlier attempt
+
+
+@dataclass(frozen=True)
+class FileRetrying:
+    item_id: int
+    attempt: int  # the attempt that failed
+    delay: float  # seconds before the next one
+    error_code: str
+    error: str
+
+
+@dataclass(frozen=True)
+class FileFinished:
+    item_id: int
+    ok: bool
+    size: int = 0
+    checksum: str = ""
+    error_code: str = ""
+    error: str = ""
+    skipped: bool = False  # unchanged since the ledger's record: nothing was sent
+    attempts: int = 1
+    mtime_ns: int = 0
+
+
+Event = FileStarted | BytesSent | FileRetrying | FileFinished
+Report = Callable[[Event], bool | None]

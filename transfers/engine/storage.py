@@ -1,0 +1,188 @@
+"""Storage backends behind one small protocol, and the local filesystem backend.
+
+A backend stores files by server path (relative to its root, never escaping it). Writes go to a
+partial file that can be reopened at an offset (resume) and is renamed into place only by
+`finalize`, after its size and checksum were verified.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from transfers.engine import hashing
+from transfers.engine.paths import clean_server_path, server_target
+
+PARTIAL_SUFFIX = ".rvpart"
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    path: str  # storage-relative, `/`-separated
+    size: int
+    mtime_ns: int
+
+
+class VerifyFailed(Exception):
+    """What arrived is not what was sent (size or checksum); the partial file is discarded."""
+
+
+class Storage(Protocol):
+    def stat(self, path: str) -> StoredFile | None: ...
+    def list(self, prefix: str = "") -> Iterator[StoredFile]: ...
+    def partial_size(self, path: str) -> int: ...
+    def open_partial(self, path: str, offset: int, *, size: int | None = None) -> BinaryIO: ...
+    def partial_digest(self, path: str, start: int, length: int) -> bytes: ...
+    def finalize(self, path: str, *, size: int, checksum: str) -> None: ...
+    def discard_partial(self, path: str) -> None: ...
+    def read_marker(self, path: str) -> bytes | None: ...
+    def write_marker(self, path: str, data: bytes) -> None: ...
+    def remove(self, path: str) -> None: ...
+    def free_space(self) -> int: ...
+    def sync(self) -> None: ...
+    def native_path(self, path: str) -> Path | None: ...
+
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+class LocalStorage:
+    """A folder on this machine (the local farm's input/output/config areas)."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _final(self, path: str) -> Path:
+        return server_target(self.root, path)
+
+    def _partial(self, path: str) -> Path:
+        final = self._final(path)
+        return final.with_name(f".{final.name}{PARTIAL_SUFFIX}")
+
+    def native_path(self, path: str) -> Path | None:
+        """Where the final file lives on this machine's disk (enables the kernel copy path)."""
+        return self._final(path)
+
+    def stat(self, path: str) -> StoredFile | None:
+        try:
+            info = os.stat(self._final(path))
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        return StoredFile(clean_server_path(path), info.st_size, info.st_mtime_ns)
+
+    def list(self, prefix: str = "") -> Iterator[StoredFile]:
+        base = self.root / clean_server_path(prefix) if prefix.strip("/") else self.root
+        for folder, dirs, files in os.walk(base):
+            dirs.sort()
+            for name in sorted(files):
+                if name.endswith(PARTIAL_SUFFIX):
+                    continue
+                full = Path(folder) / name
+                info = full.stat()
+                yield StoredFile(full.relative_to(self.root).as_posix(), info.st_size, info.st_mtime_ns)
+
+    def partial_size(self, path: str) -> int:
+        try:
+            return os.stat(self._partial(path)).st_size
+        except FileNotFoundError:
+            return 0
+
+    def open_partial(self, path: str, offset: int, *, size: int | None = None) -> BinaryIO:
+        """The partial file, cut to `offset` and positioned there; `size` preallocates (parallel ranges)."""
+        partial = self._partial(path)
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(partial, "r+b" if partial.exists() else "w+b", buffering=0)  # noqa: SIM115 - the caller closes it
+        try:
+            if size is None:
+                handle.truncate(offset)
+            elif os.fstat(handle.fileno()).st_size != size:
+                handle.truncate(size)
+            handle.seek(offset)
+        except BaseException:
+            handle.close()
+            raise
+        return handle
+
+    def partial_digest(self, path: str, start: int, length: int) -> bytes:
+        fd = os.open(self._partial(path), os.O_RDONLY)
+        try:
+            return hashing.hash_range(fd, start, length)
+        finally:
+            os.close(fd)
+
+    def finalize(self, path: str, *, size: int, checksum: str) -> None:
+        partial, final = self._partial(path), self._final(path)
+        actual = os.stat(partial).st_size
+        if actual != size:
+            self.discard_partial(path)
+            raise VerifyFailed(f"{path}: {actual} bytes arrived, {size} were sent")
+        arrived = hashing.file_checksum(partial, like=checksum)
+        if arrived != checksum:
+            self.discard_partial(path)
+            raise VerifyFailed(f"{path}: checksum at the destination {arrived} differs from the sent {checksum}")
+        if size >= _FSYNC_AT_LEAST:
+            _fsync_path(partial)  # small files are made durable in bulk by sync()
+        os.replace(partial, final)
+        self._marker(path).unlink(missing_ok=True)
+
+    def discard_partial(self, path: str) -> None:
+        self._partial(path).unlink(missing_ok=True)
+        self._marker(path).unlink(missing_ok=True)
+
+    def _marker(self, path: str) -> Path:
+        partial = self._partial(path)
+        return partial.with_name(partial.name + ".ranges")
+
+    def read_marker(self, path: str) -> bytes | None:
+        """What a parallel-range send recorded about its finished ranges (for resume)."""
+        try:
+            return self._marker(path).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write_marker(self, path: str, data: bytes) -> None:
+        marker = self._marker(path)
+        temporary = marker.with_name(marker.name + ".tmp")
+        temporary.write_bytes(data)
+        os.replace(temporary, marker)
+
+    def remove(self, path: str) -> None:
+        self._final(path).unlink(missing_ok=True)
+
+    def free_space(self) -> int:
+        info = os.statvfs(self.root)
+        return info.f_bavail * info.f_frsize
+
+    def sync(self) -> None:
+        """Flush every finished file of this filesystem to disk (one syncfs instead of one fsync each)."""
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            if _libc.syncfs(fd) != 0:
+                code = ctypes.get_errno()
+                raise OSError(code, os.strerror(code))
+        finally:
+            os.close(fd)
+
+
+_FSYNC_AT_LEAST = 4 << 20  # per-file fsync costs ~0.3 ms here: worth it only for files this big
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:  # some filesystems (tmpfs) refuse fsync; nothing to flush there
+            raise
+    finally:
+        os.close(fd)

@@ -1,0 +1,49 @@
+"""The engine's upload ledger, kept in the database (UploadRecord), one instance per account and area."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from django.utils import timezone
+
+from transfers.engine.ledger import LedgerRecord
+from transfers.models import UploadRecord
+
+_QUERY_BATCH = 500  # stays under SQLite's bound-parameter limit with room to spare
+
+
+class DbLedger:
+    def __init__(self, *, account_id: int, area: str) -> None:
+        self.account_id = account_id
+        self.area = area
+
+    def lookup(self, servers: Sequence[str]) -> dict[str, LedgerRecord]:
+        found: dict[str, LedgerRecord] = {}
+        for start in range(0, len(servers), _QUERY_BATCH):
+            rows = UploadRecord.objects.filter(
+                account_id=self.account_id, area=self.area, server__in=servers[start : start + _QUERY_BATCH]
+            ).values_list("server", "local", "size", "mtime_ns", "checksum")
+            found.update((row[0], LedgerRecord(*row)) for row in rows)
+        return found
+
+    def record(self, records: Sequence[LedgerRecord]) -> None:
+        now = timezone.now()
+        UploadRecord.objects.bulk_create(
+            [
+                UploadRecord(
+                    account_id=self.account_id,
+                    area=self.area,
+                    server=r.server,
+                    local=r.local,
+                    size=r.size,
+                    mtime_ns=r.mtime_ns,
+                    checksum=r.checksum,
+                    uploaded_at=now,
+                )
+                for r in records
+            ],
+            update_conflicts=True,
+            unique_fields=["account", "area", "server"],
+            update_fields=["local", "size", "mtime_ns", "checksum", "uploaded_at"],
+            batch_size=_QUERY_BATCH,
+        )
