@@ -89,7 +89,8 @@ def open_source(src: Path) -> tuple[int, os.stat_result]:
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
-        raise SendFailed("not_a_file", f"local path is not a regular file: {src}")
+        reason = "a folder, not a file" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        raise SendFailed("not_a_file", f"local path is {reason}: {src}")
     os.set_blocking(fd, True)
     return fd, info
 
