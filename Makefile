@@ -32,6 +32,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy transfers/engine
+	RVWEB_DATA_DIR=$${RVWEB_DATA_DIR:-$(CURDIR)/var/test} $(BIN)/python manage.py makemigrations --check --dry-run >/dev/null || (echo "models changed without a migration: run manage.py makemigrations"; exit 1)
 
 # Tests keep their own data dir (test database file, embedded Redis socket) apart from `make run`'s.
 test: $(STAMP) chromium lint

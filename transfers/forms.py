@@ -5,8 +5,14 @@ from transfers.models import FarmAccount
 
 class ManifestImportForm(forms.Form):
     name = forms.CharField(max_length=200)
-    account = forms.ModelChoiceField(queryset=FarmAccount.objects.order_by("name"))
+    account = forms.ModelChoiceField(queryset=FarmAccount.objects.order_by("name"), label="Farm account")
     file = forms.FileField(label="upload.json", help_text='{"asset": [{"local": "/abs/path", "server": "/D/path"}]}')
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        accounts = list(FarmAccount.objects.order_by("name")[:2])
+        if len(accounts) == 1:
+            self.fields["account"].initial = accounts[0].pk  # nothing to choose
 
 
 class FarmAccountForm(forms.ModelForm):

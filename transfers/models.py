@@ -125,6 +125,19 @@ class TransferJob(models.Model):
         return self.status in self.TERMINAL
 
     @property
+    def duration(self) -> float | None:
+        """Seconds from start to finish, for a finished job."""
+        if self.started_at and self.finished_at:
+            return max(0.0, (self.finished_at - self.started_at).total_seconds())
+        return None
+
+    @property
+    def average_speed(self) -> float | None:
+        """Bytes per second over the whole run, for a finished job."""
+        duration = self.duration
+        return self.bytes_done / duration if duration else None
+
+    @property
     def percent(self) -> int:
         if self.bytes_total:
             return min(100, int(self.bytes_done * 100 / self.bytes_total))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -33,7 +34,9 @@ def manifest_list(request: HttpRequest) -> HttpResponse:
         except ManifestInvalid as exc:
             problems = [str(p) for p in exc.problems[:100]]
         else:
-            messages.success(request, f"Imported {manifest.entry_count} entries.")
+            missing = manifest.entries.filter(size__isnull=True).count()
+            note = f" {missing} of the local files are missing now and will fail unless they appear." if missing else ""
+            messages.success(request, f"Imported {manifest.entry_count} entries.{note}")
             return redirect("manifest-detail", pk=manifest.pk)
     manifests = Manifest.objects.select_related("account")[:100]
     return render(request, "transfers/manifest_list.html", {"manifests": manifests, "form": form, "problems": problems})
@@ -42,8 +45,8 @@ def manifest_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def manifest_detail(request: HttpRequest, pk: int) -> HttpResponse:
     manifest = get_object_or_404(Manifest.objects.select_related("account"), pk=pk)
-    entries = manifest.entries.all()[:_ENTRIES_SHOWN]
-    return render(request, "transfers/manifest_detail.html", {"manifest": manifest, "entries": entries, "shown": _ENTRIES_SHOWN})
+    page = Paginator(manifest.entries.all(), _ENTRIES_SHOWN).get_page(request.GET.get("page"))
+    return render(request, "transfers/manifest_detail.html", {"manifest": manifest, "page": page})
 
 
 @login_required

@@ -42,8 +42,12 @@ function showProgress(p) {
   $("job-bar").querySelector(".fill").style.width = `${percent}%`;
   $("job-percent").textContent = `${percent}%`;
   $("job-bytes").textContent = `${size(done)} of ${size(total)}`;
-  $("job-files").textContent = `${p.files_done} of ${p.files_total} done` + (p.files_failed ? `, ${p.files_failed} failed` : "");
-  if (p.speed !== undefined) $("job-speed").textContent = `${size(p.speed)}/s`;
+  $("job-files").textContent = `${p.files_done} of ${p.files_total} done`
+    + (p.files_skipped ? ` (${p.files_skipped} unchanged, skipped)` : "")
+    + (p.files_failed ? `, ${p.files_failed} failed` : "");
+  $("job-hint").hidden = p.status !== "queued";
+  if (TERMINAL.has(p.status) && p.average_speed != null) $("job-speed").textContent = `${size(p.average_speed)}/s average`;
+  else if (p.speed !== undefined && !TERMINAL.has(p.status)) $("job-speed").textContent = `${size(p.speed)}/s`;
   if (p.eta !== undefined) $("job-eta").textContent = TERMINAL.has(p.status) ? "—" : duration(p.eta);
   if (p.status) showStatus(p.status);
 }
@@ -59,6 +63,10 @@ async function refreshFailures() {
 async function fetchJob() {
   try {
     const response = await fetch(root.dataset.api, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (response.status === 401 || response.status === 403 || response.status === 404) {
+      signedOut();
+      return null;
+    }
     if (!response.ok) return null;
     const job = await response.json();
     showProgress(job);
@@ -67,6 +75,13 @@ async function fetchJob() {
   } catch (error) {
     return null; // network trouble: the next round may get through
   }
+}
+
+function signedOut() {
+  // The session ended (or the job is no longer ours to see): polling cannot help.
+  finished = true;
+  clearTimeout(pollTimer);
+  $("job-live").innerHTML = 'signed out: <a href="/login/?next=' + encodeURIComponent(window.location.pathname) + '">log in again</a>';
 }
 
 async function pollWhileDown() {
@@ -101,9 +116,13 @@ function connect() {
       if (TERMINAL.has(message.status)) finish(message.status);
     }
   });
-  socket.addEventListener("close", () => {
+  socket.addEventListener("close", (event) => {
     socket = null;
     if (finished) return;
+    if (event.code === 4401 || event.code === 4403) {
+      signedOut();
+      return;
+    }
     $("job-live").textContent = "connection lost; polling";
     pollWhileDown();
   });

@@ -31,17 +31,25 @@ class ManifestImportSerializer(serializers.Serializer):
 
 
 class JobOptionsSerializer(serializers.Serializer):
+    """The SDK's transfer options, with its names and units."""
+
     pool_size = serializers.IntegerField(min_value=1, max_value=64, required=False)
+    max_speed = serializers.IntegerField(min_value=1, required=False, help_text="KB/s, as in the SDK")
+    upload_num = serializers.IntegerField(min_value=1, max_value=10, required=False, help_text="attempts per file")
+    is_db = serializers.BooleanField(required=False, help_text="skip files unchanged since their last upload")
 
 
 class TransferJobSerializer(serializers.ModelSerializer):
     percent = serializers.IntegerField(read_only=True)
+    duration = serializers.FloatField(read_only=True)
+    average_speed = serializers.FloatField(read_only=True)
     is_terminal = serializers.BooleanField(read_only=True)
 
     class Meta:
         model = TransferJob
         fields = [
             "id", "kind", "status", "is_terminal", "account", "manifest", "options", "created_at", "started_at",
-            "finished_at", "files_total", "files_done", "files_failed", "bytes_total", "bytes_done", "percent", "error",
+            "finished_at", "files_total", "files_done", "files_failed", "files_skipped", "bytes_total", "bytes_done",
+            "percent", "duration", "average_speed", "error",
         ]  # fmt: skip
         read_only_fields = fields
