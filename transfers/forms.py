@@ -25,3 +25,22 @@ class FarmAccountForm(forms.ModelForm):
     class Meta:
         model = FarmAccount
         fields = ["name", "kind", "access_id", "access_key", "domain", "platform"]
+
+
+class UploadOptionsForm(forms.Form):
+    """The SDK's upload_asset options, with its names and units."""
+
+    max_speed = forms.IntegerField(required=False, min_value=1, label="max_speed (KB/s)", help_text="Empty: no limit.")
+    pool_size = forms.IntegerField(required=False, min_value=1, max_value=64, initial=4, label="pool_size (files at once)")
+    is_db = forms.BooleanField(required=False, initial=True, label="is_db: skip files unchanged since their last upload")
+
+    def options(self) -> dict[str, object]:
+        data = self.cleaned_data
+        chosen = {"pool_size": data.get("pool_size") or 4, "is_db": bool(data.get("is_db"))}
+        if data.get("max_speed"):
+            chosen["max_speed"] = data["max_speed"]
+        return chosen
+
+
+class SpeedForm(forms.Form):
+    max_speed = forms.IntegerField(required=False, min_value=1, label="max_speed (KB/s)", help_text="Empty: no limit.")

@@ -144,5 +144,25 @@ def job_transition(*, job_id: int, to: str, allowed_from: Iterable[str] | None =
     return bool(changed)
 
 
+def job_set_max_speed(*, job: TransferJob, max_speed: int | None, user: User, request: HttpRequest | None = None) -> None:
+    """Change a job's speed limit (KB/s, None for none); a running worker applies it within a second."""
+    with transaction.atomic():
+        locked = TransferJob.objects.select_for_update().get(pk=job.pk)
+        before = locked.options.get("max_speed")
+        options = {key: value for key, value in locked.options.items() if key != "max_speed"}
+        if max_speed:
+            options["max_speed"] = max_speed
+        TransferJob.objects.filter(pk=job.pk).update(options=options)
+        audit_record(
+            actor=user,
+            action="job.max_speed",
+            target=job,
+            request=request,
+            before={"max_speed": before},
+            after={"max_speed": max_speed},
+        )
+    job.options = options
+
+
 def job_start(*, job_id: int) -> bool:
     return job_transition(job_id=job_id, to=TransferJob.Status.RUNNING, started_at=timezone.now())

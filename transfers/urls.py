@@ -8,4 +8,5 @@ urlpatterns = [
     path("manifests/<int:pk>/upload", views.manifest_upload, name="manifest-upload"),
     path("jobs/", views.job_list, name="job-list"),
     path("jobs/<int:pk>/", views.job_detail, name="job-detail"),
+    path("jobs/<int:pk>/speed", views.job_speed, name="job-speed"),
 ]

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 
 from transfers import services
 from transfers.engine.manifest import ManifestInvalid
-from transfers.forms import ManifestImportForm
+from transfers.forms import ManifestImportForm, SpeedForm, UploadOptionsForm
 from transfers.models import Manifest, TransferItem
 
 _ENTRIES_SHOWN = 200
@@ -46,14 +46,33 @@ def manifest_list(request: HttpRequest) -> HttpResponse:
 def manifest_detail(request: HttpRequest, pk: int) -> HttpResponse:
     manifest = get_object_or_404(Manifest.objects.select_related("account"), pk=pk)
     page = Paginator(manifest.entries.all(), _ENTRIES_SHOWN).get_page(request.GET.get("page"))
-    return render(request, "transfers/manifest_detail.html", {"manifest": manifest, "page": page})
+    context = {"manifest": manifest, "page": page, "options": UploadOptionsForm()}
+    return render(request, "transfers/manifest_detail.html", context)
 
 
 @login_required
 @require_POST
 def manifest_upload(request: HttpRequest, pk: int) -> HttpResponse:
     manifest = get_object_or_404(Manifest, pk=pk)
-    job = services.job_create_upload(manifest=manifest, user=request.user, request=request)
+    form = UploadOptionsForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Upload options: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+        return redirect("manifest-detail", pk=manifest.pk)
+    job = services.job_create_upload(manifest=manifest, user=request.user, request=request, options=form.options())
+    return redirect("job-detail", pk=job.pk)
+
+
+@login_required
+@require_POST
+def job_speed(request: HttpRequest, pk: int) -> HttpResponse:
+    job = get_object_or_404(services.jobs_visible_to(user=request.user), pk=pk)
+    form = SpeedForm(request.POST)
+    if not form.is_valid() or job.is_terminal:
+        messages.error(request, "The speed limit must be a whole number of KB/s, on a job that is still running.")
+    else:
+        services.job_set_max_speed(job=job, max_speed=form.cleaned_data["max_speed"], user=request.user, request=request)
+        limit = form.cleaned_data["max_speed"]
+        messages.success(request, f"Speed limit set to {limit} KB/s." if limit else "Speed limit removed.")
     return redirect("job-detail", pk=job.pk)
 
 
@@ -67,4 +86,5 @@ def job_list(request: HttpRequest) -> HttpResponse:
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(services.jobs_visible_to(user=request.user), pk=pk)
     failures = job.items.filter(state=TransferItem.State.FAILED).order_by("number")[:_FAILURES_SHOWN]
-    return render(request, "transfers/job_detail.html", {"job": job, "failures": failures})
+    speed = SpeedForm(initial={"max_speed": job.options.get("max_speed")})
+    return render(request, "transfers/job_detail.html", {"job": job, "failures": failures, "speed": speed})

@@ -95,3 +95,37 @@ def test_a_redelivered_task_does_not_run_a_finished_job_again(celery_worker, all
 
     job.refresh_from_db()
     assert (job.status, job.finished_at, job.files_done) == (TransferJob.Status.COMPLETED, finished_at, 3)
+
+
+def test_a_second_manifest_of_unchanged_files_sends_nothing(celery_worker, allowed_dir):
+    user = get_user_model().objects.create_user("lead4", password="pw-lead-123")
+    account = FarmAccount.objects.create(name="farm4")
+    files = _tree(allowed_dir, 30)
+    first = services.job_create_upload(manifest=_manifest(account, files, user), user=user)
+    wait_for(lambda: _finished(first), timeout=120, what="first job to end")
+
+    second = services.job_create_upload(manifest=_manifest(account, files, user), user=user)
+    wait_for(lambda: _finished(second), timeout=120, what="second job to end")
+
+    assert (second.status, second.files_done, second.files_skipped) == (TransferJob.Status.COMPLETED, 30, 30)
+    assert set(second.items.values_list("state", flat=True)) == {TransferItem.State.SKIPPED}
+
+
+def test_lifting_the_speed_limit_of_a_running_job_takes_effect_at_once(celery_worker, allowed_dir):
+    user = get_user_model().objects.create_user("lead5", password="pw-lead-123")
+    account = FarmAccount.objects.create(name="farm5")
+    big = allowed_dir / "big.bin"
+    big.write_bytes(os.urandom(8 << 20))  # 80 s at the 100 KB/s limit below
+    manifest = _manifest(account, [big], user)
+    job = services.job_create_upload(manifest=manifest, user=user, options={"max_speed": 100})
+
+    def started() -> bool:
+        job.refresh_from_db()
+        return job.bytes_done > 0
+
+    wait_for(started, timeout=60, what="the limited transfer to start")
+    services.job_set_max_speed(job=job, max_speed=None, user=user)
+    wait_for(lambda: _finished(job), timeout=30, what="the unlimited transfer to end")
+
+    assert job.status == TransferJob.Status.COMPLETED
+    assert (services.farm_storage(account=account).area("input") / str(big).lstrip("/")).read_bytes() == big.read_bytes()

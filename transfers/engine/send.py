@@ -114,7 +114,9 @@ class _Span:
         while position < end:
             if self.stop.is_set():
                 raise Stopped()
-            count = min(self.options.kernel_chunk if self.kernel else self.options.chunk, end - position)
+            if self.kernel and self.bucket.rate:
+                self.kernel = False  # a limit was set mid-file: the kernel path cannot honour it
+            count = min(self.options.kernel_chunk if self.kernel else self._chunk(), end - position)
             if self.kernel:
                 count = self._kernel(position, count)
                 data = self._read(position, count)  # from the page cache the copy just filled
@@ -131,6 +133,11 @@ class _Span:
             digest.update(data)
             position += count
             self.on_bytes(count, False)
+
+    def _chunk(self) -> int:
+        """Under a speed limit, chunks of ~0.1 s of allowance: a new limit applies within that time."""
+        rate = self.bucket.rate
+        return self.options.chunk if not rate else max(4096, min(self.options.chunk, int(rate / 10)))
 
     def _read(self, position: int, count: int) -> bytes:
         try:
