@@ -15,15 +15,17 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from redis.lock import Lock
 
 from transfers import progress
-from transfers.engine.events import Event, FileFinished
+from transfers.engine.events import Event, FileFinished, FileStarted
 from transfers.engine.runner import Control, FileTask, RunSummary, TransferOptions, run_upload
 from transfers.engine.storage import LocalStorage
 from transfers.engine.tracker import Tracker
 from transfers.ledger import DbLedger
+from transfers.locks import job_lock
 from transfers.models import TransferItem, TransferJob
-from transfers.services import farm_storage, job_start, job_transition
+from transfers.services import farm_storage, job_recount, job_start, job_transition
 
 logger = logging.getLogger(__name__)
 
@@ -40,15 +42,28 @@ class _Recorder:
         self.job = job
         self.storage = storage
         self.expected = expected
-        self.tracker = Tracker(files_total=job.files_total, bytes_total=job.bytes_total, expected=expected)
+        self.tracker = Tracker(
+            files_total=job.files_total,
+            bytes_total=job.bytes_total,
+            expected=expected,
+            files_done=job.files_done,
+            files_skipped=job.files_skipped,
+            files_failed=job.files_failed,
+            bytes_done=job.bytes_done,
+        )
         self._lock = threading.Lock()
         self._finished: list[FileFinished] = []
+        self.started: set[int] = set()  # items that may have left a partial file
 
     def __call__(self, event: Event) -> None:
         self.tracker(event)
-        if isinstance(event, FileFinished):
+        if isinstance(event, FileStarted):
+            with self._lock:
+                self.started.add(event.item_id)
+        elif isinstance(event, FileFinished):
             with self._lock:
                 self._finished.append(event)
+                self.started.discard(event.item_id)
 
     def backlog(self) -> int:
         with self._lock:
@@ -106,9 +121,11 @@ def transfer_options(options: dict[str, Any]) -> TransferOptions:
     return TransferOptions(pool_size=int(options.get("pool_size", 4)), attempts=int(options.get("upload_num", 3)))
 
 
+# Statuses a user's action puts a running job in (queued: a pause and a resume between two looks).
+_USER_STOPS = {TransferJob.Status.PAUSED, TransferJob.Status.CANCELLED, TransferJob.Status.QUEUED}
+
+
 def _final_status(summary: RunSummary) -> str:
-    if summary.stopped and summary.stop_reason.startswith("stopped by"):
-        return TransferJob.Status.CANCELLED
     if summary.files_failed == 0 and not summary.stopped:
         return TransferJob.Status.COMPLETED
     if summary.files_ok == 0:
@@ -117,24 +134,29 @@ def _final_status(summary: RunSummary) -> str:
 
 
 def job_run(*, job_id: int) -> None:
-    """Run a queued upload job to its end. A job that is not queued (a redelivery) is left alone."""
-    if not job_start(job_id=job_id):
-        logger.info("job %s is not queued; nothing to do", job_id)
-        return
-    job = TransferJob.objects.select_related("account").get(pk=job_id)
-    try:
-        _run(job)
-    except Exception as exc:
-        logger.exception("job %s failed", job_id)
-        job_transition(
-            job_id=job_id,
-            to=TransferJob.Status.FAILED,
-            finished_at=timezone.now(),
-            error=f"internal error ({type(exc).__name__}); see the worker log",
-        )
+    """Run a queued upload job to its end. A job that is not queued (a redelivery) is left alone.
+
+    Raises JobBusy while an earlier run of the same job is still stopping (the task retries).
+    """
+    with job_lock(job_id) as lease:
+        if not job_start(job_id=job_id):
+            logger.info("job %s is not queued; nothing to do", job_id)
+            return
+        job_recount(job_id=job_id)  # a resumed or retried job starts from what its items say
+        job = TransferJob.objects.select_related("account").get(pk=job_id)
+        try:
+            _run(job, lease)
+        except Exception as exc:
+            logger.exception("job %s failed", job_id)
+            job_transition(
+                job_id=job_id,
+                to=TransferJob.Status.FAILED,
+                finished_at=timezone.now(),
+                error=f"internal error ({type(exc).__name__}); see the worker log",
+            )
 
 
-def _run(job: TransferJob) -> None:
+def _run(job: TransferJob, lease: Lock) -> None:
     storage = LocalStorage(farm_storage(account=job.account).area("input"))
     rows = job.items.filter(state=TransferItem.State.PENDING).values_list("pk", "local", "server", "size")
     tasks, expected = [], {}
@@ -171,21 +193,48 @@ def _run(job: TransferJob) -> None:
         throttle.offer(recorder.message(TransferJob.Status.RUNNING))
         if time.monotonic() - last_write >= _DB_EVERY or recorder.backlog() >= _DB_BATCH:
             recorder.write()
-            _apply_live_options(job, control)
+            _follow_user(job, control)
+            lease.reacquire()  # renew the lease: this run is alive
             last_write = time.monotonic()
     recorder.write()
     if "error" in outcome:
         raise outcome["error"]  # type: ignore[misc]
     summary = outcome["summary"]
     assert isinstance(summary, RunSummary)
+    if summary.stopped and control.reason in _USER_STOPS:
+        # The user's transition already happened (and was published); only tidy up after a cancel.
+        if control.reason == TransferJob.Status.CANCELLED:
+            for item in job.items.filter(pk__in=recorder.started).values_list("server", flat=True):
+                storage.discard_partial(item)
+        throttle.flush()
+        return
     status = _final_status(summary)
     throttle.offer(recorder.message(status))
     throttle.flush()
     job_transition(job_id=job.pk, to=status, finished_at=timezone.now(), error=summary.stop_reason if summary.stopped else "")
 
 
-def _apply_live_options(job: TransferJob, control: Control) -> None:
-    options = TransferJob.objects.filter(pk=job.pk).values_list("options", flat=True).first() or {}
+def _follow_user(job: TransferJob, control: Control) -> None:
+    """Apply what a user changed since the last look: the speed limit, a pause, a cancel."""
+    row = TransferJob.objects.filter(pk=job.pk).values_list("options", "status").first()
+    if row is None:
+        control.request_stop(TransferJob.Status.CANCELLED)  # the job was deleted
+        return
+    options, status = row
+    if status != TransferJob.Status.RUNNING:
+        # Only this run moves the job on from running: any other status is a user's pause or cancel
+        # (or a pause and a resume so quick that we only see "queued").
+        control.request_stop(status)
     if options.get("max_speed") != job.options.get("max_speed"):
         control.set_max_speed(options.get("max_speed"))
         job.options = options
+
+
+def job_discard_partials(*, job_id: int) -> None:
+    """Remove the partial files a cancelled (paused) job left; finished files stay."""
+    job = TransferJob.objects.select_related("account").filter(pk=job_id, status=TransferJob.Status.CANCELLED).first()
+    if job is None:
+        return
+    storage = LocalStorage(farm_storage(account=job.account).area("input"))
+    for server in job.items.filter(state=TransferItem.State.PENDING).values_list("server", flat=True).iterator(chunk_size=2000):
+        storage.discard_partial(server)

@@ -72,11 +72,17 @@ class TransferJob(models.Model):
     Statuses and the only transitions allowed between them (each a conditional UPDATE, see
     services.job_transition, so a redelivered or duplicated task changes nothing):
 
-        queued   -> running | cancelled
-        running  -> completed | completed_with_errors | failed | cancelled
+        queued                         -> running | cancelled
+        running                        -> completed | completed_with_errors | failed | cancelled | paused
+        paused                         -> queued (resume) | cancelled
+        completed_with_errors | failed -> queued (retry the failed items)
 
     completed: every item arrived. completed_with_errors: some items failed, the rest arrived.
     failed: nothing arrived, or the job as a whole could not run (the error says why).
+    paused: the worker stopped between chunks; partial files are kept and resume at their offset.
+    cancelled: stopped for good; partial files are removed, finished files stay.
+    A user's pause or cancel is a transition made by the web process; the worker notices it within a
+    second and stops, and its own final transition (from running) then changes nothing.
     """
 
     class Kind(models.TextChoices):
@@ -89,12 +95,18 @@ class TransferJob(models.Model):
         COMPLETED_WITH_ERRORS = "completed_with_errors", "Completed with errors"
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
+        PAUSED = "paused", "Paused"
 
-    ACTIVE = frozenset({Status.QUEUED, Status.RUNNING})
+    ACTIVE = frozenset({Status.QUEUED, Status.RUNNING, Status.PAUSED})
     TERMINAL = frozenset({Status.COMPLETED, Status.COMPLETED_WITH_ERRORS, Status.FAILED, Status.CANCELLED})
     TRANSITIONS: dict[str, frozenset[str]] = {
         Status.QUEUED: frozenset({Status.RUNNING, Status.CANCELLED}),
-        Status.RUNNING: frozenset({Status.COMPLETED, Status.COMPLETED_WITH_ERRORS, Status.FAILED, Status.CANCELLED}),
+        Status.RUNNING: frozenset(
+            {Status.COMPLETED, Status.COMPLETED_WITH_ERRORS, Status.FAILED, Status.CANCELLED, Status.PAUSED}
+        ),
+        Status.PAUSED: frozenset({Status.QUEUED, Status.CANCELLED}),
+        Status.COMPLETED_WITH_ERRORS: frozenset({Status.QUEUED}),
+        Status.FAILED: frozenset({Status.QUEUED}),
     }
 
     kind = models.CharField(max_length=40, choices=Kind.choices, default=Kind.UPLOAD_ASSET)

@@ -14,7 +14,8 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce, Now
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -165,4 +166,110 @@ def job_set_max_speed(*, job: TransferJob, max_speed: int | None, user: User, re
 
 
 def job_start(*, job_id: int) -> bool:
-    return job_transition(job_id=job_id, to=TransferJob.Status.RUNNING, started_at=timezone.now())
+    # The first start is kept across a pause and a resume.
+    return job_transition(job_id=job_id, to=TransferJob.Status.RUNNING, started_at=Coalesce("started_at", Now()))
+
+
+def job_recount(*, job_id: int) -> None:
+    """Set the job's counters from its items (before a resume or a retry), so progress starts exact."""
+    done_states = [TransferItem.State.DONE, TransferItem.State.SKIPPED]
+    totals = TransferItem.objects.filter(job_id=job_id).aggregate(
+        done=Count("pk", filter=Q(state__in=done_states)),
+        skipped=Count("pk", filter=Q(state=TransferItem.State.SKIPPED)),
+        failed=Count("pk", filter=Q(state=TransferItem.State.FAILED)),
+        bytes_done=Sum("bytes_done", filter=Q(state__in=done_states)),
+        bytes_pending=Sum("size", filter=Q(state=TransferItem.State.PENDING)),
+    )
+    bytes_done = totals["bytes_done"] or 0
+    TransferJob.objects.filter(pk=job_id).update(
+        files_done=totals["done"],
+        files_skipped=totals["skipped"],
+        files_failed=totals["failed"],
+        bytes_done=bytes_done,
+        bytes_total=bytes_done + (totals["bytes_pending"] or 0),
+    )
+
+
+def _job_act(
+    *, job: TransferJob, to: str, allowed_from: set[str], action: str, user: User, request: HttpRequest | None, **fields: Any
+) -> bool:
+    before = job.status
+    with transaction.atomic():
+        if not job_transition(job_id=job.pk, to=to, allowed_from=allowed_from, **fields):
+            return False
+        audit_record(actor=user, action=action, target=job, request=request, before={"status": before}, after={"status": to})
+    job.status = to
+    return True
+
+
+def job_pause(*, job: TransferJob, user: User, request: HttpRequest | None = None) -> bool:
+    """Ask the worker to stop between chunks; partial files stay and resume at their offset."""
+    return _job_act(
+        job=job,
+        to=TransferJob.Status.PAUSED,
+        allowed_from={TransferJob.Status.RUNNING},
+        action="job.pause",
+        user=user,
+        request=request,
+    )
+
+
+def job_resume(*, job: TransferJob, user: User, request: HttpRequest | None = None) -> bool:
+    from transfers.tasks import run_job
+
+    with transaction.atomic():
+        resumed = _job_act(
+            job=job,
+            to=TransferJob.Status.QUEUED,
+            allowed_from={TransferJob.Status.PAUSED},
+            action="job.resume",
+            user=user,
+            request=request,
+        )
+        if resumed:
+            transaction.on_commit(lambda: run_job.delay(job.pk))
+    return resumed
+
+
+def job_cancel(*, job: TransferJob, user: User, request: HttpRequest | None = None) -> bool:
+    """Stop for good. A running worker removes its partial files; for a paused job a task does."""
+    from transfers.tasks import discard_partials
+
+    was_paused = job.status == TransferJob.Status.PAUSED
+    with transaction.atomic():
+        cancelled = _job_act(
+            job=job,
+            to=TransferJob.Status.CANCELLED,
+            allowed_from=set(TransferJob.ACTIVE),
+            action="job.cancel",
+            user=user,
+            request=request,
+            finished_at=timezone.now(),
+        )
+        if cancelled and was_paused:
+            transaction.on_commit(lambda: discard_partials.delay(job.pk))
+    return cancelled
+
+
+def job_retry(*, job: TransferJob, user: User, request: HttpRequest | None = None) -> bool:
+    """Send the failed files of a finished job again (with the same options)."""
+    from transfers.tasks import run_job
+
+    with transaction.atomic():
+        retried = _job_act(
+            job=job,
+            to=TransferJob.Status.QUEUED,
+            allowed_from={TransferJob.Status.COMPLETED_WITH_ERRORS, TransferJob.Status.FAILED},
+            action="job.retry",
+            user=user,
+            request=request,
+            finished_at=None,
+            error="",
+        )
+        if retried:
+            job.items.filter(state=TransferItem.State.FAILED).update(
+                state=TransferItem.State.PENDING, error="", error_code="", attempts=0
+            )
+            job_recount(job_id=job.pk)
+            transaction.on_commit(lambda: run_job.delay(job.pk))
+    return retried

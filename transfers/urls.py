@@ -9,4 +9,5 @@ urlpatterns = [
     path("jobs/", views.job_list, name="job-list"),
     path("jobs/<int:pk>/", views.job_detail, name="job-detail"),
     path("jobs/<int:pk>/speed", views.job_speed, name="job-speed"),
+    path("jobs/<int:pk>/<slug:action>", views.job_action, name="job-action"),
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -73,6 +73,28 @@ def job_speed(request: HttpRequest, pk: int) -> HttpResponse:
         services.job_set_max_speed(job=job, max_speed=form.cleaned_data["max_speed"], user=request.user, request=request)
         limit = form.cleaned_data["max_speed"]
         messages.success(request, f"Speed limit set to {limit} KB/s." if limit else "Speed limit removed.")
+    return redirect("job-detail", pk=job.pk)
+
+
+JOB_ACTIONS = {
+    "pause": (services.job_pause, "Pausing: the worker stops within a second; partial files are kept."),
+    "resume": (services.job_resume, "Resumed: the job is queued again and continues where it stopped."),
+    "cancel": (services.job_cancel, "Cancelled: files already sent stay; partial files are removed."),
+    "retry": (services.job_retry, "Retrying the failed files."),
+}
+
+
+@login_required
+@require_POST
+def job_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    job = get_object_or_404(services.jobs_visible_to(user=request.user), pk=pk)
+    if action not in JOB_ACTIONS:
+        raise Http404("no such action")
+    act, done = JOB_ACTIONS[action]
+    if act(job=job, user=request.user, request=request):
+        messages.success(request, done)
+    else:
+        messages.error(request, f"Cannot {action} a job that is {job.get_status_display().lower()}.")
     return redirect("job-detail", pk=job.pk)
 
 

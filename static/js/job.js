@@ -3,7 +3,7 @@
 const TERMINAL = new Set(["completed", "completed_with_errors", "failed", "cancelled"]);
 const LABELS = {
   queued: "Queued", running: "Running", completed: "Completed",
-  completed_with_errors: "Completed with errors", failed: "Failed", cancelled: "Cancelled",
+  completed_with_errors: "Completed with errors", failed: "Failed", cancelled: "Cancelled", paused: "Paused",
 };
 const POLL_MS = 2000;
 
@@ -52,13 +52,18 @@ function showProgress(p) {
   if (p.status) showStatus(p.status);
 }
 
-async function refreshFailures() {
+async function refreshParts(...ids) {
+  // Partial reload: the server renders these parts (buttons, failures) for the job's new state.
   const response = await fetch(window.location.href, { credentials: "same-origin" });
   if (!response.ok) return;
   const page = new DOMParser().parseFromString(await response.text(), "text/html");
-  const fresh = page.getElementById("job-failures");
-  if (fresh) $("job-failures").replaceWith(fresh);
+  for (const id of ids) {
+    const fresh = page.getElementById(id);
+    if (fresh && $(id)) $(id).replaceWith(fresh);
+  }
 }
+
+const refreshActions = () => refreshParts("job-actions", "job-speed-form");
 
 async function fetchJob() {
   try {
@@ -98,7 +103,7 @@ async function finish(status) {
   if (socket) socket.close();
   // The last progress message may have been coalesced away: the API has the final counters.
   await fetchJob();
-  await refreshFailures();
+  await refreshParts("job-failures", "job-actions", "job-speed-form");
 }
 
 function connect() {
@@ -113,6 +118,7 @@ function connect() {
     if (message.type === "job.progress") showProgress(message);
     if (message.type === "job.state") {
       showStatus(message.status);
+      refreshActions();
       if (TERMINAL.has(message.status)) finish(message.status);
     }
   });

@@ -41,6 +41,7 @@ class Tracker:
         bytes_total: int,
         expected: dict[int, int | None] | None = None,
         files_done: int = 0,
+        files_skipped: int = 0,
         files_failed: int = 0,
         bytes_done: int = 0,
         clock: Callable[[], float] = time.monotonic,
@@ -48,7 +49,7 @@ class Tracker:
         self._lock = threading.Lock()
         self.expected = expected or {}
         self.files_total, self.bytes_total = files_total, bytes_total
-        self.files_done, self.files_failed, self.files_skipped = files_done, 0 + files_failed, 0
+        self.files_done, self.files_failed, self.files_skipped = files_done, files_failed, files_skipped
         self.bytes_done, self.bytes_sent = bytes_done, 0
         self._active: dict[int, list[int]] = {}  # item -> [done, size]
         self._meter = RateMeter(clock=clock)
