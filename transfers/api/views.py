@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.db.models import QuerySet
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -63,3 +65,38 @@ class TransferJobViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self) -> QuerySet[TransferJob]:
         return services.jobs_visible_to(user=self.request.user)
+
+    def _act(self, request: Request, act: Callable[..., bool], verb: str) -> Response:
+        job = self.get_object()
+        if not act(job=job, user=request.user, request=request._request):
+            return Response({"detail": f"cannot {verb} a job that is {job.status}"}, status=status.HTTP_409_CONFLICT)
+        job.refresh_from_db()
+        return Response(TransferJobSerializer(job).data)
+
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, pk: str | None = None) -> Response:
+        return self._act(request, services.job_pause, "pause")
+
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk: str | None = None) -> Response:
+        return self._act(request, services.job_resume, "resume")
+
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        return self._act(request, services.job_cancel, "cancel")
+
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk: str | None = None) -> Response:
+        return self._act(request, services.job_retry, "retry")
+
+    @action(detail=True, methods=["post"])
+    def max_speed(self, request: Request, pk: str | None = None) -> Response:
+        """Change the speed limit of a running job: {"max_speed": KB/s or null}."""
+        job = self.get_object()
+        value = request.data.get("max_speed")
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            return Response({"max_speed": ["a whole number of KB/s of at least 1, or null"]}, status=status.HTTP_400_BAD_REQUEST)
+        if job.is_terminal:
+            return Response({"detail": f"cannot change the speed of a job that is {job.status}"}, status=status.HTTP_409_CONFLICT)
+        services.job_set_max_speed(job=job, max_speed=value, user=request.user, request=request._request)
+        return Response(TransferJobSerializer(job).data)
