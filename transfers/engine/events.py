@@ -39,6 +39,7 @@ class FileFinished:
     skipped: bool = False  # unchanged since the ledger's record: nothing was sent
     attempts: int = 1
     mtime_ns: int = 0
+    resumed: int = 0  # bytes of a partial file kept from an earlier attempt (verified, not sent)
 
 
 Event = FileStarted | BytesSent | FileRetrying | FileFinished

@@ -58,6 +58,7 @@ _top = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _assets = msgspec.json.Decoder(list[ManifestEntry])
 _encoder = msgspec.json.Encoder()
 _NOT_AN_ASSET_LIST = 'expected an object with an "asset" list'
+_BOM = b"\xef\xbb\xbf"
 
 
 def _explain(data: bytes | memoryview | mmap.mmap) -> list[EntryProblem]:
@@ -114,6 +115,8 @@ def read_upload_json(data: bytes | memoryview | mmap.mmap, *, allow_empty: bool 
 
     validate=False checks the shape only, for callers that run check_entries themselves.
     """
+    if data[:3] == _BOM:
+        data = memoryview(data)[3:]  # Windows editors start UTF-8 files with a byte-order mark
     try:
         top = _top.decode(data)
         entries = _assets.decode(top.pop("asset"))
@@ -131,21 +134,25 @@ def parse_upload_json(data: bytes) -> list[ManifestEntry]:
     return read_upload_json(data).entries
 
 
-def load_upload_json(path: str | os.PathLike[str], *, allow_empty: bool = False) -> UploadDocument:
+def load_upload_json(path: str | os.PathLike[str], *, allow_empty: bool = False, validate: bool = True) -> UploadDocument:
     """Read an upload.json from disk through a memory map instead of copying it into memory first."""
     with open(path, "rb") as handle:
         if os.fstat(handle.fileno()).st_size == 0:
             raise ManifestInvalid([EntryProblem(0, f"{os.fspath(path)} is empty")])
         mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         try:
-            document = read_upload_json(mapped, allow_empty=allow_empty)
+            document = read_upload_json(mapped, allow_empty=allow_empty, validate=False)
             # Raw values point into the mapping: copy the (small) extra keys out before it closes.
             document.extra = {key: msgspec.Raw(bytes(value)) for key, value in document.extra.items()}
-            return document
         finally:
             # An error's traceback may still hold a view into it; the collector closes it later then.
             with contextlib.suppress(BufferError):
                 mapped.close()
+    # Validated after the mapping is gone: its pages and validation's index never peak together.
+    problems = validate_entries(document.entries) if validate else []
+    if problems:
+        raise ManifestInvalid(problems)
+    return document
 
 
 def encode_upload_json(entries: Sequence[ManifestEntry], extra: dict[str, msgspec.Raw] | None = None) -> bytes:
@@ -178,7 +185,7 @@ def read_upload_list(data: bytes) -> list[tuple[int, str]]:
     """
     paths: list[tuple[int, str]] = []
     problems: list[EntryProblem] = []
-    for number, raw in enumerate(data.split(b"\n"), start=1):
+    for number, raw in enumerate(data.removeprefix(_BOM).split(b"\n"), start=1):
         line = raw.rstrip(b"\r")
         if not line.strip():
             continue

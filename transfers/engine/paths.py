@@ -81,7 +81,7 @@ def _split_local(local: str) -> tuple[str, list[str]]:
         root, rest = text[0].upper(), text[2:]  # one rule: drive letters are upper case
     elif text.startswith("//"):
         host, _, rest = text[2:].lstrip("/").partition("/")
-        if not host:
+        if not host or host in (".", ".."):
             raise PathRefused(f"UNC path {local!r} names no host")
         root = "//" + host
     elif text.startswith("/"):
@@ -133,6 +133,8 @@ class PathMap:
     def apply(self, local: str) -> str:
         canonical = normalize_local(local)
         for source, target in self.rules:
+            if source == "" and canonical.startswith("//"):
+                continue  # a rule for the POSIX root "/" does not cover UNC paths
             if canonical == source or canonical.startswith(source + "/"):
                 return target + canonical[len(source) :]
         return canonical

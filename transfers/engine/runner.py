@@ -112,7 +112,7 @@ class _Run:
 
     def plan(self, batch: list[FileTask]) -> Iterator[tuple[FileTask, Path | None, FileFinished | None]]:
         """(task, source, None) to send, or (task, None, result) when it is decided without sending."""
-        records = self.ledger.lookup([_key(t.server) for t in batch]) if self.ledger else {}
+        records = self.ledger.lookup(sorted(_keys(batch))) if self.ledger else {}
         for task in batch:
             try:
                 src = self.source(task)
@@ -170,8 +170,16 @@ class _Run:
                 )
                 mtime = os.stat(src).st_mtime_ns
                 return FileFinished(
-                    task.item_id, ok=True, size=sent.size, checksum=sent.checksum, attempts=attempt, mtime_ns=mtime
+                    task.item_id,
+                    ok=True,
+                    size=sent.size,
+                    checksum=sent.checksum,
+                    attempts=attempt,
+                    mtime_ns=mtime,
+                    resumed=sent.resumed_from,
                 )
+            except PathRefused as exc:  # e.g. a symlink planted in the storage since the plan
+                return FileFinished(task.item_id, ok=False, error_code="bad_path", error=str(exc), attempts=attempt)
             except FileNotFoundError:
                 return FileFinished(task.item_id, ok=False, error_code="missing_source", error=f"local file not found: {src}")
             except SendFailed as exc:
@@ -208,7 +216,7 @@ class _Run:
             if result.skipped:
                 self.skipped += 1
             else:
-                self.sent += result.size
+                self.sent += result.size - result.resumed
             if self.ledger is not None and (not result.skipped or result.mtime_ns):
                 pending_records.append(LedgerRecord(_key(task.server), task.local, result.size, result.mtime_ns, result.checksum))
         else:
@@ -218,6 +226,17 @@ class _Run:
 
 def _key(server: str) -> str:
     return clean_server_path(server)
+
+
+def _keys(batch: list[FileTask]) -> set[str]:
+    """Ledger keys of the tasks whose server path is sound (the others fail on their own below)."""
+    keys = set()
+    for task in batch:
+        try:
+            keys.add(_key(task.server))
+        except PathRefused:
+            continue
+    return keys
 
 
 def _batches(tasks: Iterable[FileTask], size: int) -> Iterator[list[FileTask]]:

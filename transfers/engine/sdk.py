@@ -22,7 +22,7 @@ from transfers.engine.manifest import (
     write_atomic,
     write_upload_json,
 )
-from transfers.engine.paths import local_to_server, normalize_local
+from transfers.engine.paths import PathRefused, clean_server_path, local_to_server, normalize_local
 
 _CHUNK_NAME = re.compile(r"^upload_(\d+)\.json$")
 
@@ -90,20 +90,27 @@ def append_to_upload(files_paths: str | list[str] | tuple[str, ...], upload_path
         raise ManifestInvalid([EntryProblem(0, f'{target} is empty; it must hold {{"asset": [...]}}')])
     document = load_upload_json(target, allow_empty=True)  # a malformed file raises here; it is never overwritten
     seen_local = {normalize_local(e.local) for e in document.entries if _absolute(e.local)}
-    seen_server = {e.server for e in document.entries}
+    seen_server = {_clean_or_raw(e.server) for e in document.entries}
     added = 0
     for given in files_paths:
         for local in _walk(given):
             key, server = normalize_local(local), local_to_server(local)
-            if key in seen_local or server in seen_server:
+            if key in seen_local or clean_server_path(server) in seen_server:
                 continue
             seen_local.add(key)
-            seen_server.add(server)
+            seen_server.add(clean_server_path(server))
             document.entries.append(ManifestEntry(local=local, server=server))
             added += 1
     if added:
         write_upload_json(target, document.entries, document.extra)
     return added
+
+
+def _clean_or_raw(server: str) -> str:
+    try:
+        return clean_server_path(server)
+    except PathRefused:
+        return server
 
 
 def _absolute(local: str) -> bool:

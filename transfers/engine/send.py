@@ -18,7 +18,7 @@ import os
 import stat
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,11 +108,12 @@ class _Span:
     on_bytes: OnBytes
     options: SendOptions
     kernel: bool
+    abort: threading.Event | None = None  # set when a sibling range of the same file failed
 
     def copy(self, start: int, length: int, digest: xxhash.xxh3_128) -> None:
         position, end = start, start + length
         while position < end:
-            if self.stop.is_set():
+            if self.stop.is_set() or (self.abort is not None and self.abort.is_set()):
                 raise Stopped()
             if self.kernel and self.bucket.rate:
                 self.kernel = False  # a limit was set mid-file: the kernel path cannot honour it
@@ -231,8 +232,10 @@ class _File:
     options: SendOptions
     kernel: bool
 
-    def span(self, dst_fd: int) -> _Span:
-        return _Span(self.src, self.server, self.src_fd, dst_fd, self.bucket, self.stop, self.on_bytes, self.options, self.kernel)
+    def span(self, dst_fd: int, abort: threading.Event | None = None) -> _Span:
+        return _Span(
+            self.src, self.server, self.src_fd, dst_fd, self.bucket, self.stop, self.on_bytes, self.options, self.kernel, abort
+        )
 
 
 def _send_stream(f: _File) -> tuple[str, int]:
@@ -290,10 +293,12 @@ def _send_ranges(f: _File) -> tuple[str, int]:
     if resumed:
         f.on_bytes(resumed, True)
 
+    abort = threading.Event()
+
     def one(index: int) -> None:
         start = starts[index]
         digest = xxhash.xxh3_128()
-        f.span(dst_fd).copy(start, min(range_size, size - start), digest)
+        f.span(dst_fd, abort).copy(start, min(range_size, size - start), digest)
         with lock:
             done[index] = digest.hexdigest()
             storage.write_marker(server, json.dumps({**identity, "done": done}).encode())
@@ -301,8 +306,13 @@ def _send_ranges(f: _File) -> tuple[str, int]:
     try:
         todo = [i for i in range(len(starts)) if i not in done]
         with ThreadPoolExecutor(max_workers=options.ranges_in_parallel, thread_name_prefix="rvweb-range") as pool:
-            for future in [pool.submit(one, index) for index in todo]:
-                future.result()
+            futures = [pool.submit(one, index) for index in todo]
+            for future in as_completed(futures):
+                if future.exception() is not None:
+                    abort.set()  # the file has failed: the other ranges stop at their next chunk
+                    for other in futures:
+                        other.cancel()
+                    future.result()
     finally:
         os.close(dst_fd)
     return hashing.ranged(range_size, (bytes.fromhex(done[i]) for i in range(len(starts)))), resumed

@@ -85,8 +85,8 @@ class LocalStorage:
         for folder, dirs, files in os.walk(base):
             dirs.sort()
             for name in sorted(files):
-                if name.endswith(PARTIAL_SUFFIX):
-                    continue
+                if PARTIAL_SUFFIX in name:
+                    continue  # partial files and their range markers
                 full = Path(folder) / name
                 info = full.stat()
                 yield StoredFile(full.relative_to(self.root).as_posix(), info.st_size, info.st_mtime_ns)

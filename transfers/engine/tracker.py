@@ -63,7 +63,10 @@ class Tracker:
                 if not event.resumed:
                     self.bytes_sent += event.count
             elif isinstance(event, FileStarted):
-                self._active.setdefault(event.item_id, [0, event.size])[1] = event.size
+                # A retry starts the file again: what the failed attempt counted is not done.
+                counted = self._active.get(event.item_id, [0, 0])[0]
+                self.bytes_done -= counted
+                self._active[event.item_id] = [0, event.size]
             elif isinstance(event, FileFinished):
                 self._finish(event)
 
