@@ -1,8 +1,9 @@
 """Running a job: the engine works in its own thread; this thread records and publishes its progress.
 
 The copy threads only count (engine.tracker, under a lock). Items and counters reach the database in
-batches, after the storage was synced, so what the database calls done is on disk. The speed limit
-is re-read from the job every second and applied live.
+batches, after the storage was synced, so what the database calls done is on disk. Every second the
+job row is read back: a new speed limit applies at once, and any status other than "running" (a
+user's pause or cancel) stops the run.
 """
 
 from __future__ import annotations
@@ -10,38 +11,46 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import PurePosixPath
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, transaction
+from django.db import connection as db_connection
 from django.utils import timezone
-from redis.lock import Lock
 
 from transfers import progress
-from transfers.engine.events import Event, FileFinished, FileStarted
+from transfers.engine.events import Event, FileFinished
+from transfers.engine.paths import PathMap
 from transfers.engine.runner import Control, FileTask, RunSummary, TransferOptions, run_upload
 from transfers.engine.storage import LocalStorage
-from transfers.engine.tracker import Tracker
+from transfers.engine.tracker import Snapshot, Tracker
 from transfers.ledger import DbLedger
-from transfers.locks import job_lock
+from transfers.locks import Lease, job_lock
 from transfers.models import TransferItem, TransferJob
-from transfers.services import farm_storage, job_recount, job_start, job_transition
+from transfers.services import audit_record, farm_storage, job_recount, job_start, job_transition
 
 logger = logging.getLogger(__name__)
 
 _TICK = 0.25  # seconds between progress offers (the throttle decides what is sent)
-_DB_EVERY = 1.0  # seconds between batched item/counter writes and option re-reads
+_DB_EVERY = 1.0  # seconds between batched item/counter writes and looks at the job row
 _DB_BATCH = 1000  # ...or this many finished files, whichever comes first
+_DB_PATIENCE = 30  # consecutive failed writes (about as many seconds) before the run gives up
+_ACTIVE_SHOWN = 5
 _ITEM_FIELDS = ["state", "size", "bytes_done", "checksum", "attempts", "error_code", "error"]
 
 
 class _Recorder:
     """Engine events in, batched database writes and progress messages out."""
 
-    def __init__(self, job: TransferJob, storage: LocalStorage, expected: dict[int, int | None]) -> None:
+    def __init__(
+        self, job: TransferJob, storage: LocalStorage, tasks: dict[int, FileTask], expected: dict[int, int | None]
+    ) -> None:
         self.job = job
         self.storage = storage
+        self.tasks = tasks
         self.expected = expected
+        self.status = TransferJob.Status.RUNNING  # as last read from the job row
         self.tracker = Tracker(
             files_total=job.files_total,
             bytes_total=job.bytes_total,
@@ -53,41 +62,50 @@ class _Recorder:
         )
         self._lock = threading.Lock()
         self._finished: list[FileFinished] = []
-        self.started: set[int] = set()  # items that may have left a partial file
 
     def __call__(self, event: Event) -> None:
         self.tracker(event)
-        if isinstance(event, FileStarted):
-            with self._lock:
-                self.started.add(event.item_id)
-        elif isinstance(event, FileFinished):
+        if isinstance(event, FileFinished):
             with self._lock:
                 self._finished.append(event)
-                self.started.discard(event.item_id)
 
     def backlog(self) -> int:
         with self._lock:
             return len(self._finished)
 
-    def message(self, status: str) -> progress.JobProgress:
-        snap = self.tracker.snapshot()
+    def message(self, snap: Snapshot | None = None) -> progress.JobProgress:
+        snap = snap or self.tracker.snapshot()
         return progress.JobProgress(
             type="job.progress",
             job=self.job.pk,
-            status=status,
+            status=self.status,
             files_total=snap.files_total,
             files_done=snap.files_done,
+            files_skipped=snap.files_skipped,
             files_failed=snap.files_failed,
             bytes_total=snap.bytes_total,
             bytes_done=snap.bytes_done,
             speed=round(snap.speed, 1),
             eta=snap.eta,
+            active=[
+                progress.ActiveFile(name=PurePosixPath(self.tasks[f.item_id].server).name, done=f.done, size=f.size)
+                for f in snap.active[:_ACTIVE_SHOWN]
+                if f.item_id in self.tasks
+            ],
         )
 
     def write(self) -> None:
         """Store finished items and the job's counters in one transaction, once they are on disk."""
         with self._lock:
             batch, self._finished = self._finished, []
+        try:
+            self._store(batch)
+        except BaseException:
+            with self._lock:
+                self._finished[:0] = batch  # kept for the next try: nothing finished is forgotten
+            raise
+
+    def _store(self, batch: list[FileFinished]) -> None:
         snap = self.tracker.snapshot()
         if batch:
             self.storage.sync()
@@ -121,49 +139,46 @@ def transfer_options(options: dict[str, Any]) -> TransferOptions:
     return TransferOptions(pool_size=int(options.get("pool_size", 4)), attempts=int(options.get("upload_num", 3)))
 
 
-# Statuses a user's action puts a running job in (queued: a pause and a resume between two looks).
-_USER_STOPS = {TransferJob.Status.PAUSED, TransferJob.Status.CANCELLED, TransferJob.Status.QUEUED}
-
-
-def _final_status(summary: RunSummary) -> str:
-    if summary.files_failed == 0 and not summary.stopped:
+def _final_status(snap: Snapshot, summary: RunSummary) -> str:
+    """From the whole job's counts (earlier runs of a resumed job included), not this run's alone."""
+    if snap.files_failed == 0 and not summary.stopped:
         return TransferJob.Status.COMPLETED
-    if summary.files_ok == 0:
+    if snap.files_done == 0:
         return TransferJob.Status.FAILED
     return TransferJob.Status.COMPLETED_WITH_ERRORS
 
 
 def job_run(*, job_id: int) -> None:
-    """Run a queued upload job to its end. A job that is not queued (a redelivery) is left alone.
+    """Run a queued upload job to its end. A finished job (a redelivery) is left alone.
 
-    Raises JobBusy while an earlier run of the same job is still stopping (the task retries).
+    A job still marked running whose lease we now hold lost its worker: it is taken over and resumed.
+    Raises JobBusy while another run of the same job is still going or stopping (the task retries).
     """
     with job_lock(job_id) as lease:
         if not job_start(job_id=job_id):
             logger.info("job %s is not queued; nothing to do", job_id)
             return
-        job_recount(job_id=job_id)  # a resumed or retried job starts from what its items say
-        job = TransferJob.objects.select_related("account").get(pk=job_id)
         try:
+            job_recount(job_id=job_id)  # a resumed or retried job starts from what its items say
+            job = TransferJob.objects.select_related("account").defer("account__access_key").get(pk=job_id)
             _run(job, lease)
         except Exception as exc:
             logger.exception("job %s failed", job_id)
-            job_transition(
-                job_id=job_id,
-                to=TransferJob.Status.FAILED,
-                finished_at=timezone.now(),
-                error=f"internal error ({type(exc).__name__}); see the worker log",
-            )
+            error = f"internal error ({type(exc).__name__}); see the worker log"
+            if job_transition(job_id=job_id, to=TransferJob.Status.FAILED, finished_at=timezone.now(), error=error):
+                audit_record(
+                    actor=None, action="job.finish", target=TransferJob(pk=job_id), outcome="failed", after={"error": error}
+                )
 
 
-def _run(job: TransferJob, lease: Lock) -> None:
+def _run(job: TransferJob, lease: Lease) -> None:
     storage = LocalStorage(farm_storage(account=job.account).area("input"))
     rows = job.items.filter(state=TransferItem.State.PENDING).values_list("pk", "local", "server", "size")
-    tasks, expected = [], {}
+    tasks, expected = {}, {}
     for pk, local, server, size in rows.iterator(chunk_size=2000):
-        tasks.append(FileTask(item_id=pk, local=local, server=server))
+        tasks[pk] = FileTask(item_id=pk, local=local, server=server)
         expected[pk] = size
-    recorder = _Recorder(job, storage, expected)
+    recorder = _Recorder(job, storage, tasks, expected)
     throttle = progress.ProgressThrottle(job.pk)
     control = Control(job.options.get("max_speed"))
     ledger = DbLedger(account_id=job.account_id, area="input") if job.options.get("is_db", True) else None
@@ -172,69 +187,125 @@ def _run(job: TransferJob, lease: Lock) -> None:
     def engine() -> None:
         try:
             outcome["summary"] = run_upload(
-                tasks,
+                tasks.values(),
                 storage=storage,
                 allowed_roots=settings.ALLOWED_LOCAL_ROOTS,
                 report=recorder,
                 options=transfer_options(job.options),
                 control=control,
                 ledger=ledger,
+                path_map=PathMap(job.account.path_map),
             )
         except BaseException as exc:  # noqa: BLE001 - handed to the task's thread below
             outcome["error"] = exc
         finally:
-            connection.close()  # the ledger's queries opened one in this thread
+            db_connection.close()  # the ledger's queries opened one in this thread
 
     thread = threading.Thread(target=engine, name=f"rvweb-job-{job.pk}", daemon=True)
     thread.start()
-    last_write = time.monotonic()
-    while thread.is_alive():
-        thread.join(_TICK)
-        throttle.offer(recorder.message(TransferJob.Status.RUNNING))
-        if time.monotonic() - last_write >= _DB_EVERY or recorder.backlog() >= _DB_BATCH:
-            recorder.write()
-            _follow_user(job, control)
-            lease.reacquire()  # renew the lease: this run is alive
-            last_write = time.monotonic()
-    recorder.write()
+    try:
+        _watch(job, thread, recorder, throttle, control, lease)
+    finally:
+        control.request_stop("the worker stopped watching")  # no effect once the engine is done
+        thread.join()
     if "error" in outcome:
         raise outcome["error"]  # type: ignore[misc]
     summary = outcome["summary"]
     assert isinstance(summary, RunSummary)
-    if summary.stopped and control.reason in _USER_STOPS:
-        # The user's transition already happened (and was published); only tidy up after a cancel.
-        if control.reason == TransferJob.Status.CANCELLED:
-            for item in job.items.filter(pk__in=recorder.started).values_list("server", flat=True):
-                storage.discard_partial(item)
-        throttle.flush()
+    _finish(job, recorder, throttle, summary)
+
+
+def _watch(
+    job: TransferJob,
+    thread: threading.Thread,
+    recorder: _Recorder,
+    throttle: progress.ProgressThrottle,
+    control: Control,
+    lease: Lease,
+) -> None:
+    """Until the engine is done: offer progress, write batches, follow the user, mind the lease."""
+    last_write, failures = time.monotonic(), 0
+    while thread.is_alive():
+        thread.join(_TICK)
+        if lease.lost.is_set():
+            control.request_stop("lost the job's lease")
+            raise RuntimeError(f"job {job.pk}: lost its lease; another run may have taken it over")
+        if recorder.status == TransferJob.Status.RUNNING:
+            throttle.offer(recorder.message())
+        if time.monotonic() - last_write >= _DB_EVERY or recorder.backlog() >= _DB_BATCH:
+            last_write = time.monotonic()
+            try:
+                recorder.write()
+                _follow_user(job, recorder, control)
+                failures = 0
+            except DatabaseError:
+                failures += 1  # a locked SQLite or a database restart: keep the batch, try again
+                logger.warning("job %s: database write failed (%d in a row)", job.pk, failures, exc_info=True)
+                if failures >= _DB_PATIENCE:
+                    raise
+    _write_with_patience(recorder)
+
+
+def _write_with_patience(recorder: _Recorder) -> None:
+    for attempt in range(_DB_PATIENCE):
+        try:
+            recorder.write()
+            return
+        except DatabaseError:
+            if attempt == _DB_PATIENCE - 1:
+                raise
+            time.sleep(1.0)  # the engine is done; nothing else to do but wait for the database
+
+
+def _finish(job: TransferJob, recorder: _Recorder, throttle: progress.ProgressThrottle, summary: RunSummary) -> None:
+    current = TransferJob.objects.filter(pk=job.pk).values_list("status", flat=True).first()
+    if current != TransferJob.Status.RUNNING:
+        # A user paused or cancelled it (that transition was published already); a cancelled job's
+        # partial files are removed by the discard_partials task once this run lets go of the lease.
+        throttle.discard()
         return
-    status = _final_status(summary)
-    throttle.offer(recorder.message(status))
+    snap = recorder.tracker.snapshot()
+    status = _final_status(snap, summary)
+    recorder.status = status
+    throttle.offer(recorder.message(snap))
     throttle.flush()
-    job_transition(job_id=job.pk, to=status, finished_at=timezone.now(), error=summary.stop_reason if summary.stopped else "")
+    error = summary.stop_reason if summary.stopped else ""
+    if job_transition(job_id=job.pk, to=status, finished_at=timezone.now(), error=error):
+        audit_record(
+            actor=None,
+            action="job.finish",
+            target=job,
+            outcome=status,
+            after={"files_done": snap.files_done, "files_failed": snap.files_failed, "bytes_done": snap.bytes_done},
+        )
 
 
-def _follow_user(job: TransferJob, control: Control) -> None:
+def _follow_user(job: TransferJob, recorder: _Recorder, control: Control) -> None:
     """Apply what a user changed since the last look: the speed limit, a pause, a cancel."""
     row = TransferJob.objects.filter(pk=job.pk).values_list("options", "status").first()
     if row is None:
-        control.request_stop(TransferJob.Status.CANCELLED)  # the job was deleted
+        recorder.status = TransferJob.Status.CANCELLED
+        control.request_stop("the job was deleted")
         return
     options, status = row
     if status != TransferJob.Status.RUNNING:
         # Only this run moves the job on from running: any other status is a user's pause or cancel
         # (or a pause and a resume so quick that we only see "queued").
-        control.request_stop(status)
+        recorder.status = status
+        control.request_stop(f"{status} by a user")
     if options.get("max_speed") != job.options.get("max_speed"):
         control.set_max_speed(options.get("max_speed"))
         job.options = options
 
 
 def job_discard_partials(*, job_id: int) -> None:
-    """Remove the partial files a cancelled (paused) job left; finished files stay."""
-    job = TransferJob.objects.select_related("account").filter(pk=job_id, status=TransferJob.Status.CANCELLED).first()
-    if job is None:
-        return
-    storage = LocalStorage(farm_storage(account=job.account).area("input"))
-    for server in job.items.filter(state=TransferItem.State.PENDING).values_list("server", flat=True).iterator(chunk_size=2000):
-        storage.discard_partial(server)
+    """Remove the partial files of a cancelled job, once no run holds it; finished files stay."""
+    with job_lock(job_id):
+        job = TransferJob.objects.select_related("account").defer("account__access_key").filter(pk=job_id).first()
+        if job is None or job.status != TransferJob.Status.CANCELLED:
+            return
+        storage = LocalStorage(farm_storage(account=job.account).area("input"))
+        for server in (
+            job.items.filter(state=TransferItem.State.PENDING).values_list("server", flat=True).iterator(chunk_size=2000)
+        ):
+            storage.discard_partial(server)

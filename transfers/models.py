@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
+from transfers.engine.paths import PathMap, PathRefused
 from transfers.fields import EncryptedTextField
+
+
+def validate_path_map(value: object) -> None:
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ValidationError('path mapping must be an object of strings: {"D:/": "/mnt/studio/D/"}')
+    try:
+        PathMap(value)
+    except PathRefused as exc:
+        raise ValidationError(str(exc)) from None
 
 
 class FarmAccount(models.Model):
@@ -21,6 +32,8 @@ class FarmAccount(models.Model):
     access_key = EncryptedTextField(blank=True)
     domain = models.CharField(max_length=200, blank=True, default="task.foxrenderfarm.com")
     platform = models.CharField(max_length=10, blank=True, default="2")
+    # Where this worker finds the manifests' local paths: {"D:/": "/mnt/studio/D/"}; longest prefix wins.
+    path_map = models.JSONField(default=dict, blank=True, validators=[validate_path_map])
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -74,6 +87,8 @@ class TransferJob(models.Model):
 
         queued                         -> running | cancelled
         running                        -> completed | completed_with_errors | failed | cancelled | paused
+        running                        -> running (a run whose worker died is taken over by the next
+                                          holder of the job's lease, see transfers.locks)
         paused                         -> queued (resume) | cancelled
         completed_with_errors | failed -> queued (retry the failed items)
 
@@ -201,6 +216,7 @@ class AuditEvent(models.Model):
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    actor_name = models.CharField(max_length=150, default="system")  # kept when the user is deleted
     action = models.CharField(max_length=60)
     target_type = models.CharField(max_length=60)
     target_id = models.CharField(max_length=60)

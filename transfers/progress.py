@@ -22,17 +22,25 @@ logger = logging.getLogger(__name__)
 DASHBOARD_GROUP = "dashboard"
 
 
+class ActiveFile(TypedDict):
+    name: str  # the server path's last component
+    done: int
+    size: int
+
+
 class JobProgress(TypedDict):
     type: Literal["job.progress"]
     job: int
     status: str
     files_total: int
     files_done: int
+    files_skipped: int
     files_failed: int
     bytes_total: int
     bytes_done: int
     speed: float  # bytes per second, smoothed over the last seconds
     eta: float | None  # seconds
+    active: list[ActiveFile]  # a few of the files being sent now
 
 
 class JobState(TypedDict):
@@ -92,3 +100,8 @@ class ProgressThrottle:
             message, self._pending = self._pending, None
         if message is not None:
             _send((job_group(self.job_id), DASHBOARD_GROUP), message)
+
+    def discard(self) -> None:
+        """Drop the held message: it describes a state a user's action has already replaced."""
+        with self._lock:
+            self._pending = None

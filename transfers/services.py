@@ -39,8 +39,10 @@ def audit_record(
     outcome: str = "ok",
 ) -> AuditEvent:
     """Append an audit row; call it inside the transaction that makes the change."""
+    known = actor is not None and actor.is_authenticated
     return AuditEvent.objects.create(
-        actor=actor if actor is not None and actor.is_authenticated else None,
+        actor=actor if known else None,
+        actor_name=actor.get_username() if known else "system",  # type: ignore[union-attr]
         action=action,
         target_type=type(target).__name__,
         target_id=str(getattr(target, "pk", target)),
@@ -166,8 +168,14 @@ def job_set_max_speed(*, job: TransferJob, max_speed: int | None, user: User, re
 
 
 def job_start(*, job_id: int) -> bool:
-    # The first start is kept across a pause and a resume.
-    return job_transition(job_id=job_id, to=TransferJob.Status.RUNNING, started_at=Coalesce("started_at", Now()))
+    """Queued -> running; or running -> running when the caller holds the job's lease, which proves
+    the run that marked it running is gone (its worker died): the new run takes over and resumes."""
+    return job_transition(
+        job_id=job_id,
+        to=TransferJob.Status.RUNNING,
+        allowed_from={TransferJob.Status.QUEUED, TransferJob.Status.RUNNING},
+        started_at=Coalesce("started_at", Now()),  # the first start is kept across pauses
+    )
 
 
 def job_recount(*, job_id: int) -> None:
@@ -232,10 +240,9 @@ def job_resume(*, job: TransferJob, user: User, request: HttpRequest | None = No
 
 
 def job_cancel(*, job: TransferJob, user: User, request: HttpRequest | None = None) -> bool:
-    """Stop for good. A running worker removes its partial files; for a paused job a task does."""
+    """Stop for good. Once no run holds the job any more, a task removes its partial files."""
     from transfers.tasks import discard_partials
 
-    was_paused = job.status == TransferJob.Status.PAUSED
     with transaction.atomic():
         cancelled = _job_act(
             job=job,
@@ -246,7 +253,7 @@ def job_cancel(*, job: TransferJob, user: User, request: HttpRequest | None = No
             request=request,
             finished_at=timezone.now(),
         )
-        if cancelled and was_paused:
+        if cancelled:
             transaction.on_commit(lambda: discard_partials.delay(job.pk))
     return cancelled
 

@@ -439,10 +439,10 @@ def test_run_upload_retries_a_file_whose_source_changed_and_sends_the_new_conten
 
 def test_run_upload_a_bug_costs_one_file_not_the_run(site: Site) -> None:
     class Broken(Wrapped):
-        def finalize(self, path: str, *, size: int, checksum: str) -> None:
+        def finalize(self, path: str, *, size: int, checksum: str, handle: Any) -> None:
             if path == "D/f1.bin":
                 raise RuntimeError("boom")
-            self.inner.finalize(path, size=size, checksum=checksum)
+            self.inner.finalize(path, size=size, checksum=checksum, handle=handle)
 
     report = Recorder()
 
@@ -693,3 +693,36 @@ def test_run_upload_passes_every_byte_of_parallel_files_through_the_jobs_one_buc
     _run(site, _files(site, 3, size=300 * KIB), control=control, pool_size=3)
 
     assert sum(count for count, _ in bucket.takes) == 3 * 300 * KIB
+
+
+def test_run_upload_a_recorded_file_behind_a_planted_symlink_fails_alone_as_a_bad_path(site: Site, tmp_path: Path) -> None:
+    ledger = MemoryLedger()
+    tasks = _files(site, 2)
+    _run(site, tasks, ledger=ledger)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for child in (site.storage / "D").iterdir():
+        child.unlink()
+    (site.storage / "D").rmdir()
+    (site.storage / "D").symlink_to(outside)
+    os.utime(tasks[0].local, ns=(1, 1))  # touched: its record must be checked, not trusted
+    report = Recorder()
+
+    summary = _run(site, tasks, report, ledger=ledger)
+
+    assert {r.error_code for r in report.finished().values()} == {"bad_path"}
+    assert (summary.files_ok, summary.files_failed) == (0, 2)
+    assert not list(outside.iterdir())
+
+
+def test_run_upload_rehashes_a_touched_file_in_the_pool_and_skips_it(site: Site) -> None:
+    ledger = MemoryLedger()
+    tasks = _files(site, 3)
+    _run(site, tasks, ledger=ledger)
+    os.utime(tasks[1].local, ns=(10**9, 10**9))
+    report = Recorder()
+
+    summary = _run(site, tasks, report, ledger=ledger)
+
+    assert (summary.files_skipped, summary.bytes_sent) == (3, 0)
+    assert ledger.records["D/f2.bin"].mtime_ns == 10**9

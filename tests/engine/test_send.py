@@ -10,7 +10,7 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pytest
 import xxhash
@@ -169,7 +169,9 @@ def test_send_file_checksum_is_the_xxh3_128_of_the_content(src: Path, storage: L
 
 
 def test_send_file_returns_the_size_sent(src: Path, storage: LocalStorage, data: bytes) -> None:
-    assert _send(src, storage) == Sent(size=len(data), checksum=_plain(data), resumed_from=0)
+    sent = _send(src, storage)
+
+    assert (sent.size, sent.checksum, sent.resumed_from, sent.mtime_ns) == (len(data), _plain(data), 0, src.stat().st_mtime_ns)
 
 
 def test_send_file_reports_every_byte_once_and_none_resumed(src: Path, storage: LocalStorage, data: bytes) -> None:
@@ -384,7 +386,7 @@ def test_send_file_resume_delivers_identical_bytes_and_checksum(src: Path, stora
 
     sent = _send(src, storage)
 
-    assert sent == Sent(size=len(data), checksum=_plain(data), resumed_from=300_000)
+    assert (sent.size, sent.checksum, sent.resumed_from) == (len(data), _plain(data), 300_000)
     assert _final(storage).read_bytes() == data
 
 
@@ -728,19 +730,19 @@ def test_send_file_in_ranges_stop_raises_stopped_and_keeps_the_partial(src: Path
 class CorruptBeforeFinalize(Wrapped):
     """Flips one byte of the partial file between the last write and the rename (a bad disk, a bad link)."""
 
-    def finalize(self, path: str, *, size: int, checksum: str) -> None:
+    def finalize(self, path: str, *, size: int, checksum: str, handle: BinaryIO) -> None:
         partial = _partial(self.inner)
-        with open(partial, "r+b") as handle:
-            first = handle.read(1)
-            handle.seek(0)
-            handle.write(bytes([first[0] ^ 0x01]))
-        self.inner.finalize(path, size=size, checksum=checksum)
+        with open(partial, "r+b") as raw:
+            first = raw.read(1)
+            raw.seek(0)
+            raw.write(bytes([first[0] ^ 0x01]))
+        self.inner.finalize(path, size=size, checksum=checksum, handle=handle)
 
 
 class TruncateBeforeFinalize(Wrapped):
-    def finalize(self, path: str, *, size: int, checksum: str) -> None:
+    def finalize(self, path: str, *, size: int, checksum: str, handle: BinaryIO) -> None:
         os.truncate(_partial(self.inner), size - 1)
-        self.inner.finalize(path, size=size, checksum=checksum)
+        self.inner.finalize(path, size=size, checksum=checksum, handle=handle)
 
 
 @pytest.mark.parametrize("wrapper", [CorruptBeforeFinalize, TruncateBeforeFinalize])

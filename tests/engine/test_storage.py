@@ -20,6 +20,12 @@ def storage(tmp_path: Path) -> LocalStorage:
     return LocalStorage(tmp_path / "root")
 
 
+def _finalize(storage: LocalStorage, server: str, *, size: int, checksum: str) -> None:
+    """Finalize as a writer does: holding the locked partial file it wrote."""
+    with storage.open_partial(server, storage.partial_size(server)) as handle:
+        storage.finalize(server, size=size, checksum=checksum, handle=handle)
+
+
 def _write_partial(storage: LocalStorage, server: str, data: bytes, offset: int = 0) -> None:
     with storage.open_partial(server, offset) as handle:
         handle.write(data)
@@ -172,7 +178,7 @@ def test_marker_of_a_file_without_one_is_none(storage: LocalStorage) -> None:
 def test_finalize_renames_a_verified_partial_into_place(storage: LocalStorage) -> None:
     _write_partial(storage, "D/a.exr", b"content")
 
-    storage.finalize("D/a.exr", size=7, checksum=_checksum(b"content"))
+    _finalize(storage, "D/a.exr", size=7, checksum=_checksum(b"content"))
 
     assert _files(storage.root) == ["D/a.exr"]
     assert (storage.root / "D" / "a.exr").read_bytes() == b"content"
@@ -182,7 +188,7 @@ def test_finalize_removes_the_range_marker(storage: LocalStorage) -> None:
     _write_partial(storage, "D/a.exr", b"content")
     storage.write_marker("D/a.exr", b"{}")
 
-    storage.finalize("D/a.exr", size=7, checksum=_checksum(b"content"))
+    _finalize(storage, "D/a.exr", size=7, checksum=_checksum(b"content"))
 
     assert storage.read_marker("D/a.exr") is None
 
@@ -191,7 +197,7 @@ def test_finalize_replaces_an_existing_file(storage: LocalStorage) -> None:
     (storage.root / "a.exr").write_bytes(b"old")
     _write_partial(storage, "a.exr", b"new!")
 
-    storage.finalize("a.exr", size=4, checksum=_checksum(b"new!"))
+    _finalize(storage, "a.exr", size=4, checksum=_checksum(b"new!"))
 
     assert (storage.root / "a.exr").read_bytes() == b"new!"
 
@@ -201,7 +207,7 @@ def test_finalize_verifies_a_ranged_checksum(storage: LocalStorage) -> None:
     _write_partial(storage, "a.bin", data)
     checksum = hashing.ranged(1000, (xxhash.xxh3_128(data[s : s + 1000]).digest() for s in range(0, len(data), 1000)))
 
-    storage.finalize("a.bin", size=len(data), checksum=checksum)
+    _finalize(storage, "a.bin", size=len(data), checksum=checksum)
 
     assert (storage.root / "a.bin").read_bytes() == data
 
@@ -210,7 +216,7 @@ def test_finalize_refuses_a_partial_of_the_wrong_size_and_discards_it(storage: L
     _write_partial(storage, "D/a.exr", b"conten")
 
     with pytest.raises(VerifyFailed, match="6 bytes arrived, 7 were sent"):
-        storage.finalize("D/a.exr", size=7, checksum=_checksum(b"content"))
+        _finalize(storage, "D/a.exr", size=7, checksum=_checksum(b"content"))
     assert _files(storage.root) == []
 
 
@@ -218,7 +224,7 @@ def test_finalize_refuses_a_partial_with_the_wrong_checksum_and_discards_it(stor
     _write_partial(storage, "D/a.exr", b"contenT")
 
     with pytest.raises(VerifyFailed, match="checksum at the destination"):
-        storage.finalize("D/a.exr", size=7, checksum=_checksum(b"content"))
+        _finalize(storage, "D/a.exr", size=7, checksum=_checksum(b"content"))
     assert _files(storage.root) == []
 
 
@@ -227,7 +233,7 @@ def test_finalize_that_fails_keeps_the_existing_file(storage: LocalStorage) -> N
     _write_partial(storage, "a.exr", b"bad")
 
     with pytest.raises(VerifyFailed):
-        storage.finalize("a.exr", size=3, checksum=_checksum(b"new"))
+        _finalize(storage, "a.exr", size=3, checksum=_checksum(b"new"))
     assert (storage.root / "a.exr").read_bytes() == b"old"
 
 
@@ -235,7 +241,7 @@ def test_finalize_of_a_large_file_verifies_and_renames(storage: LocalStorage) ->
     data = b"\x5a" * (5 << 20)  # above the size that gets its own fsync
     _write_partial(storage, "big.bin", data)
 
-    storage.finalize("big.bin", size=len(data), checksum=_checksum(data))
+    _finalize(storage, "big.bin", size=len(data), checksum=_checksum(data))
 
     assert (storage.root / "big.bin").stat().st_size == len(data)
 

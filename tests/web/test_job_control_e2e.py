@@ -59,11 +59,14 @@ def test_a_paused_job_keeps_its_partial_file_and_resumes_it_to_the_right_bytes(c
     assert (inbox / str(big).lstrip("/")).read_bytes() == big.read_bytes()
     assert (job.bytes_done, job.bytes_total) == (4 << 20, 4 << 20)
     assert not _partials(inbox)
-    assert [e.action for e in AuditEvent.objects.filter(target_id=str(job.pk)).order_by("pk")][-3:] == [
+    assert [e.action for e in AuditEvent.objects.filter(target_type="TransferJob", target_id=str(job.pk)).order_by("pk")] == [
+        "job.create",
         "job.pause",
         "job.max_speed",
         "job.resume",
+        "job.finish",
     ]
+    assert AuditEvent.objects.get(action="job.finish", target_id=str(job.pk)).outcome == "completed"
 
 
 def test_a_cancelled_job_stops_and_removes_its_partial_file(celery_worker, allowed_dir, lead):

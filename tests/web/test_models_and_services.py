@@ -265,9 +265,18 @@ def test_an_allowed_transition_returns_true_and_moves_the_job(job):
 
 def test_a_second_identical_transition_returns_false(job):
     services.job_start(job_id=job.pk)
+    assert services.job_pause(job=job, user=AnonymousUser()) is True
+
+    assert services.job_pause(job=job, user=AnonymousUser()) is False
+    assert TransferJob.objects.get(pk=job.pk).status == TransferJob.Status.PAUSED
+
+
+def test_a_restart_of_a_running_job_keeps_its_first_start_time(job):
+    # Only the holder of the job's lease calls job_start; on a running job that means a takeover.
+    services.job_start(job_id=job.pk)
     started_at = TransferJob.objects.get(pk=job.pk).started_at
 
-    assert services.job_start(job_id=job.pk) is False
+    assert services.job_start(job_id=job.pk) is True
     assert TransferJob.objects.get(pk=job.pk).started_at == started_at
 
 

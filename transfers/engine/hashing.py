@@ -33,9 +33,8 @@ def range_size_of(checksum: str) -> int | None:
     return int(scheme.partition("/r")[2]) if "/r" in scheme else None
 
 
-def hash_range(fd: int, start: int, length: int, *, chunk: int = READ_CHUNK) -> bytes:
-    """xxh3-128 digest of `length` bytes of an open file from `start` (short files hash what is there)."""
-    digest = xxhash.xxh3_128()
+def feed(digest: xxhash.xxh3_128, fd: int, start: int, length: int, *, chunk: int = READ_CHUNK) -> None:
+    """Hash `length` bytes of an open file from `start` into `digest` (a short file: what is there)."""
     offset, end = start, start + length
     while offset < end:
         data = os.pread(fd, min(chunk, end - offset), offset)
@@ -43,21 +42,28 @@ def hash_range(fd: int, start: int, length: int, *, chunk: int = READ_CHUNK) -> 
             break
         digest.update(data)
         offset += len(data)
+
+
+def hash_range(fd: int, start: int, length: int, *, chunk: int = READ_CHUNK) -> bytes:
+    """xxh3-128 digest of `length` bytes of an open file from `start`."""
+    digest = xxhash.xxh3_128()
+    feed(digest, fd, start, length, chunk=chunk)
     return digest.digest()
 
 
 def file_checksum(path: str | os.PathLike[str], *, like: str | None = None) -> str:
     """The checksum of a file in the same scheme as `like` (plain when None)."""
-    range_size = range_size_of(like) if like else None
     fd = os.open(path, os.O_RDONLY)
     try:
-        size = os.fstat(fd).st_size
-        if range_size is None:
-            return plain(xxhash.xxh3_128(b"").hexdigest() if size == 0 else _hex(hash_range(fd, 0, size)))
-        return ranged(range_size, (hash_range(fd, start, range_size) for start in range(0, size, range_size)))
+        return fd_checksum(fd, like=like)
     finally:
         os.close(fd)
 
 
-def _hex(digest: bytes) -> str:
-    return digest.hex()
+def fd_checksum(fd: int, *, like: str | None = None) -> str:
+    """The checksum of an open file, from its first byte to its end."""
+    range_size = range_size_of(like) if like else None
+    size = os.fstat(fd).st_size
+    if range_size is None:
+        return plain(hash_range(fd, 0, size).hex())
+    return ranged(range_size, (hash_range(fd, start, range_size) for start in range(0, size, range_size)))

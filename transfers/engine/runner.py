@@ -81,6 +81,14 @@ class RunSummary:
     stop_reason: str = ""
 
 
+@dataclass(frozen=True)
+class _Plan:
+    task: FileTask
+    src: Path | None = None  # to send (after a re-hash when `recheck` is set)
+    decided: FileFinished | None = None  # no sending needed
+    recheck: LedgerRecord | None = None
+
+
 def backoff_delay(attempt: int, *, base: float, cap: float, rng: Callable[[], float] = random.random) -> float:
     """Full jitter: uniform in [0, min(cap, base * 2**(attempt-1))]."""
     return float(rng() * min(cap, base * 2 ** (attempt - 1)))
@@ -110,45 +118,44 @@ class _Run:
 
     # --- deciding what to send ------------------------------------------------------------------
 
-    def plan(self, batch: list[FileTask]) -> Iterator[tuple[FileTask, Path | None, FileFinished | None]]:
-        """(task, source, None) to send, or (task, None, result) when it is decided without sending."""
+    def plan(self, batch: list[FileTask]) -> Iterator[_Plan]:
+        """What to do with each task: decided at once (bad path, unchanged), or sent by the pool."""
         records = self.ledger.lookup(sorted(_keys(batch))) if self.ledger else {}
         for task in batch:
             try:
                 src = self.source(task)
                 key = _key(task.server)
             except PathRefused as exc:
-                yield task, None, FileFinished(task.item_id, ok=False, error_code="bad_path", error=str(exc))
+                yield _Plan(task, decided=FileFinished(task.item_id, ok=False, error_code="bad_path", error=str(exc)))
                 continue
             record = records.get(key)
-            if record is None:
-                yield task, src, None
-                continue
             try:
-                info = os.stat(src)
-            except OSError:
-                yield task, src, None  # send_file reports it properly
+                info = os.stat(src) if record else None
+                present = record is not None and self.storage.stat(key) is not None
+            except (OSError, PathRefused):
+                yield _Plan(task, src)  # send() meets the same problem and reports it on this file
                 continue
-            if record.size != info.st_size or self.storage.stat(key) is None:
-                yield task, src, None
+            if record is None or info is None or not present or record.size != info.st_size:
+                yield _Plan(task, src)
             elif record.mtime_ns == info.st_mtime_ns and record.local == task.local:
-                yield task, None, FileFinished(task.item_id, ok=True, size=info.st_size, checksum=record.checksum, skipped=True)
-            elif hashing.file_checksum(src, like=record.checksum) == record.checksum:
-                # Same content, new mtime: skip, and remember the new mtime (mtime_ns set = record it).
-                yield (
-                    task,
-                    None,
-                    FileFinished(
-                        task.item_id,
-                        ok=True,
-                        size=info.st_size,
-                        checksum=record.checksum,
-                        skipped=True,
-                        mtime_ns=info.st_mtime_ns,
-                    ),
+                yield _Plan(
+                    task, decided=FileFinished(task.item_id, ok=True, size=info.st_size, checksum=record.checksum, skipped=True)
                 )
             else:
-                yield task, src, None
+                yield _Plan(task, src, recheck=record)  # touched, same size: the pool re-hashes it
+
+    def unchanged(self, task: FileTask, src: Path, record: LedgerRecord) -> FileFinished | None:
+        """A skip result when `src` still has the recorded content (with its new mtime, to record)."""
+        try:
+            info = os.stat(src)
+            same = info.st_size == record.size and hashing.file_checksum(src, like=record.checksum) == record.checksum
+        except OSError:
+            return None  # send() reports it
+        if not same:
+            return None
+        return FileFinished(
+            task.item_id, ok=True, size=info.st_size, checksum=record.checksum, skipped=True, mtime_ns=info.st_mtime_ns
+        )
 
     # --- sending one file, with retries ---------------------------------------------------------
 
@@ -168,14 +175,13 @@ class _Run:
                     on_bytes=lambda count, resumed: self.tell(BytesSent(task.item_id, count, resumed)),
                     options=self.options.send,
                 )
-                mtime = os.stat(src).st_mtime_ns
                 return FileFinished(
                     task.item_id,
                     ok=True,
                     size=sent.size,
                     checksum=sent.checksum,
                     attempts=attempt,
-                    mtime_ns=mtime,
+                    mtime_ns=sent.mtime_ns,  # as read before sending: a later save is seen next time
                     resumed=sent.resumed_from,
                 )
             except PathRefused as exc:  # e.g. a symlink planted in the storage since the plan
@@ -194,11 +200,15 @@ class _Run:
                     raise Stopped() from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def guarded_send(self, task: FileTask, src: Path) -> FileFinished | None:
+    def guarded_send(self, plan: _Plan) -> FileFinished | None:
         """None when stopped; a failed result (never an exception) for anything unexpected."""
         if self.control.stop.is_set():
             return None
+        task, src = plan.task, plan.src
+        assert src is not None
         try:
+            if plan.recheck is not None and (skip := self.unchanged(task, src, plan.recheck)) is not None:
+                return skip
             return self.send(task, src)
         except Stopped:
             return None
@@ -274,14 +284,13 @@ def run_upload(
 
     with ThreadPoolExecutor(max_workers=options.pool_size, thread_name_prefix="rvweb-send") as pool:
         for batch in _batches(tasks, options.batch):
-            for task, src, decided in run.plan(batch):
+            for plan in run.plan(batch):
                 if control.stop.is_set():
                     break
-                if decided is not None:
-                    run.finish(decided, task, records)
+                if plan.decided is not None:
+                    run.finish(plan.decided, plan.task, records)
                     continue
-                assert src is not None
-                in_flight[pool.submit(run.guarded_send, task, src)] = task
+                in_flight[pool.submit(run.guarded_send, plan)] = plan.task
                 if len(in_flight) >= 2 * options.pool_size:  # bounded: memory stays flat for huge runs
                     done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                     collect(done)

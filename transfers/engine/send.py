@@ -21,12 +21,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import xxhash
 
 from transfers.engine import hashing
 from transfers.engine.ratelimit import TokenBucket
-from transfers.engine.storage import Storage, VerifyFailed
+from transfers.engine.storage import PartialBusy, Storage, VerifyFailed
 
 OnBytes = Callable[[int, bool], None]  # (count, resumed): resumed bytes were verified, not sent
 
@@ -45,6 +46,7 @@ class SendOptions:
 class Sent:
     size: int
     checksum: str
+    mtime_ns: int  # the source's, as read before sending
     resumed_from: int = 0
 
 
@@ -175,50 +177,6 @@ class _Span:
         return done
 
 
-def send_file(
-    src: Path,
-    storage: Storage,
-    server: str,
-    *,
-    bucket: TokenBucket,
-    stop: threading.Event,
-    on_bytes: OnBytes,
-    options: SendOptions = SendOptions(),
-) -> Sent:
-    """Send `src` to `server` in `storage`, resuming a partial file when there is one."""
-    src_fd, before = open_source(src)
-    try:
-        kernel = options.kernel_copy and bucket.rate is None and storage.native_path(server) is not None
-        job = _File(src, src_fd, before, storage, server, bucket, stop, on_bytes, options, kernel)
-        if before.st_size >= options.range_threshold and options.ranges_in_parallel > 1:
-            checksum, resumed = _send_ranges(job)
-        else:
-            checksum, resumed = _send_stream(job)
-        after = os.fstat(src_fd)
-        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
-            storage.discard_partial(server)
-            raise SendFailed("source_changed", f"local file changed while it was being sent: {src}", retryable=True)
-        try:
-            storage.finalize(server, size=before.st_size, checksum=checksum)
-        except VerifyFailed as exc:
-            raise SendFailed("verify_failed", str(exc), retryable=True) from exc
-        except OSError as exc:
-            raise dest_error(exc, server) from exc
-        return Sent(size=before.st_size, checksum=checksum, resumed_from=resumed)
-    finally:
-        os.close(src_fd)
-
-
-def _open_dest(storage: Storage, server: str, offset: int, size: int | None = None) -> int:
-    try:
-        handle = storage.open_partial(server, offset, size=size)
-    except OSError as exc:
-        raise dest_error(exc, server) from exc
-    fd = os.dup(handle.fileno())
-    handle.close()
-    return fd
-
-
 @dataclass(frozen=True)
 class _File:
     src: Path
@@ -238,7 +196,70 @@ class _File:
         )
 
 
-def _send_stream(f: _File) -> tuple[str, int]:
+def send_file(
+    src: Path,
+    storage: Storage,
+    server: str,
+    *,
+    bucket: TokenBucket,
+    stop: threading.Event,
+    on_bytes: OnBytes,
+    options: SendOptions = SendOptions(),
+) -> Sent:
+    """Send `src` to `server` in `storage`, resuming a partial file when there is one.
+
+    The partial file is held under an exclusive lock from opening to renaming: a second transfer to
+    the same server path (another job, a duplicate run) fails with a retryable "busy" instead of
+    interleaving its bytes.
+    """
+    src_fd, before = open_source(src)
+    dest: BinaryIO | None = None
+    try:
+        kernel = options.kernel_copy and bucket.rate is None and storage.native_path(server) is not None
+        job = _File(src, src_fd, before, storage, server, bucket, stop, on_bytes, options, kernel)
+        if before.st_size >= options.range_threshold and options.ranges_in_parallel > 1:
+            dest, checksum, resumed = _send_ranges(job)
+        else:
+            dest, checksum, resumed = _send_stream(job)
+        if _changed(src, src_fd, before):
+            storage.discard_partial(server)
+            raise SendFailed("source_changed", f"local file changed while it was being sent: {src}", retryable=True)
+        try:
+            storage.finalize(server, size=before.st_size, checksum=checksum, handle=dest)
+        except VerifyFailed as exc:
+            raise SendFailed("verify_failed", str(exc), retryable=True) from exc
+        except OSError as exc:
+            raise dest_error(exc, server) from exc
+        return Sent(size=before.st_size, checksum=checksum, mtime_ns=before.st_mtime_ns, resumed_from=resumed)
+    finally:
+        if dest is not None:
+            dest.close()
+        os.close(src_fd)
+
+
+def _changed(src: Path, fd: int, before: os.stat_result) -> bool:
+    """Written to while we read it (size, mtime), or replaced at its path (a save by rename)."""
+    after = os.fstat(fd)
+    try:
+        now = os.stat(src)
+    except OSError:
+        return True
+    return (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) or (now.st_dev, now.st_ino) != (
+        before.st_dev,
+        before.st_ino,
+    )
+
+
+def _open_dest(storage: Storage, server: str, offset: int, size: int | None = None) -> BinaryIO:
+    try:
+        return storage.open_partial(server, offset, size=size)
+    except PartialBusy as exc:
+        raise SendFailed("busy", f"another transfer is writing {server} right now", retryable=True) from exc
+    except OSError as exc:
+        raise dest_error(exc, server) from exc
+
+
+def _send_stream(f: _File) -> tuple[BinaryIO, str, int]:
     storage, server, src_fd, on_bytes = f.storage, f.server, f.src_fd, f.on_bytes
     size = f.info.st_size
     digest = xxhash.xxh3_128()
@@ -246,54 +267,63 @@ def _send_stream(f: _File) -> tuple[str, int]:
     if offset > size or storage.read_marker(server) is not None:
         offset = 0  # a partial from another shape of send: start over
     if offset:
-        prefix = hashing.hash_range(src_fd, 0, offset)
-        if storage.partial_digest(server, 0, offset) != prefix:
+        if storage.partial_digest(server, 0, offset) != hashing.hash_range(src_fd, 0, offset):
             offset = 0
         else:
-            _feed(digest, src_fd, 0, offset)
+            hashing.feed(digest, src_fd, 0, offset)
             on_bytes(offset, True)
-    dst_fd = _open_dest(storage, server, offset)
+    dest = _open_dest(storage, server, offset)
     try:
-        f.span(dst_fd).copy(offset, size - offset, digest)
-    finally:
-        os.close(dst_fd)
-    return hashing.plain(digest.hexdigest()), offset
+        f.span(dest.fileno()).copy(offset, size - offset, digest)
+    except BaseException:
+        dest.close()
+        raise
+    return dest, hashing.plain(digest.hexdigest()), offset
 
 
-def _feed(digest: xxhash.xxh3_128, fd: int, start: int, length: int) -> None:
-    position, end = start, start + length
-    while position < end:
-        data = os.pread(fd, min(hashing.READ_CHUNK, end - position), position)
-        if not data:
-            break
-        digest.update(data)
-        position += len(data)
-
-
-def _send_ranges(f: _File) -> tuple[str, int]:
+def _send_ranges(f: _File) -> tuple[BinaryIO, str, int]:
     storage, server, options, info = f.storage, f.server, f.options, f.info
     size, range_size = info.st_size, options.range_size
     starts = list(range(0, size, range_size))
     identity = {"size": size, "mtime_ns": info.st_mtime_ns, "range_size": range_size}
-    done: dict[int, str] = {}
-    marker = storage.read_marker(server)
-    if marker is not None:
-        try:
-            recorded = json.loads(marker)
-        except ValueError:
-            recorded = {}
-        if {k: recorded.get(k) for k in identity} == identity:
-            for index, hexdigest in recorded.get("done", {}).items():
-                start = starts[int(index)]
-                if storage.partial_digest(server, start, min(range_size, size - start)).hex() == hexdigest:
-                    done[int(index)] = hexdigest
-    dst_fd = _open_dest(storage, server, 0, size=size) if done else _open_fresh(storage, server, size)
-    lock = threading.Lock()
-    resumed = sum(min(range_size, size - starts[i]) for i in done)
-    if resumed:
-        f.on_bytes(resumed, True)
+    dest = _open_dest(storage, server, 0, size=size)
+    try:
+        done = _verified_ranges(f, starts, identity)
+        if not done:
+            storage.write_marker(server, json.dumps({**identity, "done": {}}).encode())  # replaces a stale one
+        resumed = sum(min(range_size, size - starts[i]) for i in done)
+        if resumed:
+            f.on_bytes(resumed, True)
+        _copy_ranges(f, dest.fileno(), starts, [i for i in range(len(starts)) if i not in done], done, identity)
+    except BaseException:
+        dest.close()
+        raise
+    return dest, hashing.ranged(range_size, (bytes.fromhex(done[i]) for i in range(len(starts)))), resumed
 
-    abort = threading.Event()
+
+def _verified_ranges(f: _File, starts: list[int], identity: dict[str, int]) -> dict[int, str]:
+    """Ranges an earlier attempt finished, each re-hashed at the destination before it is trusted."""
+    marker = f.storage.read_marker(f.server)
+    try:
+        recorded = json.loads(marker) if marker is not None else {}
+    except ValueError:
+        recorded = {}
+    if not isinstance(recorded, dict) or {k: recorded.get(k) for k in identity} != identity:
+        return {}
+    size, range_size = identity["size"], identity["range_size"]
+    done = {}
+    for index, hexdigest in (recorded.get("done") or {}).items():
+        start = starts[int(index)]
+        if f.storage.partial_digest(f.server, start, min(range_size, size - start)).hex() == hexdigest:
+            done[int(index)] = hexdigest
+    return done
+
+
+def _copy_ranges(
+    f: _File, dst_fd: int, starts: list[int], todo: list[int], done: dict[int, str], identity: dict[str, int]
+) -> None:
+    size, range_size = identity["size"], identity["range_size"]
+    lock, abort = threading.Lock(), threading.Event()
 
     def one(index: int) -> None:
         start = starts[index]
@@ -301,23 +331,13 @@ def _send_ranges(f: _File) -> tuple[str, int]:
         f.span(dst_fd, abort).copy(start, min(range_size, size - start), digest)
         with lock:
             done[index] = digest.hexdigest()
-            storage.write_marker(server, json.dumps({**identity, "done": done}).encode())
+            f.storage.write_marker(f.server, json.dumps({**identity, "done": done}).encode())
 
-    try:
-        todo = [i for i in range(len(starts)) if i not in done]
-        with ThreadPoolExecutor(max_workers=options.ranges_in_parallel, thread_name_prefix="rvweb-range") as pool:
-            futures = [pool.submit(one, index) for index in todo]
-            for future in as_completed(futures):
-                if future.exception() is not None:
-                    abort.set()  # the file has failed: the other ranges stop at their next chunk
-                    for other in futures:
-                        other.cancel()
-                    future.result()
-    finally:
-        os.close(dst_fd)
-    return hashing.ranged(range_size, (bytes.fromhex(done[i]) for i in range(len(starts)))), resumed
-
-
-def _open_fresh(storage: Storage, server: str, size: int) -> int:
-    storage.discard_partial(server)
-    return _open_dest(storage, server, 0, size=size)
+    with ThreadPoolExecutor(max_workers=f.options.ranges_in_parallel, thread_name_prefix="rvweb-range") as pool:
+        futures = [pool.submit(one, index) for index in todo]
+        for future in as_completed(futures):
+            if future.exception() is not None:
+                abort.set()  # the file has failed: the other ranges stop at their next chunk
+                for other in futures:
+                    other.cancel()
+                future.result()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import fcntl
 import os
 import stat
 from collections.abc import Iterator
@@ -34,13 +35,17 @@ class VerifyFailed(Exception):
     """What arrived is not what was sent (size or checksum); the partial file is discarded."""
 
 
+class PartialBusy(OSError):
+    """Another transfer holds this partial file (the same server path, written twice at once)."""
+
+
 class Storage(Protocol):
     def stat(self, path: str) -> StoredFile | None: ...
     def list(self, prefix: str = "") -> Iterator[StoredFile]: ...
     def partial_size(self, path: str) -> int: ...
     def open_partial(self, path: str, offset: int, *, size: int | None = None) -> BinaryIO: ...
     def partial_digest(self, path: str, start: int, length: int) -> bytes: ...
-    def finalize(self, path: str, *, size: int, checksum: str) -> None: ...
+    def finalize(self, path: str, *, size: int, checksum: str, handle: BinaryIO) -> None: ...
     def discard_partial(self, path: str) -> None: ...
     def read_marker(self, path: str) -> bytes | None: ...
     def write_marker(self, path: str, data: bytes) -> None: ...
@@ -98,11 +103,20 @@ class LocalStorage:
             return 0
 
     def open_partial(self, path: str, offset: int, *, size: int | None = None) -> BinaryIO:
-        """The partial file, cut to `offset` and positioned there; `size` preallocates (parallel ranges)."""
+        """The partial file, locked for this writer, cut to `offset` and positioned there.
+
+        `size` instead sizes it for parallel ranges, keeping what it holds. Raises PartialBusy when
+        another writer holds it. The lock lasts until the handle is closed (after finalize).
+        """
         partial = self._partial(path)
         partial.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(partial, "r+b" if partial.exists() else "w+b", buffering=0)  # noqa: SIM115 - the caller closes it
+        fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o644)  # never O_TRUNC: only the lock holder may cut it
+        handle = open(fd, "r+b", buffering=0)  # noqa: SIM115 - the caller closes it
         try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise PartialBusy(errno.EBUSY, f"{path} is being written by another transfer") from None
             if size is None:
                 handle.truncate(offset)
             elif os.fstat(handle.fileno()).st_size != size:
@@ -120,18 +134,25 @@ class LocalStorage:
         finally:
             os.close(fd)
 
-    def finalize(self, path: str, *, size: int, checksum: str) -> None:
+    def finalize(self, path: str, *, size: int, checksum: str, handle: BinaryIO) -> None:
+        """Verify what `handle` (the locked partial) holds, then rename it into place."""
         partial, final = self._partial(path), self._final(path)
-        actual = os.stat(partial).st_size
-        if actual != size:
+        held = os.fstat(handle.fileno())
+        try:
+            at_path = os.stat(partial)
+        except FileNotFoundError:
+            raise VerifyFailed(f"{path}: the partial file was removed while it was being written") from None
+        if (at_path.st_dev, at_path.st_ino) != (held.st_dev, held.st_ino):
+            raise VerifyFailed(f"{path}: the partial file was replaced while it was being written")
+        if held.st_size != size:
             self.discard_partial(path)
-            raise VerifyFailed(f"{path}: {actual} bytes arrived, {size} were sent")
-        arrived = hashing.file_checksum(partial, like=checksum)
+            raise VerifyFailed(f"{path}: {held.st_size} bytes arrived, {size} were sent")
+        arrived = hashing.fd_checksum(handle.fileno(), like=checksum)
         if arrived != checksum:
             self.discard_partial(path)
             raise VerifyFailed(f"{path}: checksum at the destination {arrived} differs from the sent {checksum}")
         if size >= _FSYNC_AT_LEAST:
-            _fsync_path(partial)  # small files are made durable in bulk by sync()
+            _fsync(handle.fileno())  # small files are made durable in bulk by sync()
         os.replace(partial, final)
         self._marker(path).unlink(missing_ok=True)
 
@@ -177,12 +198,9 @@ class LocalStorage:
 _FSYNC_AT_LEAST = 4 << 20  # per-file fsync costs ~0.3 ms here: worth it only for files this big
 
 
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+def _fsync(fd: int) -> None:
     try:
         os.fsync(fd)
     except OSError as exc:
-        if exc.errno != errno.EINVAL:  # some filesystems (tmpfs) refuse fsync; nothing to flush there
+        if exc.errno != errno.EINVAL:  # some filesystems refuse fsync; nothing to flush there
             raise
-    finally:
-        os.close(fd)
