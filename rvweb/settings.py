@@ -162,6 +162,10 @@ REST_FRAMEWORK = {
 # Progress messages per second per job on the channel layer (latest wins in between).
 PROGRESS_MAX_PER_SECOND = env_int("RVWEB_PROGRESS_MAX_PER_SECOND", 4, minimum=1, maximum=50)
 
+# Error pages (RVWEB_DEBUG=1) hide settings whose names match this, on top of Django's own list:
+# the URLs here carry passwords.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "rvweb.debug.SafeReporterFilter"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

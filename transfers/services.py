@@ -25,6 +25,12 @@ from transfers.farm.local import LocalFarm
 from transfers.models import AuditEvent, FarmAccount, Manifest, ManifestEntry, TransferItem, TransferJob
 
 User = AbstractBaseUser | AnonymousUser
+
+
+class UnsupportedAccount(ValueError):
+    """The account's farm has no connector in this version: nothing would reach it."""
+
+
 _BATCH = 2000
 
 
@@ -97,7 +103,8 @@ def manifest_import(
 
 def jobs_visible_to(*, user: User) -> QuerySet[TransferJob]:
     """Staff see every job; everyone else sees the jobs they started."""
-    jobs = TransferJob.objects.select_related("account", "manifest", "created_by")
+    # The access key is never needed to list jobs: not decrypting it keeps a key problem out of pages.
+    jobs = TransferJob.objects.select_related("account", "manifest", "created_by").defer("account__access_key")
     if not user.is_authenticated:
         return jobs.none()
     return jobs if user.is_staff else jobs.filter(created_by=user)
@@ -109,6 +116,11 @@ def job_create_upload(
     """Create an upload job with one item per manifest entry, and enqueue it once the rows are committed."""
     from transfers.tasks import run_job
 
+    if manifest.account.kind != FarmAccount.Kind.LOCAL:
+        raise UnsupportedAccount(
+            f"farm account {manifest.account.name!r} is a {manifest.account.get_kind_display()} account; "
+            "this version of rvweb uploads only to local farm accounts"
+        )
     with transaction.atomic():
         job = TransferJob.objects.create(
             kind=TransferJob.Kind.UPLOAD_ASSET,

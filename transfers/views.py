@@ -38,13 +38,13 @@ def manifest_list(request: HttpRequest) -> HttpResponse:
             note = f" {missing} of the local files are missing now and will fail unless they appear." if missing else ""
             messages.success(request, f"Imported {manifest.entry_count} entries.{note}")
             return redirect("manifest-detail", pk=manifest.pk)
-    manifests = Manifest.objects.select_related("account")[:100]
+    manifests = Manifest.objects.select_related("account").defer("account__access_key")[:100]
     return render(request, "transfers/manifest_list.html", {"manifests": manifests, "form": form, "problems": problems})
 
 
 @login_required
 def manifest_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    manifest = get_object_or_404(Manifest.objects.select_related("account"), pk=pk)
+    manifest = get_object_or_404(Manifest.objects.select_related("account").defer("account__access_key"), pk=pk)
     page = Paginator(manifest.entries.all(), _ENTRIES_SHOWN).get_page(request.GET.get("page"))
     context = {"manifest": manifest, "page": page, "options": UploadOptionsForm()}
     return render(request, "transfers/manifest_detail.html", context)
@@ -58,7 +58,11 @@ def manifest_upload(request: HttpRequest, pk: int) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, "Upload options: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
         return redirect("manifest-detail", pk=manifest.pk)
-    job = services.job_create_upload(manifest=manifest, user=request.user, request=request, options=form.options())
+    try:
+        job = services.job_create_upload(manifest=manifest, user=request.user, request=request, options=form.options())
+    except services.UnsupportedAccount as exc:
+        messages.error(request, str(exc))
+        return redirect("manifest-detail", pk=manifest.pk)
     return redirect("job-detail", pk=job.pk)
 
 

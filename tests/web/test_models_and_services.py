@@ -143,8 +143,8 @@ def test_the_access_key_never_appears_in_the_account_detail_api(client, owner, a
     assert ACCESS_KEY.encode() not in response.content
 
 
-def test_creating_an_account_through_the_api_does_not_echo_the_key(client, owner):
-    client.force_login(owner)
+def test_creating_an_account_through_the_api_does_not_echo_the_key(client, staff):
+    client.force_login(staff)
 
     response = client.post("/api/accounts/", {"name": "new-farm", "access_key": ACCESS_KEY}, content_type="application/json")
 

@@ -5,6 +5,7 @@ from collections.abc import Callable
 from django.db.models import QuerySet
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.permissions import BasePermission, IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -24,13 +25,17 @@ class FarmAccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixin
     queryset = FarmAccount.objects.order_by("name")
     serializer_class = FarmAccountSerializer
 
+    def get_permissions(self) -> list[BasePermission]:
+        # Credentials are an admin's to store; everyone signed in may see which accounts exist.
+        return [IsAdminUser()] if self.action == "create" else super().get_permissions()
+
     def perform_create(self, serializer: FarmAccountSerializer) -> None:
         account = serializer.save()
         services.audit_record(actor=self.request.user, action="account.create", target=account, request=self.request)
 
 
 class ManifestViewSet(viewsets.ReadOnlyModelViewSet):
-    queryset = Manifest.objects.select_related("account")
+    queryset = Manifest.objects.select_related("account").defer("account__access_key")
     serializer_class = ManifestSerializer
 
     def create(self, request: Request) -> Response:
@@ -54,9 +59,12 @@ class ManifestViewSet(viewsets.ReadOnlyModelViewSet):
         """The SDK's upload_asset: upload every file the manifest lists into the account's input storage."""
         options = JobOptionsSerializer(data=request.data)
         options.is_valid(raise_exception=True)
-        job = services.job_create_upload(
-            manifest=self.get_object(), user=request.user, request=request._request, options=options.validated_data
-        )
+        try:
+            job = services.job_create_upload(
+                manifest=self.get_object(), user=request.user, request=request._request, options=options.validated_data
+            )
+        except services.UnsupportedAccount as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         return Response(TransferJobSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
