@@ -101,6 +101,29 @@ def test_cutting_upload_chunks_are_valid_manifests(tmp_path: Path) -> None:
     assert [len(load_upload_json(path).entries) for path in chunks] == [2, 2, 1]
 
 
+def _visible(folder: Path) -> list[str]:
+    """File names without the hidden record of which chunk came from which upload.json."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def test_cutting_upload_refuses_to_overwrite_the_file_it_cuts(tmp_path: Path) -> None:
+    upload = _manifest(tmp_path / "upload_1.json", 5)
+
+    with pytest.raises(ValueError, match="overwrite it"):
+        cutting_upload(upload, 2)
+    assert len(json.loads(upload.read_text())["asset"]) == 5
+
+
+def test_cutting_upload_keeps_the_chunks_of_another_manifest_cut_into_the_same_folder(tmp_path: Path) -> None:
+    first, second = _manifest(tmp_path / "a" / "upload.json", 6), _manifest(tmp_path / "b" / "upload.json", 4)
+    target = tmp_path / "chunks"
+    cutting_upload(first, 2, after_cutting_position=str(target))
+
+    with pytest.raises(FileExistsError, match="holds a chunk of"):
+        cutting_upload(second, 2, after_cutting_position=str(target))
+    assert len(json.loads((target / "upload_3.json").read_text())["asset"]) == 2
+
+
 def test_cutting_upload_creates_the_target_folder(tmp_path: Path) -> None:
     # The SDK silently writes next to the original when the target folder does not exist.
     upload = _manifest(tmp_path / "upload.json", 5)
@@ -109,7 +132,7 @@ def test_cutting_upload_creates_the_target_folder(tmp_path: Path) -> None:
     chunks = cutting_upload(upload, 2, after_cutting_position=str(target))
 
     assert chunks == [str(target / f"upload_{n}.json") for n in (1, 2, 3)]
-    assert sorted(p.name for p in target.iterdir()) == ["upload_1.json", "upload_2.json", "upload_3.json"]
+    assert _visible(target) == ["upload_1.json", "upload_2.json", "upload_3.json"]
 
 
 def test_cutting_upload_removes_stale_chunks_of_an_earlier_larger_cut(tmp_path: Path) -> None:
@@ -119,7 +142,7 @@ def test_cutting_upload_removes_stale_chunks_of_an_earlier_larger_cut(tmp_path: 
     chunks = cutting_upload(upload, 4)
 
     assert len(chunks) == 3
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["upload.json", "upload_1.json", "upload_2.json", "upload_3.json"]
+    assert _visible(tmp_path) == ["upload.json", "upload_1.json", "upload_2.json", "upload_3.json"]
 
 
 def test_cutting_upload_overwrites_chunks_of_an_earlier_cut(tmp_path: Path) -> None:

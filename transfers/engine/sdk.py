@@ -8,8 +8,8 @@
 
 from __future__ import annotations
 
+import json
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,8 +23,6 @@ from transfers.engine.manifest import (
     write_upload_json,
 )
 from transfers.engine.paths import PathRefused, clean_server_path, local_to_server, normalize_local
-
-_CHUNK_NAME = re.compile(r"^upload_(\d+)\.json$")
 
 
 def cutting_upload(
@@ -48,16 +46,32 @@ def cutting_upload(
         return [str(source)]
     target = Path(after_cutting_position).absolute() if after_cutting_position else source.parent
     target.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for number, start in enumerate(range(0, count, max_resources_number), start=1):
-        path = target / f"upload_{number}.json"
-        write_atomic(path, encode_upload_json(document.entries[start : start + max_resources_number], document.extra))
-        paths.append(str(path))
-    for stale in target.iterdir():
-        match = _CHUNK_NAME.match(stale.name)
-        if match and int(match.group(1)) > len(paths) and stale != source:
-            stale.unlink()
-    return paths
+    names = [f"upload_{number}.json" for number in range(1, -(-count // max_resources_number) + 1)]
+    cuts = _read_cuts(target)
+    for name in names:
+        if target / name == source:
+            raise ValueError(f"cutting {source} into its own folder would overwrite it; give after_cutting_position")
+        owner = next((other for other, chunks in cuts.items() if name in chunks and other != str(source)), None)
+        if owner is not None:
+            raise FileExistsError(f"{target / name} holds a chunk of {owner}; give another after_cutting_position")
+    for name, start in zip(names, range(0, count, max_resources_number), strict=True):
+        write_atomic(target / name, encode_upload_json(document.entries[start : start + max_resources_number], document.extra))
+    for stale in set(cuts.get(str(source), [])) - set(names):  # chunks of an earlier, larger cut of this file
+        (target / stale).unlink(missing_ok=True)
+    cuts[str(source)] = names
+    write_atomic(target / _CUTS, json.dumps(cuts, indent=1).encode())
+    return [str(target / name) for name in names]
+
+
+_CUTS = ".rvweb-cuts.json"  # which upload.json each chunk in this folder was cut from
+
+
+def _read_cuts(folder: Path) -> dict[str, list[str]]:
+    try:
+        recorded = json.loads((folder / _CUTS).read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
 
 
 def _walk(path: str) -> Iterator[str]:
