@@ -1,12 +1,23 @@
 from django import forms
 
-from transfers.models import FarmAccount
+from transfers.models import FarmAccount, Manifest
 
 
 class ManifestImportForm(forms.Form):
     name = forms.CharField(max_length=200)
     account = forms.ModelChoiceField(queryset=FarmAccount.objects.order_by("name"), label="Farm account")
-    file = forms.FileField(label="upload.json", help_text='{"asset": [{"local": "/abs/path", "server": "/D/path"}]}')
+    transmit_type = forms.ChoiceField(
+        choices=Manifest.TransmitType.choices, initial=Manifest.TransmitType.UPLOAD_JSON, required=False
+    )
+
+    def clean_transmit_type(self) -> str:
+        return self.cleaned_data.get("transmit_type") or Manifest.TransmitType.UPLOAD_JSON
+
+    file = forms.FileField(
+        label="File",
+        help_text='upload.json: {"asset": [{"local": "/abs/path", "server": "/D/path"}]} — '
+        "upload list: one absolute file or folder path per line (.txt or .json)",
+    )
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -24,7 +35,8 @@ class FarmAccountForm(forms.ModelForm):
 
     class Meta:
         model = FarmAccount
-        fields = ["name", "kind", "access_id", "access_key", "domain", "platform"]
+        fields = ["name", "kind", "access_id", "access_key", "domain", "platform", "path_map"]
+        help_texts = {"path_map": 'Where this machine finds the manifests\' local paths, e.g. {"D:/": "/mnt/studio/D/"}.'}
 
 
 class UploadOptionsForm(forms.Form):

@@ -20,7 +20,8 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from transfers import progress
-from transfers.engine.manifest import ManifestInvalid, check_entries, read_upload_json
+from transfers.engine.manifest import ManifestInvalid, check_entries, expand_upload_list, read_upload_json, read_upload_list
+from transfers.engine.paths import PathMap
 from transfers.farm.local import LocalFarm
 from transfers.models import AuditEvent, FarmAccount, Manifest, ManifestEntry, TransferItem, TransferJob
 
@@ -74,18 +75,30 @@ def _size_or_none(path: str) -> int | None:
 
 
 def manifest_import(
-    *, name: str, account: FarmAccount, data: bytes, user: User | None, request: HttpRequest | None = None
+    *,
+    name: str,
+    account: FarmAccount,
+    data: bytes,
+    user: User | None,
+    request: HttpRequest | None = None,
+    transmit_type: str = Manifest.TransmitType.UPLOAD_JSON,
 ) -> Manifest:
-    """Validate an upload.json and store it; raises ManifestInvalid naming each bad entry and why."""
-    entries = read_upload_json(data, validate=False).entries  # shape only: check_entries says the rest at once
-    problems = check_entries(entries, allowed_roots=settings.ALLOWED_LOCAL_ROOTS)
+    """Validate an upload.json (or an upload list) and store it; ManifestInvalid names each problem."""
+    path_map = PathMap(account.path_map)
+    roots = settings.ALLOWED_LOCAL_ROOTS
+    if transmit_type == Manifest.TransmitType.UPLOAD_LIST:
+        entries = expand_upload_list(read_upload_list(data), allowed_roots=roots, path_map=path_map)
+    else:
+        entries = read_upload_json(data, validate=False).entries  # shape only: check_entries says the rest at once
+    problems = check_entries(entries, allowed_roots=roots, path_map=path_map)
     if problems:
         raise ManifestInvalid(problems)
-    sizes = [_size_or_none(entry.local) for entry in entries]
+    sizes = [_size_or_none(path_map.apply(entry.local)) for entry in entries]
     with transaction.atomic():
         manifest = Manifest.objects.create(
             name=name,
             account=account,
+            transmit_type=transmit_type,
             entry_count=len(entries),
             total_bytes=sum(size or 0 for size in sizes),
             created_by=user if user is not None and user.is_authenticated else None,

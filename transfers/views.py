@@ -30,6 +30,7 @@ def manifest_list(request: HttpRequest) -> HttpResponse:
                 data=form.cleaned_data["file"].read(),
                 user=request.user,
                 request=request,
+                transmit_type=form.cleaned_data["transmit_type"],
             )
         except ManifestInvalid as exc:
             problems = [str(p) for p in exc.problems[:100]]

@@ -27,6 +27,7 @@ class ManifestSerializer(serializers.ModelSerializer):
 class ManifestImportSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     account = serializers.PrimaryKeyRelatedField(queryset=FarmAccount.objects.all())
+    transmit_type = serializers.ChoiceField(choices=Manifest.TransmitType.choices, default=Manifest.TransmitType.UPLOAD_JSON)
     file = serializers.FileField()
 
 

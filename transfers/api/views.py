@@ -48,9 +48,10 @@ class ManifestViewSet(viewsets.ReadOnlyModelViewSet):
                 data=form.validated_data["file"].read(),
                 user=request.user,
                 request=request._request,
+                transmit_type=form.validated_data["transmit_type"],
             )
         except ManifestInvalid as exc:
-            problems = [{"entry": p.number, "reason": p.reason} for p in exc.problems]
+            problems = [{p.unit: p.number, "reason": p.reason} for p in exc.problems]
             return Response({"detail": "manifest refused", "problems": problems}, status=status.HTTP_400_BAD_REQUEST)
         return Response(ManifestSerializer(manifest).data, status=status.HTTP_201_CREATED)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import msgspec
 
-from transfers.engine.paths import PathRefused, clean_server_path, local_source
+from transfers.engine.paths import PathMap, PathRefused, clean_server_path, local_source, local_to_server, normalize_local
 
 _MAX_PROBLEMS_IN_MESSAGE = 20
 _MAX_PROBLEMS = 1000  # a broken 500k-entry file must not make a 500k-line error
@@ -205,16 +205,62 @@ def read_upload_list(data: bytes) -> list[tuple[int, str]]:
     return paths
 
 
-def check_entries(entries: Iterable[ManifestEntry], *, allowed_roots: Sequence[Path]) -> list[EntryProblem]:
-    """validate_entries, plus: every local path must lie under an allowed root."""
+def check_entries(
+    entries: Iterable[ManifestEntry], *, allowed_roots: Sequence[Path], path_map: PathMap | None = None
+) -> list[EntryProblem]:
+    """validate_entries, plus: every local path, once mapped for this worker, lies under an allowed root."""
     entries = list(entries)
+    path_map = path_map or PathMap()
     problems = validate_entries(entries)
     for number, entry in enumerate(entries, start=1):
         if len(problems) >= _MAX_PROBLEMS:
             break
         if entry.local.strip() and "\x00" not in entry.local:
             try:
-                local_source(entry.local, allowed_roots)
+                local_source(_mapped(entry.local, path_map), allowed_roots)
             except PathRefused as exc:
                 problems.append(EntryProblem(number, str(exc)))
     return sorted(problems, key=lambda p: p.number)
+
+
+def _mapped(local: str, path_map: PathMap) -> str:
+    mapped = path_map.apply(local)
+    if not mapped.startswith("/"):
+        raise PathRefused(f"local path {local!r} is a Windows path and no path mapping rule of this farm account covers it")
+    return mapped
+
+
+def expand_upload_list(
+    lines: Sequence[tuple[int, str]], *, allowed_roots: Sequence[Path], path_map: PathMap | None = None
+) -> list[ManifestEntry]:
+    """Entries of an upload list: a file line is one entry, a folder line one per file under it.
+
+    Local paths keep the list's spelling (`D:/shots/a.exr` for a folder `D:\\shots`); server paths
+    follow the SDK's rule (engine.paths.local_to_server).
+    """
+    path_map = path_map or PathMap()
+    entries: list[ManifestEntry] = []
+    problems: list[EntryProblem] = []
+    for number, given in lines:
+        try:
+            real = local_source(_mapped(given, path_map), allowed_roots)
+            base = normalize_local(given).rstrip("/")
+            if real.is_file():
+                entries.append(ManifestEntry(local=given, server=local_to_server(given)))
+            elif real.is_dir():
+                for folder, dirs, files in os.walk(real):
+                    dirs.sort()
+                    relative = Path(folder).relative_to(real).as_posix()
+                    prefix = base if relative == "." else f"{base}/{relative}"
+                    entries.extend(
+                        ManifestEntry(f"{prefix}/{name}", local_to_server(f"{prefix}/{name}")) for name in sorted(files)
+                    )
+            else:
+                problems.append(EntryProblem(number, f"{given!r} does not exist", "line"))
+        except PathRefused as exc:
+            problems.append(EntryProblem(number, str(exc), "line"))
+    if problems:
+        raise ManifestInvalid(problems)
+    if not entries:
+        raise ManifestInvalid([EntryProblem(0, "the upload list names no files")])
+    return entries

@@ -14,8 +14,11 @@ class Command(BaseCommand):
         parser.add_argument("upload_json", type=Path)
         parser.add_argument("--account", required=True, help="farm account name")
         parser.add_argument("--name", help="manifest name (default: the file name)")
+        parser.add_argument("--transmit-type", choices=["upload_json", "upload_list"], default="upload_json")
 
-    def handle(self, *args: object, upload_json: Path, account: str, name: str | None, **options: object) -> None:
+    def handle(
+        self, *args: object, upload_json: Path, account: str, name: str | None, transmit_type: str, **options: object
+    ) -> None:
         try:
             farm_account = FarmAccount.objects.get(name=account)
         except FarmAccount.DoesNotExist:
@@ -25,7 +28,9 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"cannot read {upload_json}: {exc.strerror}") from None
         try:
-            manifest = services.manifest_import(name=name or upload_json.name, account=farm_account, data=data, user=None)
+            manifest = services.manifest_import(
+                name=name or upload_json.name, account=farm_account, data=data, user=None, transmit_type=transmit_type
+            )
         except ManifestInvalid as exc:
             raise CommandError(f"{upload_json} refused: {exc}") from None
         self.stdout.write(f"manifest {manifest.pk}: {manifest.entry_count} entries, {manifest.total_bytes} bytes")
