@@ -46,10 +46,22 @@ function showProgress(p) {
     + (p.files_skipped ? ` (${p.files_skipped} unchanged, skipped)` : "")
     + (p.files_failed ? `, ${p.files_failed} failed` : "");
   $("job-hint").hidden = p.status !== "queued";
+  if (p.active !== undefined) showActive(TERMINAL.has(p.status) ? [] : p.active);
   if (TERMINAL.has(p.status) && p.average_speed != null) $("job-speed").textContent = `${size(p.average_speed)}/s average`;
   else if (p.speed !== undefined && !TERMINAL.has(p.status)) $("job-speed").textContent = `${size(p.speed)}/s`;
   if (p.eta !== undefined) $("job-eta").textContent = TERMINAL.has(p.status) ? "—" : duration(p.eta);
   if (p.status) showStatus(p.status);
+}
+
+function showActive(files) {
+  const list = $("job-active");
+  list.replaceChildren(...files.map((f) => {
+    const row = document.createElement("li");
+    const percent = f.size ? Math.floor((f.done * 100) / f.size) : 0;
+    row.textContent = `${f.name} — ${percent}% of ${size(f.size)}`; // textContent: names are user data
+    return row;
+  }));
+  list.hidden = files.length === 0;
 }
 
 async function refreshParts(...ids) {
@@ -91,7 +103,7 @@ function signedOut() {
 
 async function pollWhileDown() {
   await fetchJob();
-  if (!finished && !socket) pollTimer = setTimeout(pollWhileDown, POLL_MS);
+  if (!finished && !live) pollTimer = setTimeout(pollWhileDown, POLL_MS);
 }
 
 async function finish(status) {
@@ -106,12 +118,19 @@ async function finish(status) {
   await refreshParts("job-failures", "job-actions", "job-speed-form");
 }
 
+const RECONNECT_MAX_MS = 30000;
+let reconnectDelay = 2000;
+let live = false; // the socket is open: no polling needed
+
 function connect() {
   const scheme = window.location.protocol === "https:" ? "wss" : "ws";
   socket = new WebSocket(`${scheme}://${window.location.host}${root.dataset.ws}`);
   socket.addEventListener("open", () => {
+    live = true;
+    reconnectDelay = 2000;
+    clearTimeout(pollTimer);
     $("job-live").textContent = "live";
-    fetchJob(); // catch up on anything that happened between the page render and the subscription
+    fetchJob(); // catch up on anything that happened while we were not subscribed
   });
   socket.addEventListener("message", (event) => {
     const message = JSON.parse(event.data);
@@ -124,13 +143,18 @@ function connect() {
   });
   socket.addEventListener("close", (event) => {
     socket = null;
+    live = false;
     if (finished) return;
     if (event.code === 4401 || event.code === 4403) {
       signedOut();
       return;
     }
     $("job-live").textContent = "connection lost; polling";
+    clearTimeout(pollTimer);
     pollWhileDown();
+    // Try the socket again, backing off, while polling keeps the page current.
+    setTimeout(() => { if (!finished && !socket) connect(); }, reconnectDelay);
+    reconnectDelay = Math.min(reconnectDelay * 2, RECONNECT_MAX_MS);
   });
 }
 

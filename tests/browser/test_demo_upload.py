@@ -10,6 +10,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from playwright.sync_api import Page, WebSocket, expect
 
+from tests.conftest import Service
 from transfers.demo import DEMO_FILES, DEMO_MANIFEST, demo_ensure
 from transfers.models import TransferJob
 
@@ -119,3 +120,28 @@ def test_an_anonymous_visitor_to_a_job_page_is_sent_to_log_in_and_then_back(page
     _log_in(page, "artist", PASSWORD)
     expect(page).to_have_url(re.compile(rf"/jobs/{job.pk}/$"))
     expect(page.locator("#job-status")).to_have_text("Queued")
+
+
+def test_a_lead_slows_pauses_resumes_and_speeds_up_an_upload_from_the_pages(
+    page: Page, demo_user: str, celery_worker: Service
+) -> None:
+    page.goto("/login/")
+    _log_in(page, demo_user, PASSWORD)
+    page.get_by_role("link", name=DEMO_MANIFEST).click()
+    page.get_by_text("Upload options").click()
+    page.get_by_label("max_speed (KB/s)").fill("1024")  # the 46 MB demo would take ~45 s
+    page.get_by_role("button", name="Upload", exact=True).click()
+    expect(page.locator("#job-active li").first).to_be_visible(timeout=60_000)  # a file is under way
+
+    page.get_by_role("button", name="Pause").click()
+    expect(page.locator("#job-status")).to_have_text("Paused")
+    page.get_by_role("button", name="Resume").click()
+    expect(page.locator("#job-status")).to_have_text(re.compile("Queued|Running"))
+    page.get_by_label("max_speed (KB/s)").fill("")
+    page.get_by_role("button", name="Apply").click()
+    expect(page.get_by_text("Speed limit removed.")).to_be_visible()
+
+    expect(page.locator("#job-status")).to_have_text("Completed", timeout=FINISH_MS)
+    expect(page.locator("#job-files")).to_have_text(f"{DEMO_FILES} of {DEMO_FILES} done")
+    job = TransferJob.objects.get()
+    assert (job.status, job.files_done, job.bytes_done) == ("completed", DEMO_FILES, job.bytes_total)
