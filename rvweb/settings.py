@@ -80,10 +80,13 @@ TEMPLATES = [
 ]
 
 # --- database -----------------------------------------------------------------------------------
-DATABASE_URL = env_url(
-    "DATABASE_URL",
-    f"sqlite:///{DATA_DIR / 'rvweb.sqlite3'}",
-    schemes=("sqlite", "postgres", "postgresql", "pgsql"),
+DATABASE_URL: str = (
+    env_url(
+        "DATABASE_URL",
+        f"sqlite:///{DATA_DIR / 'rvweb.sqlite3'}",
+        schemes=("sqlite", "postgres", "postgresql", "pgsql"),
+    )
+    or ""
 )
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("RVWEB_DB_CONN_MAX_AGE", 0, minimum=0))}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -109,10 +112,12 @@ BROKER_URL = env_url(
     schemes=("redis", "rediss", "redis+socket", "amqp", "amqps", "pyamqp"),
 ) or (embedded_redis.broker_url(DATA_DIR) if EMBEDDED_REDIS else REDIS_URL)
 
+# Prefix of every key rvweb keeps in Redis (channel layer groups, job leases).
+KEY_PREFIX = env_str("RVWEB_CHANNEL_PREFIX", "rvweb")
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("RVWEB_CHANNEL_PREFIX", "rvweb")},
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": KEY_PREFIX},
     }
 }
 

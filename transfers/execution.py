@@ -50,7 +50,7 @@ class _Recorder:
         self.storage = storage
         self.tasks = tasks
         self.expected = expected
-        self.status = TransferJob.Status.RUNNING  # as last read from the job row
+        self.status: str = TransferJob.Status.RUNNING  # as last read from the job row
         self.tracker = Tracker(
             files_total=job.files_total,
             bytes_total=job.bytes_total,

@@ -27,19 +27,19 @@ def cipher() -> MultiFernet:
     return _cipher(tuple(settings.CREDENTIAL_KEYS))
 
 
-class EncryptedTextField(models.TextField):
+class EncryptedTextField(models.TextField):  # type: ignore[type-arg]
     description = "Text encrypted at rest"
 
     def from_db_value(self, value: str | None, expression: Any, connection: Any) -> str | None:
         if value is None or value == "":
             return value
         try:
-            return cipher().decrypt(value.encode()).decode()
+            return str(cipher().decrypt(value.encode()).decode())
         except InvalidToken:
             raise ImproperlyConfigured(f"{self.model.__name__}.{self.name}: no configured credential key decrypts it") from None
 
     def get_prep_value(self, value: Any) -> str | None:
         value = super().get_prep_value(value)
         if value is None or value == "":
-            return value
+            return None if value is None else ""
         return cipher().encrypt(str(value).encode()).decode()

@@ -60,7 +60,7 @@ def _client(url: str) -> redis.Redis:
 @contextmanager
 def job_lock(job_id: int, *, wait: float = 30.0) -> Iterator[Lease]:
     lock = _client(settings.REDIS_URL).lock(
-        f"{settings.CHANNEL_LAYERS['default']['CONFIG']['prefix']}:job-run:{job_id}",
+        f"{settings.KEY_PREFIX}:job-run:{job_id}",
         timeout=LEASE_SECONDS,
         blocking_timeout=wait,
         thread_local=False,

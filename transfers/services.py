@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import User as AuthUser
 from django.db import transaction
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, Now
@@ -25,7 +26,7 @@ from transfers.engine.paths import PathMap
 from transfers.farm.local import LocalFarm
 from transfers.models import AuditEvent, FarmAccount, Manifest, ManifestEntry, TransferItem, TransferJob
 
-User = AbstractBaseUser | AnonymousUser
+User = AuthUser | AnonymousUser
 
 
 class UnsupportedAccount(ValueError):
@@ -46,10 +47,10 @@ def audit_record(
     outcome: str = "ok",
 ) -> AuditEvent:
     """Append an audit row; call it inside the transaction that makes the change."""
-    known = actor is not None and actor.is_authenticated
+    person = actor if isinstance(actor, AuthUser) else None  # anonymous and the system have no row
     return AuditEvent.objects.create(
-        actor=actor if known else None,
-        actor_name=actor.get_username() if known else "system",  # type: ignore[union-attr]
+        actor=person,
+        actor_name=person.get_username() if person is not None else "system",
         action=action,
         target_type=type(target).__name__,
         target_id=str(getattr(target, "pk", target)),
