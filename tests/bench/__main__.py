@@ -1,0 +1,111 @@
+"""`python -m tests.bench [--quick] [--only 1,3] [--rounds N] [--keep]`: run the benchmarks, print the table.
+
+Exits 0 whatever the figures (a missed goal never fails the build); non-zero only when a benchmark
+itself crashed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from tests.bench import copying, reupload, sdk
+from tests.bench.common import Config, Row, log, print_table, python_version, remove_in_background
+
+NAMES = {
+    1: "one big file vs cp + sync",
+    2: "many small files vs cp -r + sync",
+    3: "re-upload of unchanged files vs a stat walk",
+    4: "cutting_upload vs the SDK's",
+    5: "append_to_upload vs the SDK's",
+}
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="scaled-down sizes and fewer rounds: a smoke test")
+    parser.add_argument("--only", default="1,2,3,4,5", help="comma-separated benchmark numbers (default: all)")
+    parser.add_argument("--rounds", type=int, help="timed rounds per side (default 5, or 3 with --quick)")
+    parser.add_argument("--settle", type=float, help="seconds to wait after dropping caches (default 3, 0.5 with --quick)")
+    parser.add_argument("--dir", default="/var/tmp", help="where the fresh scratch folder goes (default /var/tmp)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder instead of deleting it")
+    args = parser.parse_args(argv)
+    args.only = sorted({int(part) for part in args.only.split(",") if part.strip()})
+    if not set(args.only) <= set(NAMES):
+        parser.error(f"--only takes numbers among {sorted(NAMES)}")
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse(argv)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    root = Path(args.dir).resolve() / f"rvweb-bench-{stamp}-{os.getpid()}"
+    root.mkdir(parents=True)
+    config = Config(
+        quick=args.quick,
+        root=root,
+        rounds=args.rounds or (3 if args.quick else 5),
+        settle=args.settle if args.settle is not None else (0.5 if args.quick else 3.0),
+    )
+    size = "quick (scaled-down)" if args.quick else "full size"
+    print(f"rvweb benchmarks, {size}: Python {python_version()}, {os.cpu_count()} CPUs, scratch folder {root}", flush=True)
+    if os.geteuid() != 0:
+        config.can_drop = False
+        print("not root: caches cannot be dropped, so the 'cold' runs are warm", flush=True)
+    rows: list[Row] = []
+    started = time.monotonic()
+    try:
+        tree: tuple[Path, list[Path]] | None = None
+
+        def the_tree() -> tuple[Path, list[Path]]:
+            nonlocal tree
+            if tree is None:
+                tree = reupload.make_tree(config, 10_000 if config.quick else 100_000)
+            return tree
+
+        if {4, 5} & set(args.only):
+            sdk.install_sdk(config)
+        benchmarks: dict[int, Callable[[], Row]] = {
+            1: lambda: copying.big_file(config),
+            2: lambda: copying.small_files(config),
+            3: lambda: reupload.reupload(config, *the_tree()),
+            4: lambda: sdk.cutting(config),
+            5: lambda: sdk.appending(config, the_tree()[0]),
+        }
+        for number in args.only:
+            print(f"\n[{number}] {NAMES[number]}", flush=True)
+            began = time.monotonic()
+            try:
+                rows.append(benchmarks[number]())
+            except Exception:
+                traceback.print_exc()
+                rows.append(Row(number, NAMES[number], crashed=True, notes=["crashed: see the traceback above"]))
+            log(f"took {time.monotonic() - began:.0f} s")
+    finally:
+        if args.keep:
+            print(f"\nkept the scratch folder {root}")
+        else:
+            pid = remove_in_background(root)
+            print(f"\ndeleting the scratch folder {root} in the background (rm pid {pid})")
+    minutes = (time.monotonic() - started) / 60
+    print(f"\nrvweb benchmarks ({size}, {minutes:.1f} min; medians of interleaved runs; ratios from the same run)\n")
+    print_table(rows)
+    if config.sdk_versions:
+        print(f"\nSDK baseline: {config.sdk_versions}, installed from the package registry into a throwaway venv")
+    missed = [r for r in rows if r.met is False]
+    crashed = [r for r in rows if r.crashed]
+    print(
+        f"\ngoals met: {sum(1 for r in rows if r.met)}/{len(rows)}"
+        + (f"; missed: {', '.join(str(r.number) for r in missed)}" if missed else "")
+    )
+    return 1 if crashed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
