@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from django.db import connection
 from django.utils import timezone
 
 from transfers.engine.ledger import LedgerRecord
@@ -18,12 +19,20 @@ class DbLedger:
         self.area = area
 
     def lookup(self, servers: Sequence[str]) -> dict[str, LedgerRecord]:
+        # A plain cursor: the ORM's row handling is 3-5x the query's cost here, and a re-upload of
+        # unchanged files is nothing but these look-ups and a stat per file.
         found: dict[str, LedgerRecord] = {}
-        for start in range(0, len(servers), _QUERY_BATCH):
-            rows = UploadRecord.objects.filter(
-                account_id=self.account_id, area=self.area, server__in=servers[start : start + _QUERY_BATCH]
-            ).values_list("server", "local", "size", "mtime_ns", "checksum")
-            found.update((row[0], LedgerRecord(*row)) for row in rows)
+        table = connection.ops.quote_name(UploadRecord._meta.db_table)
+        with connection.cursor() as cursor:
+            for start in range(0, len(servers), _QUERY_BATCH):
+                chunk = list(servers[start : start + _QUERY_BATCH])
+                marks = ", ".join(["%s"] * len(chunk))
+                cursor.execute(
+                    f"SELECT server, local, size, mtime_ns, checksum FROM {table} "  # noqa: S608 - names are ours, values bound
+                    f"WHERE account_id = %s AND area = %s AND server IN ({marks})",
+                    [self.account_id, self.area, *chunk],
+                )
+                found.update((row[0], LedgerRecord(*row)) for row in cursor.fetchall())
         return found
 
     def record(self, records: Sequence[LedgerRecord]) -> None:

@@ -219,10 +219,11 @@ def test_run_upload_delivers_every_file_with_pool_size(site: Site, pool_size: in
 
 def test_run_upload_with_four_workers_sends_files_at_the_same_time(site: Site) -> None:
     # Each file waits in its first BytesSent until four are in flight: only a real pool gets there.
+    # (Files under 1 MiB travel in groups, one group per thread: these are just over.)
     gate = threading.Barrier(4, timeout=10)
     report = Recorder(then=lambda e: gate.wait() if isinstance(e, BytesSent) and e.item_id <= 4 else None)
 
-    summary = _run(site, _files(site, 8), report, pool_size=4)
+    summary = _run(site, _files(site, 8, size=(1 << 20) + 1), report, pool_size=4)
 
     assert summary.files_ok == 8
 
@@ -439,10 +440,10 @@ def test_run_upload_retries_a_file_whose_source_changed_and_sends_the_new_conten
 
 def test_run_upload_a_bug_costs_one_file_not_the_run(site: Site) -> None:
     class Broken(Wrapped):
-        def finalize(self, path: str, *, size: int, checksum: str, handle: Any) -> None:
+        def finalize(self, path: str, *, size: int, checksum: str, handle: Any, verified: Any = None) -> None:
             if path == "D/f1.bin":
                 raise RuntimeError("boom")
-            self.inner.finalize(path, size=size, checksum=checksum, handle=handle)
+            self.inner.finalize(path, size=size, checksum=checksum, handle=handle, verified=verified)
 
     report = Recorder()
 
@@ -726,3 +727,12 @@ def test_run_upload_rehashes_a_touched_file_in_the_pool_and_skips_it(site: Site)
 
     assert (summary.files_skipped, summary.bytes_sent) == (3, 0)
     assert ledger.records["D/f2.bin"].mtime_ns == 10**9
+
+
+def test_run_upload_sends_small_files_in_groups_and_all_arrive(site: Site) -> None:
+    tasks = _files(site, 70, size=10)  # three groups: 32, 32 and 6
+
+    summary = _run(site, tasks, pool_size=2)
+
+    assert (summary.files_ok, summary.bytes_sent) == (70, 700)
+    assert all((site.storage / "D" / f"f{n}.bin").read_bytes() == bytes([n]) * 10 for n in range(1, 71))

@@ -16,6 +16,7 @@ import pytest
 import xxhash
 
 from transfers.engine import hashing
+from transfers.engine import send as send_module
 from transfers.engine.ratelimit import TokenBucket
 from transfers.engine.send import SendFailed, SendOptions, Sent, Stopped, send_file
 from transfers.engine.storage import PARTIAL_SUFFIX, LocalStorage
@@ -730,19 +731,19 @@ def test_send_file_in_ranges_stop_raises_stopped_and_keeps_the_partial(src: Path
 class CorruptBeforeFinalize(Wrapped):
     """Flips one byte of the partial file between the last write and the rename (a bad disk, a bad link)."""
 
-    def finalize(self, path: str, *, size: int, checksum: str, handle: BinaryIO) -> None:
+    def finalize(self, path: str, *, size: int, checksum: str, handle: BinaryIO, verified: Any = None) -> None:
         partial = _partial(self.inner)
         with open(partial, "r+b") as raw:
             first = raw.read(1)
             raw.seek(0)
             raw.write(bytes([first[0] ^ 0x01]))
-        self.inner.finalize(path, size=size, checksum=checksum, handle=handle)
+        self.inner.finalize(path, size=size, checksum=checksum, handle=handle, verified=verified)
 
 
 class TruncateBeforeFinalize(Wrapped):
-    def finalize(self, path: str, *, size: int, checksum: str, handle: BinaryIO) -> None:
+    def finalize(self, path: str, *, size: int, checksum: str, handle: BinaryIO, verified: Any = None) -> None:
         os.truncate(_partial(self.inner), size - 1)
-        self.inner.finalize(path, size=size, checksum=checksum, handle=handle)
+        self.inner.finalize(path, size=size, checksum=checksum, handle=handle, verified=verified)
 
 
 @pytest.mark.parametrize("wrapper", [CorruptBeforeFinalize, TruncateBeforeFinalize])
@@ -769,3 +770,22 @@ def test_send_file_in_ranges_fails_verification_when_the_destination_differs(src
 
     assert failed.code == "verify_failed"
     assert not _final(storage).exists()
+
+
+def test_send_file_reads_back_and_refuses_bytes_the_disk_changed_while_writing(
+    src: Path, storage: LocalStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_pwrite = os.pwrite
+
+    def flipping_pwrite(fd: int, data: Any, offset: int) -> int:
+        damaged = bytearray(data)
+        damaged[0] ^= 0x01  # a bad disk or link: what lands is not what was sent
+        return real_pwrite(fd, damaged, offset)
+
+    monkeypatch.setattr(send_module.os, "pwrite", flipping_pwrite)
+
+    failed = _failure(lambda: _send(src, storage, options=SendOptions(kernel_copy=False)))
+
+    assert (failed.code, failed.retryable) == ("verify_failed", True)
+    assert not _final(storage).exists()
+    assert not _partial(storage).exists()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pytest
 
@@ -71,9 +71,9 @@ def test_the_recorded_mtime_is_the_one_read_before_sending(src: Path, storage: L
     before = src.stat().st_mtime_ns
 
     class TouchDuringFinalize(Wrapped):
-        def finalize(self, path: str, *, size: int, checksum: str, handle: BinaryIO) -> None:
+        def finalize(self, path: str, *, size: int, checksum: str, handle: BinaryIO, verified: Any = None) -> None:
             os.utime(src, ns=(before + 10**9, before + 10**9))  # saved again, same size, after the checks
-            self.inner.finalize(path, size=size, checksum=checksum, handle=handle)
+            self.inner.finalize(path, size=size, checksum=checksum, handle=handle, verified=verified)
 
     sent = _send(src, TouchDuringFinalize(storage))
 

@@ -6,20 +6,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileStarted:
     item_id: int
     size: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BytesSent:
     item_id: int
     count: int
     resumed: bool = False  # verified bytes of a partial file kept from an earlier attempt
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileRetrying:
     item_id: int
     attempt: int  # the attempt that failed
@@ -28,7 +28,7 @@ class FileRetrying:
     error: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileFinished:
     item_id: int
     ok: bool

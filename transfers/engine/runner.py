@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -24,7 +25,7 @@ from pathlib import Path
 from transfers.engine import hashing
 from transfers.engine.events import BytesSent, Event, FileFinished, FileRetrying, FileStarted, Report
 from transfers.engine.ledger import Ledger, LedgerRecord
-from transfers.engine.paths import PathMap, PathRefused, clean_server_path, local_source
+from transfers.engine.paths import PathMap, PathRefused, SourceResolver, clean_server_path
 from transfers.engine.ratelimit import TokenBucket, max_speed_to_rate
 from transfers.engine.send import SendFailed, SendOptions, Stopped, send_file
 from transfers.engine.storage import Storage
@@ -84,9 +85,14 @@ class RunSummary:
 @dataclass(frozen=True)
 class _Plan:
     task: FileTask
-    src: Path | None = None  # to send (after a re-hash when `recheck` is set)
+    src: str | None = None  # to send (after a re-hash when `recheck` is set)
     decided: FileFinished | None = None  # no sending needed
     recheck: LedgerRecord | None = None
+    size: int | None = None  # as the plan saw it; small files travel to the pool in groups
+
+
+_SMALL = 1 << 20  # files below this go to the pool in groups: one hand-over per file costs more than the copy
+_GROUP = 32
 
 
 def backoff_delay(attempt: int, *, base: float, cap: float, rng: Callable[[], float] = random.random) -> float:
@@ -108,43 +114,55 @@ class _Run:
     skipped: int = 0
     sent: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    sources: SourceResolver = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sources = SourceResolver(self.allowed_roots)
 
     def tell(self, event: Event) -> None:
         if self.report(event) is False:
             self.control.request_stop("stopped by the caller")
 
-    def source(self, task: FileTask) -> Path:
-        return local_source(self.path_map.apply(task.local), self.allowed_roots)
-
     # --- deciding what to send ------------------------------------------------------------------
 
     def plan(self, batch: list[FileTask]) -> Iterator[_Plan]:
         """What to do with each task: decided at once (bad path, unchanged), or sent by the pool."""
-        records = self.ledger.lookup(sorted(_keys(batch))) if self.ledger else {}
+        keys = _keys(batch)
+        records = self.ledger.lookup(sorted(set(keys.values()))) if self.ledger else {}
+        stored: dict[str, set[str]] = {}  # folder -> names, listed once per batch
         for task in batch:
             try:
-                src = self.source(task)
-                key = _key(task.server)
+                src, info = self.sources.resolve_stat(self.path_map.apply(task.local))
+                key = keys.get(task.item_id) or _key(task.server)  # the latter raises with the reason
             except PathRefused as exc:
                 yield _Plan(task, decided=FileFinished(task.item_id, ok=False, error_code="bad_path", error=str(exc)))
                 continue
-            record = records.get(key)
-            try:
-                info = os.stat(src) if record else None
-                present = record is not None and self.storage.stat(key) is not None
-            except (OSError, PathRefused):
-                yield _Plan(task, src)  # send() meets the same problem and reports it on this file
+            except OSError:
+                yield _Plan(task, self.path_map.apply(task.local))  # send() meets it and reports it on this file
                 continue
-            if record is None or info is None or not present or record.size != info.st_size:
-                yield _Plan(task, src)
+            record = records.get(key)
+            if info is None or not stat.S_ISREG(info.st_mode):
+                yield _Plan(task, src)  # send() reports a missing file or a folder on this file
+                continue
+            present = False
+            if record is not None:
+                folder, _, name = key.rpartition("/")
+                if folder not in stored:
+                    try:
+                        stored[folder] = self.storage.names(folder)
+                    except (OSError, PathRefused):
+                        stored[folder] = set()
+                present = name in stored[folder]
+            if record is None or not present or record.size != info.st_size:
+                yield _Plan(task, src, size=info.st_size)
             elif record.mtime_ns == info.st_mtime_ns and record.local == task.local:
                 yield _Plan(
                     task, decided=FileFinished(task.item_id, ok=True, size=info.st_size, checksum=record.checksum, skipped=True)
                 )
             else:
-                yield _Plan(task, src, recheck=record)  # touched, same size: the pool re-hashes it
+                yield _Plan(task, src, recheck=record, size=info.st_size)  # touched, same size: the pool re-hashes it
 
-    def unchanged(self, task: FileTask, src: Path, record: LedgerRecord) -> FileFinished | None:
+    def unchanged(self, task: FileTask, src: str, record: LedgerRecord) -> FileFinished | None:
         """A skip result when `src` still has the recorded content (with its new mtime, to record)."""
         try:
             info = os.stat(src)
@@ -159,7 +177,7 @@ class _Run:
 
     # --- sending one file, with retries ---------------------------------------------------------
 
-    def send(self, task: FileTask, src: Path) -> FileFinished:
+    def send(self, task: FileTask, src: str) -> FileFinished:
         key = _key(task.server)
         stop = self.control.stop
         for attempt in range(1, self.options.attempts + 1):
@@ -200,6 +218,16 @@ class _Run:
                     raise Stopped() from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def send_group(self, plans: list[_Plan]) -> list[tuple[FileTask, FileFinished]]:
+        """Send files one after the other in one pool thread; stops early when the run stops."""
+        results = []
+        for plan in plans:
+            result = self.guarded_send(plan)
+            if result is None:
+                break
+            results.append((plan.task, result))
+        return results
+
     def guarded_send(self, plan: _Plan) -> FileFinished | None:
         """None when stopped; a failed result (never an exception) for anything unexpected."""
         if self.control.stop.is_set():
@@ -238,14 +266,14 @@ def _key(server: str) -> str:
     return clean_server_path(server)
 
 
-def _keys(batch: list[FileTask]) -> set[str]:
-    """Ledger keys of the tasks whose server path is sound (the others fail on their own below)."""
-    keys = set()
+def _keys(batch: list[FileTask]) -> dict[int, str]:
+    """Ledger keys (clean server paths) of the tasks whose server path is sound, by item."""
+    keys = {}
     for task in batch:
         try:
-            keys.add(_key(task.server))
+            keys[task.item_id] = _key(task.server)
         except PathRefused:
-            continue
+            continue  # fails on its own in plan(), with the reason
     return keys
 
 
@@ -270,30 +298,41 @@ def run_upload(
     control = control or Control()
     run = _Run(storage, allowed_roots, report, options, control, ledger, path_map or PathMap())
     records: list[LedgerRecord] = []
-    in_flight: dict[Future[FileFinished | None], FileTask] = {}
+    in_flight: set[Future[list[tuple[FileTask, FileFinished]]]] = set()
 
-    def collect(done: Iterable[Future[FileFinished | None]]) -> None:
+    def collect(done: Iterable[Future[list[tuple[FileTask, FileFinished]]]]) -> None:
         for future in done:
-            task = in_flight.pop(future)
-            result = future.result()
-            if result is not None:
+            in_flight.discard(future)
+            for task, result in future.result():
                 run.finish(result, task, records)
         if ledger is not None and len(records) >= options.batch:
             ledger.record(records)
             records.clear()
 
     with ThreadPoolExecutor(max_workers=options.pool_size, thread_name_prefix="rvweb-send") as pool:
+
+        def submit(plans: list[_Plan]) -> None:
+            in_flight.add(pool.submit(run.send_group, plans))
+            if len(in_flight) >= 2 * options.pool_size:  # bounded: memory stays flat for huge runs
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                collect(done)
+
         for batch in _batches(tasks, options.batch):
+            small: list[_Plan] = []
             for plan in run.plan(batch):
                 if control.stop.is_set():
                     break
                 if plan.decided is not None:
                     run.finish(plan.decided, plan.task, records)
-                    continue
-                in_flight[pool.submit(run.guarded_send, plan)] = plan.task
-                if len(in_flight) >= 2 * options.pool_size:  # bounded: memory stays flat for huge runs
-                    done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                    collect(done)
+                elif plan.size is not None and plan.size < _SMALL:
+                    small.append(plan)
+                    if len(small) >= _GROUP:
+                        submit(small)
+                        small = []
+                else:
+                    submit([plan])
+            if small and not control.stop.is_set():
+                submit(small)
             if control.stop.is_set():
                 break
         collect(list(in_flight))

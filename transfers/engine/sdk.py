@@ -1,7 +1,8 @@
 """The SDK's manifest functions, with its names and meaning and without its bugs (sdk-spec §3.4, §3.5, §8).
 
 * cutting_upload writes no empty trailing chunk, keeps the other top-level keys, creates the target
-  folder, removes stale chunks of an earlier cut, and refuses a chunk size below 1.
+  folder, removes stale chunks of an earlier cut of the same file (never another's), and refuses a
+  chunk size below 1. It checks the file's shape, not its paths: import checks those, chunk by chunk.
 * append_to_upload walks folders (also when given as a single string), dedupes in O(1), keeps the
   other keys, and refuses a malformed upload.json instead of silently emptying it.
 """
@@ -40,7 +41,9 @@ def cutting_upload(
         raise FileNotFoundError(f"upload.json not found: {source}")
     if max_resources_number is not None and (not isinstance(max_resources_number, int) or max_resources_number < 1):
         raise ValueError(f"max_resources_number must be a whole number of at least 1, got {max_resources_number!r}")
-    document = load_upload_json(source)
+    # Shape and types are checked (UTF-8, JSON, an "asset" list of {local, server} strings); the paths
+    # are not: cutting splits, it does not judge, and every chunk is checked in full when imported.
+    document = load_upload_json(source, validate=False)
     count = len(document.entries)
     if max_resources_number is None or count <= max_resources_number:
         return [str(source)]

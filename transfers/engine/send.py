@@ -27,9 +27,10 @@ import xxhash
 
 from transfers.engine import hashing
 from transfers.engine.ratelimit import TokenBucket
-from transfers.engine.storage import PartialBusy, Storage, VerifyFailed
+from transfers.engine.storage import PartialBusy, Storage, VerifyFailed, stamp
 
-OnBytes = Callable[[int, bool], None]  # (count, resumed): resumed bytes were verified, not sent
+OnBytes = Callable[[int, bool], None]
+SourcePath = str | Path  # (count, resumed): resumed bytes were verified, not sent
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class SendFailed(Exception):
         self.stops_run = stops_run
 
 
-def source_error(exc: OSError, src: Path) -> SendFailed:
+def source_error(exc: OSError, src: SourcePath) -> SendFailed:
     if isinstance(exc, FileNotFoundError):
         return SendFailed("missing_source", f"local file not found: {src}")
     if isinstance(exc, PermissionError):
@@ -82,7 +83,7 @@ def dest_error(exc: OSError, server: str) -> SendFailed:
     return SendFailed("write_error", f"cannot write {server}: {exc.strerror or exc}", retryable=True)
 
 
-def open_source(src: Path) -> tuple[int, os.stat_result]:
+def open_source(src: SourcePath) -> tuple[int, os.stat_result]:
     """An fd for a regular file; O_NONBLOCK so a FIFO cannot hang the worker before we refuse it."""
     try:
         fd = os.open(src, os.O_RDONLY | os.O_NONBLOCK)
@@ -101,7 +102,7 @@ def open_source(src: Path) -> tuple[int, os.stat_result]:
 class _Span:
     """Copy [start, start+length) from src_fd to dst_fd at the same offsets, hashing into `digest`."""
 
-    src: Path
+    src: SourcePath
     server: str
     src_fd: int
     dst_fd: int
@@ -112,19 +113,23 @@ class _Span:
     kernel: bool
     abort: threading.Event | None = None  # set when a sibling range of the same file failed
 
-    def copy(self, start: int, length: int, digest: xxhash.xxh3_128) -> None:
+    def copy(self, start: int, length: int, digest: xxhash.xxh3_128, arrived: xxhash.xxh3_128) -> None:
+        """Copy, hashing the source into `digest` and the bytes read back from the destination into
+        `arrived`, chunk by chunk while they are still in the page cache (the destination check)."""
         position, end = start, start + length
+        size = min(length, self.options.kernel_chunk if self.kernel else self.options.chunk)
+        source, back = bytearray(size), bytearray(size)  # reused: allocating per chunk costs ~20%
         while position < end:
             if self.stop.is_set() or (self.abort is not None and self.abort.is_set()):
                 raise Stopped()
             if self.kernel and self.bucket.rate:
                 self.kernel = False  # a limit was set mid-file: the kernel path cannot honour it
-            count = min(self.options.kernel_chunk if self.kernel else self._chunk(), end - position)
+            count = min(self.options.kernel_chunk if self.kernel else self._chunk(), end - position, size)
             if self.kernel:
                 count = self._kernel(position, count)
-                data = self._read(position, count)  # from the page cache the copy just filled
+                data = self._read(source, position, count)  # from the page cache the copy just filled
             else:
-                data = self._read(position, count)
+                data = self._read(source, position, count)
                 if not data:
                     break
                 if not self.bucket.take(len(data), self.stop):
@@ -134,6 +139,7 @@ class _Span:
             if count == 0:
                 break  # the source shrank: caught by the size check after the copy
             digest.update(data)
+            arrived.update(self._read_back(back, position, count))
             position += count
             self.on_bytes(count, False)
 
@@ -142,14 +148,22 @@ class _Span:
         rate = self.bucket.rate
         return self.options.chunk if not rate else max(4096, min(self.options.chunk, int(rate / 10)))
 
-    def _read(self, position: int, count: int) -> bytes:
+    def _read(self, buffer: bytearray, position: int, count: int) -> memoryview:
         try:
-            return os.pread(self.src_fd, count, position)
+            got = os.preadv(self.src_fd, [memoryview(buffer)[:count]], position)
         except OSError as exc:
             raise source_error(exc, self.src) from exc
+        return memoryview(buffer)[:got]
 
-    def _write(self, data: bytes, position: int) -> None:
-        view = memoryview(data)
+    def _read_back(self, buffer: bytearray, position: int, count: int) -> memoryview:
+        try:
+            got = os.preadv(self.dst_fd, [memoryview(buffer)[:count]], position)
+        except OSError as exc:
+            raise dest_error(exc, self.server) from exc
+        return memoryview(buffer)[:got]
+
+    def _write(self, data: memoryview, position: int) -> None:
+        view = data
         while view:
             try:
                 written = os.pwrite(self.dst_fd, view, position)
@@ -165,7 +179,7 @@ class _Span:
             except OSError as exc:
                 if exc.errno in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP) and done == 0:
                     self.kernel = False  # not supported between these two: fall back to read/write
-                    data = self._read(position, count)
+                    data = self._read(bytearray(count), position, count)
                     self._write(data, position)
                     return len(data)
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM):
@@ -179,7 +193,7 @@ class _Span:
 
 @dataclass(frozen=True)
 class _File:
-    src: Path
+    src: SourcePath
     src_fd: int
     info: os.stat_result
     storage: Storage
@@ -197,7 +211,7 @@ class _File:
 
 
 def send_file(
-    src: Path,
+    src: SourcePath,
     storage: Storage,
     server: str,
     *,
@@ -221,11 +235,13 @@ def send_file(
             dest, checksum, resumed = _send_ranges(job)
         else:
             dest, checksum, resumed = _send_stream(job)
+        written = stamp(os.fstat(dest.fileno()))  # after this, any write to the partial moves its ctime
         if _changed(src, src_fd, before):
             storage.discard_partial(server)
             raise SendFailed("source_changed", f"local file changed while it was being sent: {src}", retryable=True)
         try:
-            storage.finalize(server, size=before.st_size, checksum=checksum, handle=dest)
+            # Every byte was read back from the partial file and checked while it was sent.
+            storage.finalize(server, size=before.st_size, checksum=checksum, handle=dest, verified=written)
         except VerifyFailed as exc:
             raise SendFailed("verify_failed", str(exc), retryable=True) from exc
         except OSError as exc:
@@ -237,7 +253,7 @@ def send_file(
         os.close(src_fd)
 
 
-def _changed(src: Path, fd: int, before: os.stat_result) -> bool:
+def _changed(src: SourcePath, fd: int, before: os.stat_result) -> bool:
     """Written to while we read it (size, mtime), or replaced at its path (a save by rename)."""
     after = os.fstat(fd)
     try:
@@ -262,23 +278,35 @@ def _open_dest(storage: Storage, server: str, offset: int, size: int | None = No
 def _send_stream(f: _File) -> tuple[BinaryIO, str, int]:
     storage, server, src_fd, on_bytes = f.storage, f.server, f.src_fd, f.on_bytes
     size = f.info.st_size
-    digest = xxhash.xxh3_128()
     offset = storage.partial_size(server)
     if offset > size or storage.read_marker(server) is not None:
         offset = 0  # a partial from another shape of send: start over
-    if offset:
-        if storage.partial_digest(server, 0, offset) != hashing.hash_range(src_fd, 0, offset):
-            offset = 0
-        else:
-            hashing.feed(digest, src_fd, 0, offset)
-            on_bytes(offset, True)
-    dest = _open_dest(storage, server, offset)
+    dest = _open_dest(storage, server, offset)  # locked, cut to `offset`
     try:
-        f.span(dest.fileno()).copy(offset, size - offset, digest)
+        digest, arrived = xxhash.xxh3_128(), xxhash.xxh3_128()
+        if offset:
+            # The kept prefix must be the source's first bytes before sending goes on from there.
+            hashing.feed(digest, src_fd, 0, offset)
+            hashing.feed(arrived, dest.fileno(), 0, offset)
+            if digest.digest() == arrived.digest():
+                on_bytes(offset, True)
+            else:
+                dest.truncate(0)
+                offset, digest, arrived = 0, xxhash.xxh3_128(), xxhash.xxh3_128()
+        f.span(dest.fileno()).copy(offset, size - offset, digest, arrived)
+        _check_arrived(f, digest, arrived)
     except BaseException:
         dest.close()
         raise
     return dest, hashing.plain(digest.hexdigest()), offset
+
+
+def _check_arrived(f: _File, digest: xxhash.xxh3_128, arrived: xxhash.xxh3_128) -> None:
+    if digest.digest() != arrived.digest():
+        f.storage.discard_partial(f.server)
+        raise SendFailed(
+            "verify_failed", f"{f.server}: the bytes read back from the farm storage differ from the sent ones", retryable=True
+        )
 
 
 def _send_ranges(f: _File) -> tuple[BinaryIO, str, int]:
@@ -327,8 +355,9 @@ def _copy_ranges(
 
     def one(index: int) -> None:
         start = starts[index]
-        digest = xxhash.xxh3_128()
-        f.span(dst_fd, abort).copy(start, min(range_size, size - start), digest)
+        digest, arrived = xxhash.xxh3_128(), xxhash.xxh3_128()
+        f.span(dst_fd, abort).copy(start, min(range_size, size - start), digest, arrived)
+        _check_arrived(f, digest, arrived)
         with lock:
             done[index] = digest.hexdigest()
             f.storage.write_marker(f.server, json.dumps({**identity, "done": done}).encode())

@@ -7,6 +7,7 @@ partial file that can be reopened at an offset (resume) and is renamed into plac
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -35,17 +36,26 @@ class VerifyFailed(Exception):
     """What arrived is not what was sent (size or checksum); the partial file is discarded."""
 
 
+Stamp = tuple[int, int, int, int]  # size, mtime, ctime (ns), inode
+
+
+def stamp(info: os.stat_result) -> Stamp:
+    return (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
+
+
 class PartialBusy(OSError):
     """Another transfer holds this partial file (the same server path, written twice at once)."""
 
 
 class Storage(Protocol):
     def stat(self, path: str) -> StoredFile | None: ...
+    def has(self, path: str) -> bool: ...
+    def names(self, folder: str) -> set[str]: ...
     def list(self, prefix: str = "") -> Iterator[StoredFile]: ...
     def partial_size(self, path: str) -> int: ...
     def open_partial(self, path: str, offset: int, *, size: int | None = None) -> BinaryIO: ...
     def partial_digest(self, path: str, start: int, length: int) -> bytes: ...
-    def finalize(self, path: str, *, size: int, checksum: str, handle: BinaryIO) -> None: ...
+    def finalize(self, path: str, *, size: int, checksum: str, handle: BinaryIO, verified: Stamp | None = None) -> None: ...
     def discard_partial(self, path: str) -> None: ...
     def read_marker(self, path: str) -> bytes | None: ...
     def write_marker(self, path: str, data: bytes) -> None: ...
@@ -64,21 +74,60 @@ class LocalStorage:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        # Folders already checked to lie inside the root (resolving costs ~60 us; a tree has few
+        # folders and many files). A symlink planted later cannot redirect a write: partial files
+        # are opened with O_NOFOLLOW and renamed, never written through their final name.
+        self._inside: set[str] = set()
+        self._made: set[str] = set()
+        self._root = str(self.root)
+        self._paths: dict[str, tuple[str, str, str]] = {}
 
-    def _final(self, path: str) -> Path:
-        return server_target(self.root, path)
-
-    def _partial(self, path: str) -> Path:
-        final = self._final(path)
-        return final.with_name(f".{final.name}{PARTIAL_SUFFIX}")
+    def _where(self, path: str) -> tuple[str, str, str]:
+        """(final, partial, marker) paths of a server path, as strings (a small cache: one send asks ~7 times)."""
+        hit = self._paths.get(path)
+        if hit is not None:
+            return hit
+        relative = clean_server_path(path)
+        folder, _, name = relative.rpartition("/")
+        if folder not in self._inside:
+            server_target(self.root, relative)  # raises PathRefused when it escapes the root
+            self._inside.add(folder)
+        base = f"{self._root}/{folder}" if folder else self._root
+        where = (f"{base}/{name}", f"{base}/.{name}{PARTIAL_SUFFIX}", f"{base}/.{name}{PARTIAL_SUFFIX}.ranges")
+        if len(self._paths) >= 1024:
+            self._paths.clear()
+        self._paths[path] = where
+        return where
 
     def native_path(self, path: str) -> Path | None:
         """Where the final file lives on this machine's disk (enables the kernel copy path)."""
-        return self._final(path)
+        return Path(self._where(path)[0])
+
+    def has(self, path: str) -> bool:
+        """A regular file is stored at `path` (cheaper than stat: no record built)."""
+        try:
+            return stat.S_ISREG(os.stat(self._where(path)[0], follow_symlinks=False).st_mode)
+        except FileNotFoundError:
+            return False
+
+    def names(self, folder: str) -> set[str]:
+        """Names of the files stored in a folder (one listing instead of a stat per file)."""
+        base = self._root
+        if folder.strip("/"):
+            relative = clean_server_path(folder)
+            if relative not in self._inside:
+                server_target(self.root, f"{relative}/-")  # raises PathRefused when it escapes the root
+                self._inside.add(relative)
+            base = f"{self._root}/{relative}"
+        try:
+            with os.scandir(base) as entries:
+                return {e.name for e in entries if e.is_file(follow_symlinks=False) and PARTIAL_SUFFIX not in e.name}
+        except (FileNotFoundError, NotADirectoryError):
+            return set()
 
     def stat(self, path: str) -> StoredFile | None:
         try:
-            info = os.stat(self._final(path))
+            info = os.stat(self._where(path)[0], follow_symlinks=False)
         except FileNotFoundError:
             return None
         if not stat.S_ISREG(info.st_mode):
@@ -98,7 +147,7 @@ class LocalStorage:
 
     def partial_size(self, path: str) -> int:
         try:
-            return os.stat(self._partial(path)).st_size
+            return os.stat(self._where(path)[1]).st_size
         except FileNotFoundError:
             return 0
 
@@ -108,9 +157,17 @@ class LocalStorage:
         `size` instead sizes it for parallel ranges, keeping what it holds. Raises PartialBusy when
         another writer holds it. The lock lasts until the handle is closed (after finalize).
         """
-        partial = self._partial(path)
-        partial.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o644)  # never O_TRUNC: only the lock holder may cut it
+        partial = self._where(path)[1]
+        folder = os.path.dirname(partial)
+        if folder not in self._made:
+            os.makedirs(folder, exist_ok=True)
+            self._made.add(folder)
+        try:
+            # Never O_TRUNC: only the lock holder may cut it. O_NOFOLLOW: never write through a symlink.
+            fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except FileNotFoundError:  # the folder was removed since: make it again
+            os.makedirs(folder, exist_ok=True)
+            fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         handle = open(fd, "r+b", buffering=0)  # noqa: SIM115 - the caller closes it
         try:
             try:
@@ -128,15 +185,21 @@ class LocalStorage:
         return handle
 
     def partial_digest(self, path: str, start: int, length: int) -> bytes:
-        fd = os.open(self._partial(path), os.O_RDONLY)
+        fd = os.open(self._where(path)[1], os.O_RDONLY)
         try:
             return hashing.hash_range(fd, start, length)
         finally:
             os.close(fd)
 
-    def finalize(self, path: str, *, size: int, checksum: str, handle: BinaryIO) -> None:
-        """Verify what `handle` (the locked partial) holds, then rename it into place."""
-        partial, final = self._partial(path), self._final(path)
+    def finalize(self, path: str, *, size: int, checksum: str, handle: BinaryIO, verified: Stamp | None = None) -> None:
+        """Verify what `handle` (the locked partial) holds, then rename it into place.
+
+        `verified`: the writer already read every byte back from the partial file and checked it
+        (send.py does, chunk by chunk while the data is still in the page cache), and this is the
+        file's stamp just after. If the file still has that stamp, nothing touched it since and the
+        re-hash is skipped; any change (ctime moves on every write) means a full re-hash here.
+        """
+        final, partial, marker = self._where(path)
         held = os.fstat(handle.fileno())
         try:
             at_path = os.stat(partial)
@@ -147,38 +210,39 @@ class LocalStorage:
         if held.st_size != size:
             self.discard_partial(path)
             raise VerifyFailed(f"{path}: {held.st_size} bytes arrived, {size} were sent")
-        arrived = hashing.fd_checksum(handle.fileno(), like=checksum)
+        arrived = checksum if verified == stamp(held) else hashing.fd_checksum(handle.fileno(), like=checksum)
         if arrived != checksum:
             self.discard_partial(path)
             raise VerifyFailed(f"{path}: checksum at the destination {arrived} differs from the sent {checksum}")
         if size >= _FSYNC_AT_LEAST:
             _fsync(handle.fileno())  # small files are made durable in bulk by sync()
         os.replace(partial, final)
-        self._marker(path).unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(marker)
 
     def discard_partial(self, path: str) -> None:
-        self._partial(path).unlink(missing_ok=True)
-        self._marker(path).unlink(missing_ok=True)
-
-    def _marker(self, path: str) -> Path:
-        partial = self._partial(path)
-        return partial.with_name(partial.name + ".ranges")
+        _, partial, marker = self._where(path)
+        for name in (partial, marker):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
 
     def read_marker(self, path: str) -> bytes | None:
         """What a parallel-range send recorded about its finished ranges (for resume)."""
         try:
-            return self._marker(path).read_bytes()
+            with open(self._where(path)[2], "rb") as handle:
+                return handle.read()
         except FileNotFoundError:
             return None
 
     def write_marker(self, path: str, data: bytes) -> None:
-        marker = self._marker(path)
-        temporary = marker.with_name(marker.name + ".tmp")
-        temporary.write_bytes(data)
-        os.replace(temporary, marker)
+        marker = self._where(path)[2]
+        with open(marker + ".tmp", "wb") as handle:
+            handle.write(data)
+        os.replace(marker + ".tmp", marker)
 
     def remove(self, path: str) -> None:
-        self._final(path).unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._where(path)[0])
 
     def free_space(self) -> int:
         info = os.statvfs(self.root)

@@ -1,0 +1,42 @@
+"""The upload ledger in the database: look-ups in batches, upserts, one account and area at a time."""
+
+from __future__ import annotations
+
+import pytest
+
+from transfers.engine.ledger import LedgerRecord
+from transfers.ledger import DbLedger
+from transfers.models import FarmAccount
+
+pytestmark = pytest.mark.django_db
+
+
+def _record(n: int, size: int = 10) -> LedgerRecord:
+    return LedgerRecord(server=f"D/f{n}.exr", local=f"/s/f{n}.exr", size=size, mtime_ns=n, checksum=f"xxh3-128:{n:032x}")
+
+
+def test_a_thousand_records_come_back_from_batched_lookups():
+    ledger = DbLedger(account_id=FarmAccount.objects.create(name="a").pk, area="input")
+    ledger.record([_record(n) for n in range(1200)])
+
+    found = ledger.lookup([f"D/f{n}.exr" for n in range(1300)])
+
+    assert len(found) == 1200
+    assert found["D/f7.exr"] == _record(7)
+
+
+def test_recording_a_path_again_replaces_its_record():
+    ledger = DbLedger(account_id=FarmAccount.objects.create(name="a").pk, area="input")
+    ledger.record([_record(1)])
+
+    ledger.record([_record(1, size=99)])
+
+    assert ledger.lookup(["D/f1.exr"])["D/f1.exr"].size == 99
+
+
+def test_records_of_another_account_or_area_are_not_seen():
+    first, second = FarmAccount.objects.create(name="a"), FarmAccount.objects.create(name="b")
+    DbLedger(account_id=first.pk, area="input").record([_record(1)])
+
+    assert DbLedger(account_id=second.pk, area="input").lookup(["D/f1.exr"]) == {}
+    assert DbLedger(account_id=first.pk, area="output").lookup(["D/f1.exr"]) == {}
