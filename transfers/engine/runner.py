@@ -330,6 +330,9 @@ def run_upload(
                         submit(small)
                         small = []
                 else:
+                    if small:  # keep the manifest's order, roughly: what came first starts first
+                        submit(small)
+                        small = []
                     submit([plan])
             if small and not control.stop.is_set():
                 submit(small)
