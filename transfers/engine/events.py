@@ -1,4 +1,8 @@
-"""What the runner tells its caller, through one callback. Returning False from it stops the run."""
+"""What the runner tells its caller, through one callback. Returning False from it stops the run.
+
+Plain slotted dataclasses, not frozen ones: a frozen __init__ costs ~1 us, paid once per file on runs of
+hundreds of thousands. Treat them as read-only all the same.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +10,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FileStarted:
     item_id: int
     size: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BytesSent:
     item_id: int
     count: int
     resumed: bool = False  # verified bytes of a partial file kept from an earlier attempt
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FileRetrying:
     item_id: int
     attempt: int  # the attempt that failed
@@ -28,7 +32,7 @@ class FileRetrying:
     error: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FileFinished:
     item_id: int
     ok: bool

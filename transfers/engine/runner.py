@@ -82,7 +82,7 @@ class RunSummary:
     stop_reason: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Plan:
     task: FileTask
     src: str | None = None  # to send (after a re-hash when `recheck` is set)
@@ -177,12 +177,13 @@ class _Run:
 
     # --- sending one file, with retries ---------------------------------------------------------
 
-    def send(self, task: FileTask, src: str) -> FileFinished:
+    def send(self, task: FileTask, src: str, size: int | None = None) -> FileFinished:
         key = _key(task.server)
         stop = self.control.stop
         for attempt in range(1, self.options.attempts + 1):
             try:
-                size = os.stat(src).st_size
+                if size is None or attempt > 1:
+                    size = os.stat(src).st_size
                 self.tell(FileStarted(task.item_id, size))
                 sent = send_file(
                     src,
@@ -237,7 +238,7 @@ class _Run:
         try:
             if plan.recheck is not None and (skip := self.unchanged(task, src, plan.recheck)) is not None:
                 return skip
-            return self.send(task, src)
+            return self.send(task, src, plan.size)
         except Stopped:
             return None
         except Exception as exc:  # a bug must cost one file, not the run

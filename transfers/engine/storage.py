@@ -81,6 +81,7 @@ class LocalStorage:
         self._made: set[str] = set()
         self._root = str(self.root)
         self._paths: dict[str, tuple[str, str, str]] = {}
+        self._marked: set[str] = set()  # paths this instance wrote a range marker for
 
     def _where(self, path: str) -> tuple[str, str, str]:
         """(final, partial, marker) paths of a server path, as strings (a small cache: one send asks ~7 times)."""
@@ -217,8 +218,9 @@ class LocalStorage:
         if size >= _FSYNC_AT_LEAST:
             _fsync(handle.fileno())  # small files are made durable in bulk by sync()
         os.replace(partial, final)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(marker)
+        if hashing.range_size_of(checksum) is not None or path in self._marked:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(marker)
 
     def discard_partial(self, path: str) -> None:
         _, partial, marker = self._where(path)
@@ -235,6 +237,7 @@ class LocalStorage:
             return None
 
     def write_marker(self, path: str, data: bytes) -> None:
+        self._marked.add(path)
         marker = self._where(path)[2]
         with open(marker + ".tmp", "wb") as handle:
             handle.write(data)
