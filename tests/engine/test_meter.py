@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.clock import FakeClock
 from transfers.engine.meter import RateMeter
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

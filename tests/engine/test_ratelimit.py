@@ -10,20 +10,13 @@ from typing import Any
 
 import pytest
 
+from tests.clock import FakeClock
 from transfers.engine.ratelimit import TokenBucket, max_speed_to_rate
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(100.0)
 
 
 # max_speed_to_rate

@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.clock import FakeClock
 from transfers.engine.events import BytesSent, FileFinished, FileRetrying, FileStarted
 from transfers.engine.tracker import FileProgress, Tracker
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -6,18 +6,11 @@ import logging
 
 import pytest
 
+from tests.clock import FakeClock
 from transfers import progress
 from transfers.progress import JobProgress, ProgressThrottle, publish_state
 
 JOB = 7
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _message(bytes_done: int) -> JobProgress:
@@ -37,7 +30,7 @@ def sent(monkeypatch) -> list[tuple[tuple[str, ...], dict]]:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(100.0)
 
 
 def test_the_first_offer_is_sent_at_once(sent, clock):
