@@ -223,38 +223,35 @@ def _watch(
     control: Control,
     lease: Lease,
 ) -> None:
-    """Until the engine is done: offer progress, write batches, follow the user, mind the lease."""
+    """Until the engine is done and its last results are stored: offer progress, write batches,
+    follow the user, mind the lease. A database that fails is retried for ~_DB_PATIENCE seconds,
+    keeping the batch; losing the lease stops everything at once."""
     last_write, failures = time.monotonic(), 0
-    while thread.is_alive():
-        thread.join(_TICK)
+    while True:
+        alive = thread.is_alive()
+        if alive:
+            thread.join(_TICK)
         if lease.lost.is_set():
             control.request_stop("lost the job's lease")
             raise RuntimeError(f"job {job.pk}: lost its lease; another run may have taken it over")
-        if recorder.status == TransferJob.Status.RUNNING:
+        if alive and recorder.status == TransferJob.Status.RUNNING:
             throttle.offer(recorder.message())
-        if time.monotonic() - last_write >= _DB_EVERY or recorder.backlog() >= _DB_BATCH:
-            last_write = time.monotonic()
-            try:
-                recorder.write()
-                _follow_user(job, recorder, control)
-                failures = 0
-            except DatabaseError:
-                failures += 1  # a locked SQLite or a database restart: keep the batch, try again
-                logger.warning("job %s: database write failed (%d in a row)", job.pk, failures, exc_info=True)
-                if failures >= _DB_PATIENCE:
-                    raise
-    _write_with_patience(recorder)
-
-
-def _write_with_patience(recorder: _Recorder) -> None:
-    for attempt in range(_DB_PATIENCE):
+        if alive and time.monotonic() - last_write < _DB_EVERY and recorder.backlog() < _DB_BATCH:
+            continue
+        last_write = time.monotonic()
         try:
             recorder.write()
-            return
+            if not alive:
+                return  # the engine is done and everything it finished is stored
+            _follow_user(job, recorder, control)
+            failures = 0
         except DatabaseError:
-            if attempt == _DB_PATIENCE - 1:
+            failures += 1  # a locked SQLite or a database restart: keep the batch, try again
+            logger.warning("job %s: database write failed (%d in a row)", job.pk, failures, exc_info=True)
+            if failures >= _DB_PATIENCE:
                 raise
-            time.sleep(1.0)  # the engine is done; nothing else to do but wait for the database
+            if not alive:
+                lease.lost.wait(1.0)  # pace the retries; wakes at once if the lease is lost
 
 
 def _finish(job: TransferJob, recorder: _Recorder, throttle: progress.ProgressThrottle, summary: RunSummary) -> None:

@@ -156,9 +156,6 @@ class SourceResolver:
         self._prefixes = tuple(str(root).rstrip("/") + "/" for root in self.roots)
         self._folders: dict[str, str] = {}
 
-    def resolve(self, local: str) -> str:
-        return self.resolve_stat(local)[0]
-
     def resolve_stat(self, local: str) -> tuple[str, os.stat_result | None]:
         """The real path and its stat (None: missing) in one system call for the usual file."""
         folder, _, name = local.rpartition("/")
