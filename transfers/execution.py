@@ -172,7 +172,9 @@ def job_run(*, job_id: int) -> None:
 
 
 def _run(job: TransferJob, lease: Lease) -> None:
-    storage = LocalStorage(farm_storage(account=job.account).area("input"))
+    storage = LocalStorage(
+        farm_storage(account=job.account).area("input"), label=f'input storage of farm account "{job.account.name}"'
+    )
     rows = job.items.filter(state=TransferItem.State.PENDING).values_list("pk", "local", "server", "size")
     tasks, expected = {}, {}
     for pk, local, server, size in rows.iterator(chunk_size=2000):

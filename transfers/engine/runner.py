@@ -3,7 +3,12 @@
 * Unchanged files (size and mtime as the ledger last saw them, or the same content hash) are skipped.
 * Retryable errors (I/O hiccups, a source changed mid-copy, a failed verification) are retried with
   bounded exponential backoff and full jitter, up to `attempts` (the SDK's `upload_num`); fatal ones
-  (missing source, permission, bad path) fail the file at once; a full disk stops the run.
+  (missing source, permission, bad path) fail the file at once.
+* A file starts only when the destination has room for it (engine.space); one that does not fit is
+  not sent (FileNotSent, not FileFinished) and the others go on; a disk found full mid-file stops the
+  run, keeping the partial file. Either way the run ends stopped, "destination full: needs X, has Y".
+* Local files are opened through engine.localfs: no symlink below the allowed root is followed at
+  open time, whatever the path looked like when the run planned it.
 * Progress goes to one callback as events (engine.events). FileFinished events and ledger writes
   happen in the thread that called run_upload; byte events come from the pool's threads.
 * Control.stop (or the callback returning False) stops cooperatively: partial files stay for a resume.
@@ -23,16 +28,18 @@ from itertools import islice
 from pathlib import Path
 
 from transfers.engine import hashing
-from transfers.engine.events import BytesSent, Event, FileFinished, FileRetrying, FileStarted, Report
+from transfers.engine.events import BytesSent, Event, FileFinished, FileNotSent, FileRetrying, FileStarted, Report
 from transfers.engine.ledger import Ledger, LedgerRecord
+from transfers.engine.localfs import LocalTree, NotAFile
 from transfers.engine.paths import PathMap, PathRefused, SourceResolver, clean_server_path
 from transfers.engine.ratelimit import TokenBucket, max_speed_to_rate
 from transfers.engine.send import SendFailed, SendOptions, Stopped, send_file
+from transfers.engine.space import SpaceBudget
 from transfers.engine.storage import Storage
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BytesSent", "Control", "FileFinished", "FileTask", "RunSummary", "TransferOptions", "run_upload"]
+__all__ = ["BytesSent", "Control", "FileFinished", "FileNotSent", "FileTask", "RunSummary", "TransferOptions", "run_upload"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,8 @@ class RunSummary:
     bytes_sent: int
     stopped: bool
     stop_reason: str = ""
+    files_not_sent: int = 0  # no room at the destination: neither done nor failed, to try again
+    bytes_not_sent: int = 0
 
 
 @dataclass(slots=True)
@@ -115,9 +124,13 @@ class _Run:
     sent: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     sources: SourceResolver = field(init=False)
+    tree: LocalTree = field(init=False)
+    space: SpaceBudget = field(init=False)
 
     def __post_init__(self) -> None:
-        self.sources = SourceResolver(self.allowed_roots)
+        self.sources = SourceResolver(self.allowed_roots)  # for planning: what to skip, what to send
+        self.tree = LocalTree(self.allowed_roots)  # for opening: what is actually read
+        self.space = SpaceBudget(self.storage)
 
     def tell(self, event: Event) -> None:
         if self.report(event) is False:
@@ -165,10 +178,15 @@ class _Run:
     def unchanged(self, task: FileTask, src: str, record: LedgerRecord) -> FileFinished | None:
         """A skip result when `src` still has the recorded content (with its new mtime, to record)."""
         try:
-            info = os.stat(src)
-            same = info.st_size == record.size and hashing.file_checksum(src, like=record.checksum) == record.checksum
-        except OSError:
+            fd, info = self.tree.open_file(src)
+        except (OSError, PathRefused, NotAFile):
             return None  # send() reports it
+        try:
+            same = info.st_size == record.size and hashing.fd_checksum(fd, like=record.checksum) == record.checksum
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
         if not same:
             return None
         return FileFinished(
@@ -177,9 +195,16 @@ class _Run:
 
     # --- sending one file, with retries ---------------------------------------------------------
 
-    def send(self, task: FileTask, src: str, size: int | None = None) -> FileFinished:
+    def send(self, task: FileTask, src: str, size: int | None = None) -> FileFinished | FileNotSent:
         key = _key(task.server)
         stop = self.control.stop
+        space = self.space
+
+        def on_bytes(count: int, resumed: bool) -> None:
+            if not resumed:
+                space.wrote(task.item_id, count)
+            self.tell(BytesSent(task.item_id, count, resumed))
+
         for attempt in range(1, self.options.attempts + 1):
             try:
                 if size is None or attempt > 1:
@@ -191,8 +216,9 @@ class _Run:
                     key,
                     bucket=self.control.bucket,
                     stop=stop,
-                    on_bytes=lambda count, resumed: self.tell(BytesSent(task.item_id, count, resumed)),
+                    on_bytes=on_bytes,
                     options=self.options.send,
+                    opener=self.tree.open_file,
                 )
                 return FileFinished(
                     task.item_id,
@@ -208,6 +234,12 @@ class _Run:
             except FileNotFoundError:
                 return FileFinished(task.item_id, ok=False, error_code="missing_source", error=f"local file not found: {src}")
             except SendFailed as exc:
+                if exc.code == "disk_full":
+                    # Someone else filled it meanwhile: stop starting files; the partial stays for a resume.
+                    self.control.request_stop(_DESTINATION_FULL)
+                    needed = max(0, (size or 0) - self.storage.partial_size(key))
+                    self.space.not_sent(needed)
+                    return FileNotSent(task.item_id, needed, str(exc))
                 if exc.stops_run:
                     self.control.request_stop(str(exc))
                 if not exc.retryable or attempt == self.options.attempts or stop.is_set():
@@ -219,7 +251,7 @@ class _Run:
                     raise Stopped() from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def send_group(self, plans: list[_Plan]) -> list[tuple[FileTask, FileFinished]]:
+    def send_group(self, plans: list[_Plan]) -> list[tuple[FileTask, FileFinished | FileNotSent]]:
         """Send files one after the other in one pool thread; stops early when the run stops."""
         results = []
         for plan in plans:
@@ -229,7 +261,7 @@ class _Run:
             results.append((plan.task, result))
         return results
 
-    def guarded_send(self, plan: _Plan) -> FileFinished | None:
+    def guarded_send(self, plan: _Plan) -> FileFinished | FileNotSent | None:
         """None when stopped; a failed result (never an exception) for anything unexpected."""
         if self.control.stop.is_set():
             return None
@@ -238,6 +270,9 @@ class _Run:
         try:
             if plan.recheck is not None and (skip := self.unchanged(task, src, plan.recheck)) is not None:
                 return skip
+            if not self.space.reserve(task.item_id, plan.size or 0) and not self._fits_with_partial(plan):
+                self.space.not_sent(plan.size or 0)
+                return FileNotSent(task.item_id, plan.size or 0, "no room at the destination")
             return self.send(task, src, plan.size)
         except Stopped:
             return None
@@ -246,11 +281,30 @@ class _Run:
             return FileFinished(
                 task.item_id, ok=False, error_code="internal", error=f"unexpected error: {type(exc).__name__}: {exc}"
             )
+        finally:
+            self.space.release(task.item_id)
+
+    def _fits_with_partial(self, plan: _Plan) -> bool:
+        """Whether a partial file kept from an earlier attempt leaves little enough to write.
+
+        Asked only when the whole file does not fit: a stat per file is not paid on every run. A
+        ranged partial is sized to the whole file from the start, so it counts for nothing here.
+        """
+        size = plan.size or 0
+        if size >= self.options.send.range_threshold:
+            return False
+        try:
+            kept = min(size, self.storage.partial_size(_key(plan.task.server)))
+        except (OSError, PathRefused):
+            return False
+        return kept > 0 and self.space.reserve(plan.task.item_id, size - kept)
 
     # --- results --------------------------------------------------------------------------------
 
-    def finish(self, result: FileFinished, task: FileTask, pending_records: list[LedgerRecord]) -> None:
-        if result.ok:
+    def finish(self, result: FileFinished | FileNotSent, task: FileTask, pending_records: list[LedgerRecord]) -> None:
+        if isinstance(result, FileNotSent):
+            pass  # counted by self.space
+        elif result.ok:
             self.ok += 1
             if result.skipped:
                 self.skipped += 1
@@ -261,6 +315,9 @@ class _Run:
         else:
             self.failed += 1
         self.tell(result)
+
+
+_DESTINATION_FULL = "destination full"  # replaced by the figures when the run ends
 
 
 def _key(server: str) -> str:
@@ -299,9 +356,9 @@ def run_upload(
     control = control or Control()
     run = _Run(storage, allowed_roots, report, options, control, ledger, path_map or PathMap())
     records: list[LedgerRecord] = []
-    in_flight: set[Future[list[tuple[FileTask, FileFinished]]]] = set()
+    in_flight: set[Future[list[tuple[FileTask, FileFinished | FileNotSent]]]] = set()
 
-    def collect(done: Iterable[Future[list[tuple[FileTask, FileFinished]]]]) -> None:
+    def collect(done: Iterable[Future[list[tuple[FileTask, FileFinished | FileNotSent]]]]) -> None:
         for future in done:
             in_flight.discard(future)
             for task, result in future.result():
@@ -310,7 +367,7 @@ def run_upload(
             ledger.record(records)
             records.clear()
 
-    with ThreadPoolExecutor(max_workers=options.pool_size, thread_name_prefix="rvweb-send") as pool:
+    with run.tree, ThreadPoolExecutor(max_workers=options.pool_size, thread_name_prefix="rvweb-send") as pool:
 
         def submit(plans: list[_Plan]) -> None:
             in_flight.add(pool.submit(run.send_group, plans))
@@ -342,4 +399,16 @@ def run_upload(
         collect(list(in_flight))
     if ledger is not None and records:
         ledger.record(records)
-    return RunSummary(run.ok, run.failed, run.skipped, run.sent, control.stop.is_set(), control.reason)
+    space, reason = run.space, control.reason
+    if space.files_not_sent and reason in ("", _DESTINATION_FULL):
+        reason = space.reason(getattr(storage, "label", "the destination"))
+    return RunSummary(
+        run.ok,
+        run.failed,
+        run.skipped,
+        run.sent,
+        control.stop.is_set() or space.files_not_sent > 0,
+        reason,
+        files_not_sent=space.files_not_sent,
+        bytes_not_sent=space.bytes_not_sent,
+    )
