@@ -453,6 +453,27 @@ def test_run_upload_a_bug_costs_one_file_not_the_run(site: Site) -> None:
     assert (report.finished()[1].error_code, report.finished()[1].error) == ("internal", "unexpected error: RuntimeError: boom")
 
 
+# names the storage keeps for itself
+
+
+def test_run_upload_refuses_tasks_named_like_another_files_partial_and_keeps_that_file_whole(site: Site) -> None:
+    tasks = [
+        FileTask(1, str(site.file("a.bin", b"the real file")), "/D/a.bin"),
+        FileTask(2, str(site.file("p.bin", b"posing as its partial")), "/D/.a.bin.rvpart"),
+        FileTask(3, str(site.file("r.bin", b"posing as its marker")), "/D/.a.bin.rvpart.ranges"),
+    ]
+    report = Recorder()
+
+    summary = _run(site, tasks, report, pool_size=3)
+
+    finished = report.finished()
+    assert (summary.files_ok, summary.files_failed) == (1, 2)
+    assert [(finished[n].ok, finished[n].error_code) for n in (1, 2, 3)] == [(True, ""), (False, "bad_path"), (False, "bad_path")]
+    assert "reserved name" in finished[2].error
+    assert (site.stored(), (site.storage / "D" / "a.bin").read_bytes()) == (["D/a.bin"], b"the real file")
+    assert finished[1].checksum == hashing.plain(xxhash.xxh3_128(b"the real file").hexdigest())
+
+
 # a full disk
 
 
