@@ -270,7 +270,9 @@ class _Run:
         try:
             if plan.recheck is not None and (skip := self.unchanged(task, src, plan.recheck)) is not None:
                 return skip
-            if not self.space.reserve(task.item_id, plan.size or 0) and not self._fits_with_partial(plan):
+            if not self.space.reserve(task.item_id, plan.size or 0, self.control.stop) and not self._fits_with_partial(plan):
+                if self.control.stop.is_set():
+                    return None
                 self.space.not_sent(plan.size or 0)
                 return FileNotSent(task.item_id, plan.size or 0, "no room at the destination")
             return self.send(task, src, plan.size)
