@@ -18,6 +18,7 @@ import pytest
 import xxhash
 
 from tests.conftest import wait_for
+from tests.engine.disks import limited_disk
 from transfers.engine import hashing
 from transfers.engine.events import BytesSent, Event, FileFinished, FileNotSent, FileRetrying, FileStarted
 from transfers.engine.ratelimit import TokenBucket
@@ -158,54 +159,9 @@ def test_killed_mid_file_leaves_the_partial_under_a_hidden_name(tmp_path: Path, 
 
 @pytest.fixture
 def small_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A 1 MiB filesystem: a real tmpfs when this process may mount one, else writes past 1 MiB into the
-    folder fail with ENOSPC as a full disk's would."""
-    folder = tmp_path / "small"
-    folder.mkdir()
-    mounted = _mount_tmpfs(folder)
-    if not mounted:
-        _emulate_full_disk(folder, MIB, monkeypatch)
-    yield folder
-    if mounted:
-        subprocess.run(["umount", str(folder)], check=True)
-
-
-def _mount_tmpfs(folder: Path) -> bool:
-    try:
-        return (
-            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True).returncode == 0
-        )
-    except OSError:  # no mount command here
-        return False
-
-
-def _emulate_full_disk(folder: Path, limit: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_pwrite, real_copy = os.pwrite, os.copy_file_range
-
-    def inside(fd: int) -> bool:
-        return os.readlink(f"/proc/self/fd/{fd}").startswith(f"{folder}/")
-
-    def pwrite(fd: int, data: Any, position: int) -> int:
-        if inside(fd) and position + len(data) > limit:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_pwrite(fd, data, position)
-
-    def copy_file_range(src: int, dst: int, count: int, offset_src: int | None = None, offset_dst: int | None = None) -> int:
-        if inside(dst) and (offset_dst or 0) + count > limit:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_copy(src, dst, count, offset_src, offset_dst)
-
-    real_free = LocalStorage.free_space
-
-    def free_space(self: LocalStorage) -> int:
-        if Path(self.root) != folder:
-            return real_free(self)
-        used = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
-        return max(0, limit - used)
-
-    monkeypatch.setattr(os, "pwrite", pwrite)
-    monkeypatch.setattr(os, "copy_file_range", copy_file_range)
-    monkeypatch.setattr(LocalStorage, "free_space", free_space)
+    """A 1 MiB filesystem: a real tmpfs when this process may mount one, else an emulated one."""
+    with limited_disk(tmp_path / "small", MIB, monkeypatch):
+        yield tmp_path / "small"
 
 
 @pytest.fixture
