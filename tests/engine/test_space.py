@@ -122,6 +122,20 @@ def test_a_disk_filled_by_someone_else_mid_file_keeps_the_partial_and_the_next_r
     assert (disk / "D" / "shot.bin").read_bytes() == source.read_bytes()
 
 
+def test_a_partial_file_kept_from_before_counts_toward_what_a_file_still_needs(disk: Path, local: Path) -> None:
+    source = _file(local, "shot.bin", 8 * MIB)
+    storage = LocalStorage(disk, label=LABEL)
+    with storage.open_partial("D/shot.bin", 0) as handle:
+        handle.write(source.read_bytes()[: 7 * MIB])
+    (disk / "someone-else.bin").write_bytes(b"\0" * (storage.free_space() - 2 * MIB))  # 2 MiB left: 1 MiB is needed
+    events: list[Event] = []
+
+    summary = _run(local, storage, [FileTask(1, str(source), "/D/shot.bin")], events)
+
+    assert (summary.files_ok, summary.files_not_sent, summary.stopped) == (1, 0, False)
+    assert [e.count for e in events if isinstance(e, BytesSent) and e.resumed] == [7 * MIB]
+
+
 # the budget itself
 
 

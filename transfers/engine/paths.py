@@ -157,7 +157,10 @@ class PathMap:
 
 class SourceResolver:
     """local_source for many files: each folder's real path is resolved once (resolving costs ~35 us,
-    and a tree has few folders and many files); each file is still checked for being a symlink."""
+    and a tree has few folders and many files); each file is still checked for being a symlink.
+
+    For planning only (what to skip, what to send): a path it resolved may change before the file is
+    opened, so the open itself goes through engine.localfs.LocalTree, which re-checks every component."""
 
     def __init__(self, roots: Sequence[Path]) -> None:
         self.roots = list(roots)

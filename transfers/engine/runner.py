@@ -270,11 +270,13 @@ class _Run:
         try:
             if plan.recheck is not None and (skip := self.unchanged(task, src, plan.recheck)) is not None:
                 return skip
-            if not self.space.reserve(task.item_id, plan.size or 0, self.control.stop) and not self._fits_with_partial(plan):
+            size = plan.size or 0
+            if not self.space.reserve(task.item_id, size, self.control.stop):
                 if self.control.stop.is_set():
                     return None
-                self.space.not_sent(plan.size or 0)
-                return FileNotSent(task.item_id, plan.size or 0, "no room at the destination")
+                if not self._fits_with_partial(plan):
+                    self.space.not_sent(size)
+                    return FileNotSent(task.item_id, size, "no room at the destination")
             return self.send(task, src, plan.size)
         except Stopped:
             return None
