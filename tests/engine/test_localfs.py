@@ -224,3 +224,50 @@ def test_a_partial_file_kept_with_another_mode_lands_0644(root: Path, tmp_path: 
     run_upload([FileTask(1, str(source), "/D/c.bin")], storage=storage, allowed_roots=[root], report=lambda e: None)
 
     assert oct((storage.root / "D" / "c.bin").stat().st_mode & 0o777) == "0o644"
+
+
+def test_a_run_sends_through_a_symlink_that_pointed_inside_the_root_when_it_planned(root: Path, tmp_path: Path) -> None:
+    # The plan resolves symlinks once (they must end inside a root); the open then walks the real path.
+    (root / "latest").symlink_to(root / "a")
+    storage = LocalStorage(tmp_path / "storage")
+    events: list[Event] = []
+
+    summary = run_upload(
+        [FileTask(1, str(root / "latest" / "b" / "c.bin"), "/D/c.bin")],
+        storage=storage,
+        allowed_roots=[root],
+        report=events.append,
+    )
+
+    assert (summary.files_ok, (storage.root / "D" / "c.bin").read_bytes()) == (1, b"inside")
+
+
+def test_a_run_refuses_a_symlink_inside_the_root_that_points_outside(root: Path, tmp_path: Path) -> None:
+    (root / "escape").symlink_to(root.parent / "outside")
+    events: list[Event] = []
+
+    run_upload(
+        [FileTask(1, str(root / "escape" / "c.bin"), "/D/c.bin")],
+        storage=LocalStorage(tmp_path / "storage"),
+        allowed_roots=[root],
+        report=events.append,
+    )
+
+    (finished,) = [e for e in events if isinstance(e, FileFinished)]
+    assert (finished.ok, finished.error_code) == (False, "bad_path")
+    assert not (tmp_path / "storage" / "D" / "c.bin").exists()
+
+
+def test_a_run_fails_a_file_whose_folder_is_a_file_as_missing_without_retrying(root: Path, tmp_path: Path) -> None:
+    events: list[Event] = []
+
+    run_upload(
+        [FileTask(1, str(root / "a" / "b" / "c.bin" / "d.bin"), "/D/d.bin")],
+        storage=LocalStorage(tmp_path / "storage"),
+        allowed_roots=[root],
+        report=events.append,
+        options=TransferOptions(attempts=3, backoff_base=0.001, backoff_cap=0.01),
+    )
+
+    (finished,) = [e for e in events if isinstance(e, FileFinished)]
+    assert (finished.ok, finished.error_code, finished.attempts) == (False, "missing_source", 1)

@@ -231,7 +231,7 @@ class _Run:
                 )
             except PathRefused as exc:  # e.g. a symlink planted in the storage since the plan
                 return FileFinished(task.item_id, ok=False, error_code="bad_path", error=str(exc), attempts=attempt)
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):  # from the stat for the size
                 return FileFinished(task.item_id, ok=False, error_code="missing_source", error=f"local file not found: {src}")
             except SendFailed as exc:
                 if exc.code == "disk_full":

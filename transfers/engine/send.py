@@ -68,7 +68,7 @@ class SendFailed(Exception):
 
 
 def source_error(exc: OSError, src: SourcePath) -> SendFailed:
-    if isinstance(exc, FileNotFoundError):
+    if isinstance(exc, FileNotFoundError | NotADirectoryError):  # the latter: a folder on the way is a file
         return SendFailed("missing_source", f"local file not found: {src}")
     if isinstance(exc, PermissionError):
         return SendFailed("permission", f"permission denied reading {src}")
