@@ -329,7 +329,7 @@ def _send_ranges(f: _File) -> tuple[BinaryIO, str, int]:
     try:
         done = _verified_ranges(f, starts, identity)
         if not done:
-            storage.write_marker(server, json.dumps({**identity, "done": {}}).encode())  # replaces a stale one
+            _write_marker(f, {**identity, "done": {}})  # replaces a stale one
         resumed = sum(min(range_size, size - starts[i]) for i in done)
         if resumed:
             f.on_bytes(resumed, True)
@@ -338,6 +338,13 @@ def _send_ranges(f: _File) -> tuple[BinaryIO, str, int]:
         dest.close()
         raise
     return dest, hashing.ranged(range_size, (bytes.fromhex(done[i]) for i in range(len(starts)))), resumed
+
+
+def _write_marker(f: _File, record: dict[str, object]) -> None:
+    try:
+        f.storage.write_marker(f.server, json.dumps(record).encode())
+    except OSError as exc:  # a full disk shows here too: it must stop the run, not look like a bug
+        raise dest_error(exc, f.server) from exc
 
 
 def _verified_ranges(f: _File, starts: list[int], identity: dict[str, int]) -> dict[int, str]:
@@ -371,7 +378,7 @@ def _copy_ranges(
         _check_arrived(f, digest, arrived)
         with lock:
             done[index] = digest.hexdigest()
-            f.storage.write_marker(f.server, json.dumps({**identity, "done": done}).encode())
+            _write_marker(f, {**identity, "done": done})
 
     with ThreadPoolExecutor(max_workers=f.options.ranges_in_parallel, thread_name_prefix="rvweb-range") as pool:
         futures = [pool.submit(one, index) for index in todo]
