@@ -237,7 +237,9 @@ class _Run:
                 if exc.code == "disk_full":
                     # Someone else filled it meanwhile: stop starting files; the partial stays for a resume.
                     self.control.request_stop(_DESTINATION_FULL)
-                    needed = max(0, (size or 0) - self.storage.partial_size(key))
+                    needed = size or 0
+                    if needed < self.options.send.range_threshold:  # a ranged partial has the full size from the start
+                        needed = max(0, needed - self.storage.partial_size(key))
                     self.space.not_sent(needed)
                     return FileNotSent(task.item_id, needed, str(exc))
                 if exc.stops_run:
