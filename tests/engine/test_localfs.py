@@ -123,6 +123,18 @@ def test_open_file_refuses_a_file_on_another_device_than_its_root(root: Path, pa
         tree.open_file(str(root / path))
 
 
+def test_a_folder_evicted_while_in_use_is_closed_only_when_its_user_is_done(root: Path) -> None:
+    (root / "x").mkdir()
+    tree = LocalTree([root], cached_folders=1)
+    with tree.folder(str(root / "a" / "b")) as held:
+        with tree.folder(str(root / "x")):  # evicts a/b from the cache while it is held
+            pass
+        assert os.fstat(held).st_ino == (root / "a" / "b").stat().st_ino  # still open, still that folder
+    with pytest.raises(OSError):
+        os.fstat(held)  # closed once released
+    tree.close()
+
+
 def test_a_cached_folder_keeps_pointing_at_the_checked_folder_after_its_path_is_swapped(root: Path) -> None:
     (root / "a" / "b" / "d.bin").write_bytes(b"inside too")
     with LocalTree([root]) as tree:
@@ -136,8 +148,8 @@ def test_a_cached_folder_keeps_pointing_at_the_checked_folder_after_its_path_is_
 def test_folder_create_makes_missing_folders_0755_whatever_the_umask(root: Path) -> None:
     old = os.umask(0o077)
     try:
-        with LocalTree([root]) as tree:
-            tree.folder(str(root / "new" / "deeper"), create=True)
+        with LocalTree([root]) as tree, tree.folder(str(root / "new" / "deeper"), create=True) as fd:
+            assert os.fstat(fd).st_ino == (root / "new" / "deeper").stat().st_ino
     finally:
         os.umask(old)
 
@@ -155,8 +167,9 @@ def test_open_file_for_writing_never_writes_through_a_symlink(root: Path) -> Non
 def test_close_releases_every_descriptor(root: Path) -> None:
     before = len(os.listdir("/proc/self/fd"))
     tree = LocalTree([root], cached_folders=2)
-    for folder in ("a", "a/b", "a/b"):
-        tree.folder(str(root / folder))
+    for folder in ("a", "a/b", "a/b", "."):  # three folders in a cache of two: one is evicted and closed
+        with tree.folder(str(root / folder)):
+            pass
     _read(tree, root / "a" / "b" / "c.bin")
 
     tree.close()

@@ -21,7 +21,8 @@ import os
 import stat
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from transfers.engine.paths import PathRefused
 
@@ -33,30 +34,39 @@ class NotAFile(Exception):
     """The path names a folder, a FIFO, a device or a socket: nothing to send or overwrite."""
 
 
+class _Folder:
+    """A checked folder's descriptor, closed once it is evicted and no thread uses it any more: closing
+    it under a user could make that thread open relative to whatever the number is reused for."""
+
+    __slots__ = ("evicted", "fd", "users")
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.users, self.evicted = fd, 0, False
+
+
 class LocalTree:
     """The allowed roots of one run, opened once; `open_file` and `folder` never follow a symlink below them.
 
-    Thread-safe. Call close() (or use it as a context manager) when the run ends.
+    Thread-safe; no system call is made under its lock. Call close() (or use it as a context manager)
+    when the run ends.
     """
 
     def __init__(self, roots: Sequence[str | os.PathLike[str]], *, cached_folders: int = 256) -> None:
-        self._roots: list[tuple[str, int, int]] = []  # (spelling, fd, st_dev), longest spelling first
-        self._fds: list[int] = []
+        self._roots: list[tuple[str, _Folder, int]] = []  # (spelling, root, st_dev), longest spelling first
+        self._opened: list[_Folder] = []
         for root in roots:
             real = os.path.realpath(root)
             try:
-                fd = os.open(real, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                folder = _Folder(os.open(real, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
             except OSError:
                 continue  # a root that is not there allows nothing
-            self._fds.append(fd)
-            device = os.fstat(fd).st_dev
+            self._opened.append(folder)
+            device = os.fstat(folder.fd).st_dev
             for spelling in {os.fspath(root).rstrip("/") or "/", real}:
-                self._roots.append((spelling, fd, device))
+                self._roots.append((spelling, folder, device))
         self._roots.sort(key=lambda root: len(root[0]), reverse=True)
-        self._folders: OrderedDict[str, int] = OrderedDict()  # "<root fd>:<relative folder>" -> fd
+        self._folders: OrderedDict[tuple[int, str], _Folder] = OrderedDict()  # (root fd, relative folder)
         self._cached = max(1, cached_folders)
-        # Held while a cached descriptor is used: evicting (closing) one another thread is using
-        # could make that thread open relative to whatever the number is reused for.
         self._lock = threading.Lock()
 
     def __enter__(self) -> LocalTree:
@@ -67,13 +77,12 @@ class LocalTree:
 
     def close(self) -> None:
         with self._lock:
-            for fd in self._folders.values():
-                os.close(fd)
+            folders = [*self._folders.values(), *self._opened]
             self._folders.clear()
-            for fd in self._fds:
-                os.close(fd)
-            self._fds.clear()
+            self._opened.clear()
             self._roots.clear()
+        for folder in folders:
+            os.close(folder.fd)
 
     def open_file(self, path: str | os.PathLike[str], flags: int = os.O_RDONLY, mode: int = 0o644) -> tuple[int, os.stat_result]:
         """An fd and its fstat for the regular file at `path` (O_NONBLOCK: a FIFO cannot hang us).
@@ -83,15 +92,16 @@ class LocalTree:
         the file is created with `mode` (for download destinations).
         """
         text = os.fspath(path)
-        root_fd, device, parts = self._locate(text)
+        root, device, parts = self._locate(text)
         if not parts:
             raise NotAFile(f"local path is a folder, not a file: {text}")
-        with self._lock:
-            folder = self._folder(text, root_fd, device, parts[:-1], create=False)
-            try:
-                fd = os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode, dir_fd=folder)
-            except OSError as exc:
-                raise _refusal(exc, text, parts[-1], folder) from exc
+        folder = self._acquire(text, root, device, parts[:-1], create=False)
+        try:
+            fd = os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode, dir_fd=folder.fd)
+        except OSError as exc:
+            raise _refusal(exc, text, parts[-1], folder.fd) from exc
+        finally:
+            self._release(folder)
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_dev != device:
             os.close(fd)
@@ -102,39 +112,74 @@ class LocalTree:
             raise PathRefused(f"local path {text!r} is on another filesystem than its allowed root")
         return fd, info
 
-    def folder(self, path: str | os.PathLike[str], *, create: bool = False) -> int:
-        """A descriptor of the folder at `path`, owned by the tree (do not close it; valid until close()).
+    @contextmanager
+    def folder(self, path: str | os.PathLike[str], *, create: bool = False) -> Iterator[int]:
+        """A descriptor of the folder at `path`, valid inside the `with` block (the tree owns it).
 
         create=True makes missing folders on the way, mode 0755 whatever the umask.
         """
         text = os.fspath(path)
-        root_fd, device, parts = self._locate(text)
-        with self._lock:
-            return self._folder(text, root_fd, device, parts, create=create)
+        root, device, parts = self._locate(text)
+        folder = self._acquire(text, root, device, parts, create=create)
+        try:
+            yield folder.fd
+        finally:
+            self._release(folder)
 
-    def _locate(self, path: str) -> tuple[int, int, list[str]]:
+    def _locate(self, path: str) -> tuple[_Folder, int, list[str]]:
         if not path.startswith("/") or "\x00" in path:
             raise PathRefused(f"local path {path!r} is not an absolute path")
-        for spelling, fd, device in self._roots:
+        for spelling, root, device in self._roots:
             if spelling == "/" or path == spelling or path.startswith(spelling + "/"):
                 parts = [part for part in path[len(spelling) :].split("/") if part not in ("", ".")]
                 if ".." in parts:
                     raise PathRefused(f"local path {path!r} contains '..'")
-                return fd, device, parts
+                return root, device, parts
         raise PathRefused(f"local path {path!r} is outside the allowed roots")
 
-    def _folder(self, path: str, root_fd: int, device: int, parts: list[str], *, create: bool) -> int:
-        """The folder `parts` below the root, walked without following symlinks (the lock is held)."""
-        if not parts:
-            return root_fd
-        key = f"{root_fd}:" + "/".join(parts)
-        fd = self._folders.get(key)
-        if fd is not None:
-            self._folders.move_to_end(key)
-            return fd
-        fd = root_fd
-        try:
-            for part in parts:
+    def _acquire(self, path: str, root: _Folder, device: int, parts: list[str], *, create: bool) -> _Folder:
+        """The folder `parts` below `root`, from the cache or walked; the caller must _release it."""
+        key = (root.fd, "/".join(parts))
+        with self._lock:
+            folder = self._folders.get(key) if parts else root
+            if folder is not None:
+                folder.users += 1
+                if parts:
+                    self._folders.move_to_end(key)
+                return folder
+        fd = _walk(path, root.fd, device, parts, create=create)
+        with self._lock:
+            folder = self._folders.get(key)
+            if folder is None:
+                folder = self._folders[key] = _Folder(fd)
+                fd = -1
+            folder.users += 1
+            evicted = []
+            while len(self._folders) > self._cached:
+                _, old = self._folders.popitem(last=False)
+                old.evicted = True
+                if old.users == 0:
+                    evicted.append(old.fd)
+        if fd != -1:
+            evicted.append(fd)  # another thread walked it meanwhile: keep one
+        for number in evicted:
+            os.close(number)
+        return folder
+
+    def _release(self, folder: _Folder) -> None:
+        with self._lock:
+            folder.users -= 1
+            closing = folder.evicted and folder.users == 0
+        if closing:
+            os.close(folder.fd)
+
+
+def _walk(path: str, root_fd: int, device: int, parts: list[str], *, create: bool) -> int:
+    """Open folder `parts` below `root_fd` one component at a time, following no symlink."""
+    fd = root_fd
+    try:
+        for part in parts:
+            try:
                 try:
                     child = os.open(part, _DIR_FLAGS, dir_fd=fd)
                 except FileNotFoundError:
@@ -142,25 +187,24 @@ class LocalTree:
                         raise
                     try:
                         os.mkdir(part, FOLDER_MODE, dir_fd=fd)
-                        os.chmod(part, FOLDER_MODE, dir_fd=fd, follow_symlinks=False)  # the umask may have cut it
+                        made = True
                     except FileExistsError:
-                        pass  # made by another run meanwhile
+                        made = False  # made by another run meanwhile
                     child = os.open(part, _DIR_FLAGS, dir_fd=fd)
-                except OSError as exc:
-                    raise _refusal(exc, path, part, fd) from exc
-                if fd != root_fd:
-                    os.close(fd)
-                fd = child
-                if os.fstat(fd).st_dev != device:
-                    raise PathRefused(f"local path {path!r} crosses into another filesystem at {part!r}")
-        except BaseException:
+                    if made:
+                        os.fchmod(child, FOLDER_MODE)  # the umask may have cut the mode
+            except OSError as exc:
+                raise _refusal(exc, path, part, fd) from exc
             if fd != root_fd:
                 os.close(fd)
-            raise
-        self._folders[key] = fd
-        if len(self._folders) > self._cached:
-            os.close(self._folders.popitem(last=False)[1])
-        return fd
+            fd = child
+            if os.fstat(fd).st_dev != device:
+                raise PathRefused(f"local path {path!r} crosses into another filesystem at {part!r}")
+    except BaseException:
+        if fd != root_fd:
+            os.close(fd)
+        raise
+    return fd
 
 
 def _refusal(exc: OSError, path: str, part: str, folder_fd: int) -> Exception:
