@@ -130,8 +130,22 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A broker that goes away (a restarted Redis or RabbitMQ) is waited for, however long it takes:
+# the worker reconnects instead of exiting, and a running upload carries on meanwhile (its lease,
+# not the broker connection, decides whether it may go on).
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_BROKER_CHANNEL_ERROR_RETRY = True
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+# Publishing while the broker is away fails after a few seconds instead of hanging a request.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 # Redis redelivers an unacknowledged message after this long; uploads can run for hours.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 12 * 3600}
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"visibility_timeout": 12 * 3600}
+if BROKER_URL.startswith(("redis", "rediss")):
+    # Notice a dead or hung Redis within seconds, not at the kernel's TCP timeout.
+    CELERY_BROKER_TRANSPORT_OPTIONS |= {"health_check_interval": 10, "socket_timeout": 30, "socket_connect_timeout": 5}
+# Every worker re-enqueues interrupted jobs this often (see transfers/tasks.py, "Recovery").
+RECOVER_EVERY = env_int("RVWEB_RECOVER_EVERY", 30, minimum=1, maximum=3600)
 
 # --- auth, sessions, static ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
