@@ -147,9 +147,8 @@ def run_stack(
     signal.signal(signal.SIGTERM, on_signal)
 
     daphne = [sys.executable, "-m", "daphne", "-b", bind, "-p", str(port), "rvweb.asgi:application"]
-    # Without gossip and mingle: with a task running, kombu's Redis transport crashes the worker
-    # ("Unrecoverable error: AttributeError ... 'hostname'") when the broker connection drops while
-    # those extra consumers share it. Neither is used here (one worker, no remote control needs).
+    # Gossip and mingle serve clusters of workers; here they would only be more broker consumers to
+    # bring back after an outage. Riding out a broker restart is rvweb.kombu_fix's and settings' job.
     worker = [sys.executable, "-m", "celery", "-A", "rvweb", "worker", "-Q", queue, "-c", str(concurrency), "-l", "INFO",
               "--hostname", "rvweb@%h", "--without-gossip", "--without-mingle"]  # fmt: skip
     children = [_redis_child(data_dir, say)] if embedded_redis else []
