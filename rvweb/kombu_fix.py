@@ -18,15 +18,16 @@ tests/web/test_outage_e2e.py fails without it).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from kombu.transport import redis as redis_transport
 
 logger = logging.getLogger(__name__)
 
-_restore_unacked = redis_transport.QoS.restore_unacked
-_ack = redis_transport.QoS.ack
-_reject = redis_transport.QoS.reject
+_restore_unacked: Callable[..., Any] = redis_transport.QoS.restore_unacked
+_ack: Callable[..., Any] = redis_transport.QoS.ack
+_reject: Callable[..., Any] = redis_transport.QoS.reject
 
 
 def _closed(qos: Any) -> bool:
@@ -55,6 +56,6 @@ def _reject_unless_closed(self: Any, delivery_tag: Any, requeue: bool = False) -
 
 
 def install() -> None:
-    redis_transport.QoS.restore_unacked = _restore_unacked_unless_closed
-    redis_transport.QoS.ack = _ack_unless_closed
-    redis_transport.QoS.reject = _reject_unless_closed
+    setattr(redis_transport.QoS, "restore_unacked", _restore_unacked_unless_closed)  # noqa: B010
+    setattr(redis_transport.QoS, "ack", _ack_unless_closed)  # noqa: B010
+    setattr(redis_transport.QoS, "reject", _reject_unless_closed)  # noqa: B010
