@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 # A running job must be seen without a lease this long before it is re-enqueued: a run that lost
 # its lease to a Redis restart notices within one renewal and stops before a new one starts.
 _UNHELD_GRACE = 2 * locks.LEASE_SECONDS / 6
+# A queued job still queued after this long may have lost its message (the broker was away when it
+# was enqueued, or lost its data): it is enqueued again. A duplicate costs one no-op message.
+_QUEUED_GRACE = 600.0
 # Publishing while the broker is away must fail fast: the next round tries again.
 _PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0.5, "interval_step": 0.5, "interval_max": 1.0}
 
@@ -76,9 +79,11 @@ class _Recovery:
     def __init__(self, clock: Any = time.monotonic) -> None:
         self.clock = clock
         self.unheld_since: dict[int, float] = {}
+        self.queued_since: dict[int, float] = {}
 
     def due(self, *, everything: bool = False) -> list[int]:
-        """Running jobs unheld for the grace period; queued ones too when `everything` or Redis was emptied."""
+        """Running jobs unheld for the grace period; queued ones queued for long, or all of them when
+        `everything` or when Redis was emptied."""
         emptied = locks.redis_was_emptied()
         active = dict(
             TransferJob.objects.filter(status__in=(TransferJob.Status.QUEUED, TransferJob.Status.RUNNING)).values_list(
@@ -90,8 +95,12 @@ class _Recovery:
         now = self.clock()
         self.unheld_since = {pk: self.unheld_since.get(pk, now) for pk in unheld}
         due = {pk for pk, since in self.unheld_since.items() if now - since >= _UNHELD_GRACE}
-        if everything or emptied:
-            due |= {pk for pk, status in active.items() if status == TransferJob.Status.QUEUED}
+        queued = {pk for pk, status in active.items() if status == TransferJob.Status.QUEUED}
+        self.queued_since = {pk: self.queued_since.get(pk, now) for pk in queued}
+        stale = {pk for pk, since in self.queued_since.items() if now - since >= _QUEUED_GRACE}
+        due |= queued if everything or emptied else stale
+        for pk in due & queued:
+            self.queued_since[pk] = now  # its grace starts again
         return sorted(due)
 
 

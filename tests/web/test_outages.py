@@ -211,3 +211,19 @@ def test_a_watch_loop_keeps_its_pace_while_the_channel_layer_hangs(monkeypatch):
         time.sleep(0.03)
 
     assert time.monotonic() - started < progress.SEND_TIMEOUT + 2.0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_recovery_reenqueues_a_job_queued_for_long_once_per_grace():
+    job = _job(TransferJob.Status.QUEUED)
+    clock = FakeClock()
+    recovery = tasks._Recovery(clock)
+    recovery.due()  # Redis is known now
+
+    clock.now += tasks._QUEUED_GRACE - 1
+    early = recovery.due()
+    clock.now += 1
+    late = recovery.due()
+    again = recovery.due()
+
+    assert (job.pk in early, job.pk in late, job.pk in again) == (False, True, False)
