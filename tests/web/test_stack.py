@@ -73,13 +73,31 @@ def test_a_child_that_cannot_start_is_tried_again_later():
     assert said[0] == "embedded redis did not start (embedded redis did not answer); trying again in 0s"
 
 
-def test_stopping_ends_every_child():
-    order: list[str] = []
+def test_stopping_ends_every_child_and_redis_only_after_the_others(tmp_path):
+    seen = tmp_path / "redis-alive-when-web-stopped"
     redis = Child("redis", lambda: subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]), stop_last=True)
-    web = _command("import time; time.sleep(60)")
-    supervisor = Supervisor([redis, web], order.append)
+    # The web server stand-in notes, as it is being stopped, whether Redis is still there.
+    web_code = (
+        "import os, signal, sys, time\n"
+        "def stop(*args):\n"
+        "    try:\n"
+        "        os.kill({pid}, 0); alive = 'yes'\n"
+        "    except OSError:\n"
+        "        alive = 'no'\n"
+        "    open({path!r}, 'w').write(alive); sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        "open({path!r} + '.ready', 'w').close()\n"
+        "time.sleep(60)\n"
+    )
+    web = Child(
+        "web",
+        lambda: subprocess.Popen([sys.executable, "-c", web_code.format(pid=redis.process.pid, path=str(seen))]),
+    )
+    supervisor = Supervisor([redis, web], lambda line: None)
     supervisor.start_all()
+    wait_for(lambda: (tmp_path / "redis-alive-when-web-stopped.ready").exists(), timeout=20, what="the web stand-in")
 
     supervisor.stop_all()
 
     assert redis.process.poll() is not None and web.process.poll() is not None
+    assert seen.read_text() == "yes"
