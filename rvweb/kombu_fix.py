@@ -3,7 +3,8 @@
 What happens without it: the consumer closes the lost connection; closing the channel restores the
 unacknowledged message of the running task, which needs a new Redis client, which reads the
 connection's URL from a transport whose `client` the close has already cleared. The AttributeError
-is not a connection error, so Celery reports "Unrecoverable error" and the worker exits.
+is not a connection error, so Celery reports "Unrecoverable error" and the worker exits (the same
+family as celery/kombu#582 and #970). Reproduced by tests/web/test_outage_e2e.py.
 
 The same happens when the running task ends after the reconnection and its message is acknowledged
 (or rejected) on the old, closed channel. With this module, the restore, ack and reject are skipped
