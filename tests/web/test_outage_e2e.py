@@ -1,27 +1,30 @@
 """Redis killed and restarted empty in the middle of an upload: the worker lives on, the job resumes.
 
 The worker is a real Celery process on a Redis server of this test's own (the session's Redis is
-shared with other tests and must not be killed), once with that Redis as broker and once with the
-machine's RabbitMQ as broker and Redis only for leases and progress.
+shared with other tests and must not be killed): the embedded one on its unix socket as broker; an
+"external" one on a TCP port as broker (as under CI); and the machine's RabbitMQ as broker with the
+embedded Redis only for leases and progress.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from kombu import Connection
 
 from rvweb import embedded_redis
 from rvweb.embedded_redis import EmbeddedRedis
-from tests.conftest import ROOT, Service, _subprocess_env, wait_for
+from tests.conftest import ROOT, Service, _free_port, _subprocess_env, wait_for
 from transfers import services, tasks
 from transfers.models import FarmAccount, TransferJob
 
@@ -32,16 +35,46 @@ FILES, SIZE = 8, 1_000_000
 MAX_SPEED_KB = 350  # about 23 s for the whole job: the lease is lost (within two renewals) well before its end
 
 
+class TcpRedis:
+    """A Redis server on a free 127.0.0.1 port, started again on the same port after a kill."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> TcpRedis:
+        args = [embedded_redis._server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", str(settings.DATA_DIR)]  # fmt: skip
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self._answers, timeout=15, what=f"redis on port {self.port}")
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            return bool(redis.Redis(port=self.port, socket_timeout=1).ping())
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
 @pytest.fixture
-def own_redis() -> Iterator[EmbeddedRedis]:
+def own_redis(request) -> Iterator[EmbeddedRedis | TcpRedis]:
+    if request.getfixturevalue("broker") == "external-redis":
+        tcp = TcpRedis().start()
+        yield tcp
+        tcp.stop()
+        return
     server = EmbeddedRedis(Path(settings.DATA_DIR) / "o" / uuid.uuid4().hex[:6]).start()
     yield server
     server.stop()
 
 
-def _worker(redis: EmbeddedRedis, broker: str, queue: str) -> Service:
-    import subprocess
-
+def _worker(redis: EmbeddedRedis | TcpRedis, broker: str, queue: str) -> Service:
     env = _subprocess_env() | {
         "REDIS_URL": redis.url,
         "BROKER_URL": broker,
@@ -76,12 +109,14 @@ def _job(pk: int) -> TransferJob:
     return TransferJob.objects.get(pk=pk)
 
 
-@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
+@pytest.mark.parametrize("broker", ["redis", "external-redis", "rabbitmq"])
 def test_killing_redis_mid_job_leaves_the_worker_alive_and_the_job_completes(broker, own_redis, allowed_dir, monkeypatch):
     # The job is created here but enqueued by the worker's own recovery, on the broker under test.
     monkeypatch.setattr(tasks.run_job, "delay", lambda *args: None)
     queue = f"rvweb-outage-{uuid.uuid4().hex[:8]}"
-    broker_url = embedded_redis.broker_url(own_redis.data_dir) if broker == "redis" else RABBITMQ
+    broker_url = {"rabbitmq": RABBITMQ, "external-redis": own_redis.url}.get(broker) or embedded_redis.broker_url(
+        own_redis.data_dir  # type: ignore[union-attr]
+    )
     job, files = _slow_job(allowed_dir)
     worker = _worker(own_redis, broker_url, queue)
     try:
