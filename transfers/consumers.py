@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 
 from transfers import progress, services
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
 
 
 class JobConsumer(AsyncJsonWebsocketConsumer):
@@ -47,3 +48,10 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
     @database_sync_to_async
     def _may_see(self, user: Any, job_id: int) -> bool:
         return services.jobs_visible_to(user=user).filter(pk=job_id).exists()
+
+
+class NotFoundConsumer(AsyncWebsocketConsumer):
+    """Any websocket path no route matches: closed with 4404 instead of a 500 and a traceback."""
+
+    async def connect(self) -> None:
+        await self.close(code=CLOSE_NOT_FOUND)
