@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,15 +19,20 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.messages import get_messages
+from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpResponse
 from django.test import Client
 
+import transfers
 from rvweb.asgi import application
+from transfers import selectors, services
 from transfers.consumers import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED
+from transfers.fields import EncryptedTextField
 from transfers.forms import ManifestImportForm
-from transfers.models import FarmAccount, Manifest, TransferItem, TransferJob
+from transfers.models import AuditEvent, FarmAccount, Manifest, Membership, TransferItem, TransferJob
 
 LOGIN = "login"  # sent to log in (pages), 401/403 "credentials not provided" (API), close 4401 (websocket)
 HIDDEN = "hidden"  # 404, or a choice refused as not existing (the object is invisible to this role)
@@ -397,3 +403,120 @@ async def test_websocket_job(world: World, role: str):
 
     outcome = SEEN if accepted else {CLOSE_UNAUTHENTICATED: LOGIN, CLOSE_FORBIDDEN: HIDDEN}.get(code, f"closed {code}")
     assert outcome == EXPECTED["websocket job"][ROLES.index(role)]
+
+
+# --- around the matrix --------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", ["/", "/jobs/", "/api/accounts/", "/api/manifests/", "/api/jobs/", "JOB", "MANIFEST"])
+def test_no_list_or_page_decrypts_an_access_key(world: World, url: str, monkeypatch):
+    def refuse(*args: object) -> None:
+        raise AssertionError("an access key was decrypted")
+
+    monkeypatch.setattr(EncryptedTextField, "from_db_value", refuse)
+    url = {"JOB": f"/jobs/{world.blue.job.pk}/", "MANIFEST": f"/manifests/{world.blue.manifest.pk}/"}.get(url, url)
+
+    assert _client(world, "staff").get(url).status_code == 200
+
+
+@pytest.mark.django_db
+def test_the_account_list_still_says_whether_a_key_is_stored(world: World, make_account):
+    make_account(world.blue.team, name="keyless")
+
+    rows = _client(world, "viewer").get("/api/accounts/").json()["results"]
+
+    assert {row["name"]: row["has_access_key"] for row in rows} == {"Blue farm": True, "keyless": False}
+
+
+@pytest.mark.django_db
+def test_a_lead_may_not_move_an_account_to_a_team_they_do_not_lead(world: World):
+    response = _client(world, "lead").patch(
+        f"/api/accounts/{world.blue.account.pk}/", {"team": world.red.team.pk}, content_type="application/json"
+    )
+
+    assert response.status_code == 400  # Red is not even a choice for Blue's lead
+    assert FarmAccount.objects.get(pk=world.blue.account.pk).team == world.blue.team
+
+
+@pytest.mark.django_db
+def test_a_lead_of_two_teams_may_move_an_account_between_them(world: World):
+    Membership.objects.create(user=world.users["lead"], team=world.red.team, role="viewer")
+    client = _client(world, "lead")
+
+    refused = client.patch(
+        f"/api/accounts/{world.blue.account.pk}/", {"team": world.red.team.pk}, content_type="application/json"
+    )
+    Membership.objects.filter(user=world.users["lead"], team=world.red.team).update(role="lead")
+    moved = client.patch(f"/api/accounts/{world.blue.account.pk}/", {"team": world.red.team.pk}, content_type="application/json")
+
+    assert (refused.status_code, moved.status_code) == (403, 200)
+    assert FarmAccount.objects.get(pk=world.blue.account.pk).team == world.red.team
+
+
+@pytest.mark.django_db
+def test_an_api_update_without_a_key_keeps_the_stored_key(world: World):
+    response = _client(world, "lead").patch(
+        f"/api/accounts/{world.blue.account.pk}/", {"access_id": "id-2", "access_key": ""}, content_type="application/json"
+    )
+
+    assert response.status_code == 200
+    assert FarmAccount.objects.get(pk=world.blue.account.pk).access_key == KEYS["Blue"]
+    assert AuditEvent.objects.get(action="account.change").after == {"fields": ["access_id"]}
+
+
+@pytest.mark.django_db
+def test_a_deactivated_member_sees_nothing(world: World):
+    member = world.users["member"]
+    member.is_active = False
+    member.save()
+
+    assert not selectors.jobs_for(member).exists()
+    assert not selectors.manifests_for(member).exists()
+    assert not selectors.accounts_for(member).exists()
+
+
+@pytest.mark.django_db
+def test_teams_for_a_role_means_that_role_or_a_higher_one(world: World, make_team):
+    lead = world.users["lead"]
+    Membership.objects.create(user=lead, team=make_team("Comp"), role="viewer")
+
+    assert [t.name for t in selectors.teams_for(lead)] == ["Blue", "Comp"]
+    assert [t.name for t in selectors.teams_for(lead, role="member")] == ["Blue"]
+    assert [t.name for t in selectors.teams_for(world.users["staff"], role="lead")] == ["Blue", "Comp", "Red"]
+
+
+@pytest.mark.django_db
+def test_services_refuse_an_actor_whose_role_does_not_allow_the_action(world: World):
+    with pytest.raises(PermissionDenied):
+        services.job_pause(job=world.blue.job, user=world.users["viewer"])
+    with pytest.raises(PermissionDenied):
+        services.job_create_upload(manifest=world.blue.manifest, user=world.users["other_lead"])
+    with pytest.raises(PermissionDenied):
+        services.manifest_import(name="m", account=world.blue.account, data=b"{}", user=world.users["member"])
+
+    assert _job_status(world.blue.job) == TransferJob.Status.RUNNING
+
+
+@pytest.mark.parametrize("module", ["views.py", "api/views.py", "api/serializers.py", "forms.py", "consumers.py"])
+def test_pages_api_forms_and_consumers_take_every_queryset_from_the_selectors(module: str):
+    source = (Path(transfers.__file__).parent / module).read_text()
+
+    assert ".objects." not in source
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_gives_existing_accounts_to_a_default_team():
+    before, after = ("transfers", "0004_path_map_actor_name"), ("transfers", "0005_teams")
+    executor = MigrationExecutor(connection)
+    executor.migrate([before])
+    executor.loader.project_state([before]).apps.get_model("transfers", "FarmAccount").objects.create(name="legacy")
+
+    executor = MigrationExecutor(connection)
+    executor.migrate([after])
+    account = executor.loader.project_state([after]).apps.get_model("transfers", "FarmAccount").objects.get(name="legacy")
+    team_name = account.team.name
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())  # back to the latest schema for the tests that follow
+
+    assert team_name == "Default team"
