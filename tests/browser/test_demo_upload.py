@@ -58,7 +58,6 @@ def demo_user() -> str:
     """A member of the demo account's team ("Studio"): may start and control its uploads."""
     user = get_user_model().objects.create_user("artist", password=PASSWORD)
     manifest = demo_ensure()
-    Membership.objects.create(user=user, team=manifest.account.team, role=Membership.Role.VIEWER)
     Membership.objects.create(user=user, team=manifest.account.team, role=Membership.Role.MEMBER)
     return "artist"
 
