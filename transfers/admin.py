@@ -80,7 +80,7 @@ if admin.site.is_registered(User):
 
 
 @admin.register(User)
-class AuditedUserAdmin(AuditedAdmin, UserAdmin):  # type: ignore[misc]
+class AuditedUserAdmin(AuditedAdmin, UserAdmin):
     """Django's user admin, with team memberships inline and every creation, change and deletion audited."""
 
     inlines = [TeamMembershipInline]

@@ -57,7 +57,8 @@ def manifest_list(request: HttpRequest) -> HttpResponse:
 def manifest_detail(request: HttpRequest, pk: int) -> HttpResponse:
     manifest = get_object_or_404(selectors.manifests_for(request.user), pk=pk)
     page = Paginator(manifest.entries.all(), _ENTRIES_SHOWN).get_page(request.GET.get("page"))
-    context = {"manifest": manifest, "page": page, "options": UploadOptionsForm()}
+    may_run = selectors.user_may(request.user, "run", manifest)  # for templates that hide what the role cannot do
+    context = {"manifest": manifest, "page": page, "options": UploadOptionsForm(), "may_run": may_run}
     return render(request, "transfers/manifest_detail.html", context)
 
 
@@ -133,4 +134,7 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(selectors.jobs_for(request.user), pk=pk)
     failures = job.items.filter(state=TransferItem.State.FAILED).order_by("number")[:_FAILURES_SHOWN]
     speed = SpeedForm(initial={"max_speed": job.options.get("max_speed")})
-    return render(request, "transfers/job_detail.html", {"job": job, "failures": failures, "speed": speed})
+    may_control = selectors.user_may(request.user, "control", job)
+    return render(
+        request, "transfers/job_detail.html", {"job": job, "failures": failures, "speed": speed, "may_control": may_control}
+    )
