@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
-from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from django.test import Client
@@ -90,8 +90,8 @@ UPLOAD_LISTS = MANIFESTS | st.lists(_ODD_TEXT | _RESERVED | _UNDER_THE_ROOT, max
 
 
 @pytest.fixture
-def account() -> FarmAccount:
-    return FarmAccount.objects.create(name="farm")
+def account(make_account: Callable[..., FarmAccount]) -> FarmAccount:
+    return make_account(name="farm")
 
 
 # the engine readers
@@ -272,8 +272,8 @@ def test_every_command_refuses_deep_nesting_saying_so(command: str, account: Far
 
 
 @pytest.fixture
-def logged_in(client: Client) -> Client:
-    client.force_login(get_user_model().objects.create_user("artist", password="pw-artist-123"))
+def logged_in(client: Client, make_user: Callable[..., Any], account: FarmAccount) -> Client:
+    client.force_login(make_user("artist", team=account.team, role="lead"))  # a lead may import to the account
     return client
 
 

@@ -26,7 +26,7 @@ from rvweb import embedded_redis
 from rvweb.embedded_redis import EmbeddedRedis
 from tests.conftest import ROOT, Service, _free_port, _subprocess_env, wait_for
 from transfers import services, tasks
-from transfers.models import FarmAccount, TransferJob
+from transfers.models import FarmAccount, Membership, Team, TransferJob
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -93,7 +93,9 @@ def _worker(redis: EmbeddedRedis | TcpRedis, broker: str, queue: str) -> Service
 
 def _slow_job(allowed_dir: Path) -> tuple[TransferJob, list[Path]]:
     user = get_user_model().objects.create_user("outage", password="pw-outage-123")
-    account = FarmAccount.objects.create(name="outage-farm")
+    team = Team.objects.create(name="outage-team")
+    Membership.objects.create(user=user, team=team, role=Membership.Role.LEAD)
+    account = FarmAccount.objects.create(name="outage-farm", team=team)
     files = []
     for number in range(FILES):
         path = allowed_dir / f"f{number}.bin"

@@ -13,11 +13,12 @@ from redis.exceptions import LockNotOwnedError
 from tests.clock import FakeClock
 from tests.conftest import wait_for
 from transfers import execution, locks, progress, tasks
-from transfers.models import FarmAccount, TransferJob
+from transfers.models import FarmAccount, Team, TransferJob
 
 
 def _job(status: str = TransferJob.Status.QUEUED) -> TransferJob:
-    account, _ = FarmAccount.objects.get_or_create(name="farm")
+    team, _ = Team.objects.get_or_create(name="Studio")
+    account, _ = FarmAccount.objects.get_or_create(name="farm", defaults={"team": team})
     return TransferJob.objects.create(account=account, status=status, files_total=1)
 
 
