@@ -8,6 +8,7 @@ user's pause or cancel) stops the run.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -22,7 +23,7 @@ from django.utils import timezone
 
 from transfers import progress
 from transfers.engine.events import Event, FileFinished
-from transfers.engine.paths import PathMap
+from transfers.engine.paths import PathMap, PathRefused
 from transfers.engine.runner import Control, FileTask, RunSummary, TransferOptions, run_upload
 from transfers.engine.storage import LocalStorage
 from transfers.engine.tracker import Snapshot, Tracker
@@ -380,4 +381,5 @@ def job_discard_partials(*, job_id: int) -> None:
         storage = LocalStorage(farm_storage(account=job.account).area("input"))
         unfinished = [TransferItem.State.PENDING, TransferItem.State.FAILED]  # a failed file may have left a partial
         for server in job.items.filter(state__in=unfinished).values_list("server", flat=True).iterator(chunk_size=2000):
-            storage.discard_partial(server)
+            with contextlib.suppress(PathRefused):  # a path refused in storage (its item failed so) has no partial
+                storage.discard_partial(server)

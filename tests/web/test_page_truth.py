@@ -334,3 +334,24 @@ def test_the_page_action_cancels_a_failed_job(client, lead, enqueued):
 
     job.refresh_from_db()
     assert job.status == S.CANCELLED
+
+
+def test_the_job_list_shows_the_files_a_stopped_job_did_not_send(client, lead):
+    client.force_login(lead)
+    _job(lead, S.FAILED, ("done", "pending", "pending"), finished_at=timezone.now())
+
+    page = client.get(reverse("job-list")).content.decode()
+
+    assert "1/3 (2 not sent)" in page
+
+
+def test_discarding_a_cancelled_job_s_partials_finishes_a_job_whose_run_died(lead, monkeypatch, tmp_path):
+    job = _job(lead, S.CANCELLED, ("done", "pending", "failed"))  # cancelled while running; its worker never came back
+    TransferItem.objects.filter(job=job, state="failed").update(server="../../outside")  # refused by the storage
+    monkeypatch.setattr("django.conf.settings.FARM_ROOT", str(tmp_path))
+
+    execution.job_discard_partials(job_id=job.pk)
+
+    job.refresh_from_db()
+    assert job.settled
+    assert [e.outcome for e in _events(job)] == ["cancelled"]
