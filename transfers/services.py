@@ -297,7 +297,7 @@ def job_audit_end(*, job_id: int, outcome: str, error: str = "") -> None:
     job = TransferJob.objects.filter(pk=job_id).first()
     after: dict[str, Any] = {}
     if job is not None:
-        after = {key: value for key, value in job.figures().items() if key != "percent"}
+        after = {key: value for key, value in job.figures().items() if key not in ("percent", "figures_at")}
     if error:
         after["error"] = error
     audit_record(actor=None, action="job.finish", target=TransferJob(pk=job_id), outcome=outcome, after=after)
