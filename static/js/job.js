@@ -143,6 +143,39 @@ function settle() {
   refreshParts("job-failures");
 }
 
+function showMessages(page) {
+  // The flash messages of the answer ("Pausing: …"), in place of the ones shown so far.
+  for (const old of document.querySelectorAll("main > p.message")) old.remove();
+  const main = document.querySelector("main");
+  for (const message of page.querySelectorAll("main > p.message")) main.prepend(document.adoptNode(message));
+}
+
+async function submitInPlace(event) {
+  // The controls post as plain forms (they work without this script), but here without a reload: a
+  // reload would show the database's figures, up to a second older than the live ones on the page.
+  const form = event.target;
+  if (!(form instanceof HTMLFormElement) || form.method.toLowerCase() !== "post") return;
+  event.preventDefault();
+  const epoch = stateEpoch;
+  let response;
+  try {
+    response = await fetch(form.action, { method: "POST", body: new FormData(form), credentials: "same-origin" });
+  } catch (error) {
+    form.submit();
+    return;
+  }
+  const page = new DOMParser().parseFromString(await response.text(), "text/html");
+  const fresh = page.getElementById("job-state");
+  if (!response.ok || !fresh) {
+    window.location.assign(response.url); // signed out, or something only a full page can say
+    return;
+  }
+  showMessages(page);
+  if (epoch === stateEpoch && !done) showState(JSON.parse(fresh.textContent));
+}
+
+root.addEventListener("submit", submitInPlace);
+
 const RECONNECT_MAX_MS = 30000;
 let reconnectDelay = 2000;
 

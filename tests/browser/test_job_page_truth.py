@@ -22,8 +22,8 @@ JOB_URL = re.compile(r"/jobs/(\d+)/$")
 FINISH_MS = 120_000
 FILES = re.compile(r"^(\d+) of (\d+) done")
 
-# Every change of the figures as the page showed them, (files text, percent), kept across the reloads
-# that pressing a control causes (its form posts and comes back to the page), from each page's first paint.
+# Every change of the figures as the page showed them, (files text, percent), from the page's first
+# paint (kept in sessionStorage: a reload, which should not happen, would not lose the record).
 RECORD_FIGURES = """document.addEventListener("DOMContentLoaded", () => {
   if (!document.getElementById("job-files")) return;
   const take = () => {
@@ -125,6 +125,7 @@ def test_the_controls_and_figures_follow_the_job_through_start_pause_resume_and_
     # Paused: said so, no speed, no ETA, Resume and Cancel; and still so once the worker has stopped.
     _button(page, "Pause").click()
     expect(page.locator("#job-status")).to_have_text("Paused")
+    expect(page.get_by_text("Pausing: the worker stops within a second")).to_be_visible()
     wait_for(lambda: AuditEvent.objects.filter(action="job.finish", target_id=str(job_id), outcome="paused").exists(),
              timeout=30, what="the paused run to end")  # fmt: skip
     expect(page.locator("#job-status")).to_have_text("Paused")
@@ -135,7 +136,6 @@ def test_the_controls_and_figures_follow_the_job_through_start_pause_resume_and_
 
     _button(page, "Resume").click()
     expect(_button(page, "Pause")).to_be_visible(timeout=60_000)
-    _mark_page(page)
     expect(page.locator("#job-status")).to_have_text("Completed", timeout=FINISH_MS)
 
     # Finished: the end time and the average speed, no ETA, no speed limit to set, no controls.
