@@ -11,6 +11,7 @@ let state = JSON.parse($("job-state").textContent);
 let shownAt = -Infinity; // when the figures on the page were measured: older ones are not shown
 let stateEpoch = 0; // bumped by every state message: an API answer requested before one is stale
 let done = false; // settled: the figures are final, nothing more to listen for
+const settledAtLoad = state.settled; // the server rendered the final page already: nothing to refresh
 let socket = null;
 let pollTimer = null;
 let live = false; // the socket is open: no polling needed
@@ -140,7 +141,7 @@ function settle() {
   clearTimeout(pollTimer);
   $("job-live").textContent = "";
   if (socket) socket.close();
-  refreshParts("job-failures");
+  if (!settledAtLoad) refreshParts("job-failures");
 }
 
 function showMessages(page) {

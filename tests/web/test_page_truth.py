@@ -14,7 +14,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 from django.utils import timezone
 
-from transfers import execution, progress, services, tasks
+from transfers import execution, progress, services, tasks, views
 from transfers.engine.events import BytesSent, FileFinished, FileStarted
 from transfers.engine.runner import RunSummary
 from transfers.models import AuditEvent, FarmAccount, TransferItem, TransferJob
@@ -175,7 +175,7 @@ def test_the_job_page_has_no_inline_script_and_shows_only_the_allowed_controls(c
     assert all("src=" in attrs or 'type="application/json"' in attrs for attrs, _ in scripts)
     forms = dict(re.findall(r'<form [^>]*data-action="(\w+)"([^>]*)>', page))
     assert {action for action, rest in forms.items() if "hidden" not in rest} == {"resume", "cancel"}
-    assert set(forms) == set(TransferJob.ACTIONS)
+    assert set(forms) == set(TransferJob.ACTIONS) == set(views.JOB_ACTIONS)
 
 
 # --- figures -----------------------------------------------------------------------------------------
