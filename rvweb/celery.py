@@ -4,7 +4,10 @@ import os
 
 from celery import Celery
 
+from rvweb import kombu_fix
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rvweb.settings")
+kombu_fix.install()
 
 app = Celery("rvweb")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -19,6 +20,11 @@ def _fernet_key() -> str:
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DATA_DIR = env_path("RVWEB_DATA_DIR", BASE_DIR / "var")
+# The data dir holds the database, the secrets and the Redis socket: only this user may enter it
+# (0700, even when it already existed). The SQLite files are made 0600 as they are opened
+# (rvweb.apps); no process-wide umask, which would also change the modes of farm files.
+DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+DATA_DIR.chmod(0o700)
 DEBUG = env_bool("RVWEB_DEBUG", False)
 SECRET_KEY = secret_in_file("SECRET_KEY", DATA_DIR / "secret_key")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
@@ -46,6 +52,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "channels",
+    "axes",
+    "rvweb.apps.RvwebConfig",
     "transfers",
 ]
 
@@ -59,6 +67,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "rvweb.middleware.ContentSecurityPolicyMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: it turns a lockout into the lockout page
 ]
 
 ROOT_URLCONF = "rvweb.urls"
@@ -130,8 +140,22 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A broker that goes away (a restarted Redis or RabbitMQ) is waited for, however long it takes:
+# the worker reconnects instead of exiting, and a running upload carries on meanwhile (its lease,
+# not the broker connection, decides whether it may go on).
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_BROKER_CHANNEL_ERROR_RETRY = True
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+# Publishing while the broker is away fails after a few seconds instead of hanging a request.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 # Redis redelivers an unacknowledged message after this long; uploads can run for hours.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 12 * 3600}
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"visibility_timeout": 12 * 3600}
+if BROKER_URL.startswith(("redis", "rediss")):
+    # Notice a dead or hung Redis within seconds, not at the kernel's TCP timeout.
+    CELERY_BROKER_TRANSPORT_OPTIONS |= {"health_check_interval": 10, "socket_timeout": 30, "socket_connect_timeout": 5}
+# Every worker re-enqueues interrupted jobs this often (see transfers/tasks.py, "Recovery").
+RECOVER_EVERY = env_int("RVWEB_RECOVER_EVERY", 30, minimum=1, maximum=3600)
 
 # --- auth, sessions, static ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -144,6 +168,29 @@ LOGOUT_REDIRECT_URL = "login"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("RVWEB_SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+if SESSION_COOKIE_SECURE:
+    # Served over HTTPS by a proxy that terminates TLS: it redirects plain HTTP itself and tells us
+    # the scheme; browsers are told to use HTTPS only from now on.
+    SECURE_HSTS_SECONDS = env_int("RVWEB_HSTS_SECONDS", 365 * 24 * 3600, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("RVWEB_HSTS_INCLUDE_SUBDOMAINS", False)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = False
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# Login throttling (django-axes), for the login form, the admin and the API's Basic auth alike: after
+# RVWEB_LOGIN_FAILURE_LIMIT failures for one username, or from one address, further attempts are
+# refused (429, even with the right password) for RVWEB_LOGIN_COOLOFF_MINUTES.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("RVWEB_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("RVWEB_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one over the limit locks out
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_LOCKOUT_TEMPLATE = "registration/lockout.html"
+AXES_VERBOSE = False
+AXES_SENSITIVE_PARAMETERS = ["password"]
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")

@@ -1,11 +1,16 @@
 """Admin: users, teams and credentials are managed here; transfers and audit rows are read-only."""
 
+from typing import Any
+
 from django.contrib import admin
-from django.http import HttpRequest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.http import HttpRequest, HttpResponse
 
 from transfers import services
 from transfers.forms import FarmAccountForm
-from transfers.models import AuditEvent, FarmAccount, Manifest, TransferJob
+from transfers.models import AuditEvent, FarmAccount, Manifest, Membership, Team, TransferJob
+from transfers.signals import audit_context
 
 admin.site.site_header = "rvweb administration"
 admin.site.site_title = "rvweb admin"
@@ -24,10 +29,80 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class AuditedAdmin(admin.ModelAdmin):
+    """Users and memberships changed through these pages are audited with the admin as the actor
+    (transfers.signals writes the rows; this only says who acts and in which request)."""
+
+    def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        with audit_context(actor=request.user, request=request):
+            return super().changeform_view(request, *args, **kwargs)
+
+    def changelist_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        with audit_context(actor=request.user, request=request):  # bulk actions: "delete selected"
+            return super().changelist_view(request, *args, **kwargs)
+
+    def delete_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        with audit_context(actor=request.user, request=request):
+            return super().delete_view(request, *args, **kwargs)
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 1
+    autocomplete_fields = ["user"]
+
+
+class TeamMembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 1
+    verbose_name = "team membership"
+
+
+@admin.register(Team)
+class TeamAdmin(AuditedAdmin):
+    list_display = ["name", "created_at"]
+    search_fields = ["name"]
+    inlines = [MembershipInline]
+
+    def save_model(self, request: HttpRequest, obj: Team, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        action = "team.change" if change else "team.create"
+        services.audit_record(actor=request.user, action=action, target=obj, request=request, after={"name": obj.name})
+
+    def delete_model(self, request: HttpRequest, obj: Team) -> None:
+        services.audit_record(actor=request.user, action="team.delete", target=obj, request=request, before={"name": obj.name})
+        super().delete_model(request, obj)
+
+
+User = get_user_model()
+if admin.site.is_registered(User):
+    admin.site.unregister(User)
+
+
+@admin.register(User)
+class AuditedUserAdmin(AuditedAdmin, UserAdmin):
+    """Django's user admin, with team memberships inline and every creation, change and deletion audited."""
+
+    inlines = [TeamMembershipInline]
+
+    def user_change_password(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        with audit_context(actor=request.user, request=request):
+            return super().user_change_password(request, *args, **kwargs)
+
+    def log_change(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        # Called once per saved change (the password form too), with the names of the changed fields only.
+        if message:
+            services.audit_record(
+                actor=request.user, action="user.change", target=obj, request=request, after={"changes": message}
+            )
+        return super().log_change(request, obj, message)
+
+
 @admin.register(FarmAccount)
 class FarmAccountAdmin(admin.ModelAdmin):
     form = FarmAccountForm
-    list_display = ["name", "kind", "access_id", "domain", "platform"]
+    list_display = ["name", "team", "kind", "access_id", "domain", "platform"]
+    list_filter = ["team"]
 
     def save_model(self, request: HttpRequest, obj: FarmAccount, form: FarmAccountForm, change: bool) -> None:
         key_changed = bool(form.cleaned_data.get("access_key"))

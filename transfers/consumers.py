@@ -5,16 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 
-from transfers import progress, services
+from transfers import progress, selectors
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
 
 
 class JobConsumer(AsyncJsonWebsocketConsumer):
-    """Live progress of one job, for a user who may see it (see services.jobs_visible_to)."""
+    """Live progress of one job, for a user who may see it (selectors.jobs_for: their team's jobs, or staff)."""
 
     group: str | None = None
 
@@ -46,4 +47,11 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
 
     @database_sync_to_async
     def _may_see(self, user: Any, job_id: int) -> bool:
-        return services.jobs_visible_to(user=user).filter(pk=job_id).exists()
+        return selectors.jobs_for(user).filter(pk=job_id).exists()
+
+
+class NotFoundConsumer(AsyncWebsocketConsumer):
+    """Any websocket path no route matches: closed with 4404 instead of a 500 and a traceback."""
+
+    async def connect(self) -> None:
+        await self.close(code=CLOSE_NOT_FOUND)

@@ -1,4 +1,5 @@
-"""First-visit setup: an admin account, a demo local farm account and a demo manifest of sample files."""
+"""First-visit setup: an admin account (staff), a "Studio" team owning a demo local farm account, and a demo
+manifest of sample files."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from transfers import services
-from transfers.models import FarmAccount, Manifest
+from transfers.models import FarmAccount, Manifest, Membership, Team
 
 ADMIN_USERNAME = "admin"
+DEMO_TEAM = "Studio"
 DEMO_ACCOUNT = "Demo local farm"
 DEMO_MANIFEST = "Demo scene assets"
 DEMO_FILES = 300
@@ -30,8 +32,10 @@ def admin_ensure(*, password: str | None) -> tuple[str, str | None]:
     chosen = password or secrets.token_urlsafe(12)
     with transaction.atomic():
         if user is None:
+            # Audited as "user.create" by the system (transfers.signals), like every user made outside the admin.
             user = User.objects.create_superuser(ADMIN_USERNAME, email="", password=chosen)
-            services.audit_record(actor=None, action="user.create", target=user, after={"username": ADMIN_USERNAME})
+            team, _ = Team.objects.get_or_create(name=DEMO_TEAM)
+            Membership.objects.get_or_create(user=user, team=team, defaults={"role": Membership.Role.LEAD})
         else:
             user.set_password(chosen)
             user.save(update_fields=["password"])
@@ -56,7 +60,9 @@ def _demo_tree(root: Path, count: int) -> list[Path]:
 
 
 def demo_ensure(*, user: object | None = None) -> Manifest:
-    account, _ = FarmAccount.objects.get_or_create(name=DEMO_ACCOUNT, defaults={"kind": FarmAccount.Kind.LOCAL})
+    """The demo account (in the Studio team) and its manifest; add users to the team to let them use it."""
+    team, _ = Team.objects.get_or_create(name=DEMO_TEAM)
+    account, _ = FarmAccount.objects.get_or_create(name=DEMO_ACCOUNT, defaults={"kind": FarmAccount.Kind.LOCAL, "team": team})
     services.farm_storage(account=account)
     existing = Manifest.objects.filter(name=DEMO_MANIFEST, account=account).first()
     if existing is not None:

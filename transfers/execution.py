@@ -17,9 +17,12 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.db import connection as db_connection
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from transfers import progress
 from transfers.engine.events import Event, FileFinished
@@ -207,11 +210,30 @@ def _final_status(figures: JobFigures, summary: RunSummary) -> tuple[str, str]:
     return TransferJob.Status.COMPLETED_WITH_ERRORS, reason
 
 
+class RunInterrupted(Exception):
+    """The run cannot go on for a reason outside the job: its lease is lost (Redis went away) or the
+    database stayed away beyond patience. The job is not at fault and is recovered, not failed."""
+
+
+# Failures of the services around a run, not of the job: the run stops (partial files kept) and the
+# job stays "running" until recovery (transfers.tasks) runs it again from its byte offsets.
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    RunInterrupted,
+    OperationalError,  # the database: gone, restarted, locked beyond its timeout
+    InterfaceError,
+    RedisConnectionError,
+    RedisTimeoutError,
+    BrokerError,
+)
+
+
 def job_run(*, job_id: int) -> None:
     """Run a queued upload job to its end. A finished job (a redelivery) is left alone.
 
     A job still marked running whose lease we now hold lost its worker: it is taken over and resumed.
     Raises JobBusy while another run of the same job is still going or stopping (the task retries).
+    A run interrupted by infrastructure (INFRASTRUCTURE_ERRORS) leaves the job running for recovery;
+    only other exceptions, genuine bugs, fail it.
     """
     with job_lock(job_id) as lease:
         if not job_start(job_id=job_id):
@@ -221,6 +243,8 @@ def job_run(*, job_id: int) -> None:
             job_recount(job_id=job_id)  # a resumed or retried job starts from what its items say
             job = TransferJob.objects.select_related("account").defer("account__access_key").get(pk=job_id)
             _run(job, lease)
+        except INFRASTRUCTURE_ERRORS as exc:
+            logger.warning("job %s interrupted (%s: %s); left running for recovery to resume", job_id, type(exc).__name__, exc)
         except Exception as exc:
             logger.exception("job %s failed", job_id)
             error = f"internal error ({type(exc).__name__}); see the worker log"
@@ -231,7 +255,9 @@ def job_run(*, job_id: int) -> None:
 
 
 def _run(job: TransferJob, lease: Lease) -> None:
-    storage = LocalStorage(farm_storage(account=job.account).area("input"))
+    storage = LocalStorage(
+        farm_storage(account=job.account).area("input"), label=f'input storage of farm account "{job.account.name}"'
+    )
     rows = job.items.filter(state=TransferItem.State.PENDING).values_list("pk", "local", "server", "size")
     tasks, expected = {}, {}
     for pk, local, server, size in rows.iterator(chunk_size=2000):
@@ -292,7 +318,7 @@ def _watch(
             thread.join(_TICK)
         if lease.lost.is_set():
             control.request_stop("lost the job's lease")
-            raise RuntimeError(f"job {job.pk}: lost its lease; another run may have taken it over")
+            raise RunInterrupted(f"job {job.pk}: lost its lease; another run may have taken it over")
         if alive and recorder.status == TransferJob.Status.RUNNING:
             throttle.offer(recorder.message())
         if alive and time.monotonic() - last_write < _DB_EVERY and recorder.backlog() < _DB_BATCH:
@@ -308,6 +334,7 @@ def _watch(
             failures += 1  # a locked SQLite or a database restart: keep the batch, try again
             logger.warning("job %s: database write failed (%d in a row)", job.pk, failures, exc_info=True)
             if failures >= _DB_PATIENCE:
+                control.request_stop("the database is unavailable")
                 raise
             if not alive:
                 lease.lost.wait(1.0)  # pace the retries; wakes at once if the lease is lost

@@ -1,11 +1,16 @@
+from typing import Any
+
 from django import forms
 
+from transfers import selectors
 from transfers.models import FarmAccount, Manifest
 
 
 class ManifestImportForm(forms.Form):
+    """Import a manifest into one of the farm accounts the user manages (a lead's team's, or any for staff)."""
+
     name = forms.CharField(max_length=200)
-    account = forms.ModelChoiceField(queryset=FarmAccount.objects.order_by("name"), label="Farm account")
+    account = forms.ModelChoiceField(queryset=selectors.accounts_for(None), label="Farm account")  # set per user
     transmit_type = forms.ChoiceField(
         choices=Manifest.TransmitType.choices, initial=Manifest.TransmitType.UPLOAD_JSON, required=False
     )
@@ -19,11 +24,17 @@ class ManifestImportForm(forms.Form):
         "upload list: one absolute file or folder path per line (.txt or .json)",
     )
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: object, user: Any, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        accounts = list(FarmAccount.objects.order_by("name")[:2])
-        if len(accounts) == 1:
-            self.fields["account"].initial = accounts[0].pk  # nothing to choose
+        field = self.fields["account"]
+        assert isinstance(field, forms.ModelChoiceField)
+        field.queryset = selectors.accounts_for(user, action="manage")
+        self._choices = list(field.queryset[:2])
+        if len(self._choices) == 1:
+            field.initial = self._choices[0].pk  # nothing to choose
+
+    def may_import(self) -> bool:
+        return bool(self._choices)
 
 
 class FarmAccountForm(forms.ModelForm):
@@ -35,7 +46,7 @@ class FarmAccountForm(forms.ModelForm):
 
     class Meta:
         model = FarmAccount
-        fields = ["name", "kind", "access_id", "access_key", "domain", "platform", "path_map"]
+        fields = ["name", "team", "kind", "access_id", "access_key", "domain", "platform", "path_map"]
         help_texts = {"path_map": 'Where this machine finds the manifests\' local paths, e.g. {"D:/": "/mnt/studio/D/"}.'}
 
 

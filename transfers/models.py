@@ -1,4 +1,4 @@
-"""rvweb's tables: farm accounts, manifests, transfer jobs and their items, and the audit trail."""
+"""rvweb's tables: teams, farm accounts, manifests, transfer jobs and their items, and the audit trail."""
 
 from __future__ import annotations
 
@@ -24,6 +24,38 @@ def validate_path_map(value: object) -> None:
         raise ValidationError(str(exc)) from None
 
 
+class Team(models.Model):
+    """A group of users that owns farm accounts, and through them manifests and jobs (see selectors)."""
+
+    name = models.CharField(max_length=100, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    """A user's role in a team. What each role may do is decided in one place: transfers.selectors."""
+
+    class Role(models.TextChoices):
+        LEAD = "lead", "Lead (manages accounts, manifests and jobs)"
+        MEMBER = "member", "Member (starts and controls jobs)"
+        VIEWER = "viewer", "Viewer (read-only)"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.VIEWER)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "team"], name="membership_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team} ({self.role})"
+
+
 class FarmAccount(models.Model):
     """A team's farm credentials and transport settings. The access key is encrypted and never shown again."""
 
@@ -32,6 +64,8 @@ class FarmAccount(models.Model):
         FOX = "fox", "Fox Renderfarm / Renderbus"
 
     name = models.CharField(max_length=100, unique=True)
+    # Manifests and jobs belong to a team through their account (account__team): no second team column.
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="accounts")
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.LOCAL)
     access_id = models.CharField(max_length=200, blank=True)
     access_key = EncryptedTextField(blank=True)

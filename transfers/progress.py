@@ -2,11 +2,13 @@
 
 Progress is throttled per job (settings.PROGRESS_MAX_PER_SECOND) and coalesced: between two sends
 only the latest snapshot is kept. State changes are never throttled. Publishing is best effort: a
-channel layer that is down must not fail a transfer, so errors are logged and dropped.
+channel layer that is down or hangs must not fail or slow a transfer, so a send is bounded by
+SEND_TIMEOUT and failures are logged and dropped.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -82,19 +84,37 @@ def job_group(job_id: int) -> str:
     return f"job.{job_id}"
 
 
+# A send that takes longer is dropped: a Redis that hangs must not hold up a transfer's bookkeeping.
+SEND_TIMEOUT = 1.0
+# After a failed send, messages are dropped without trying for this long, so an outage costs one
+# timeout (and one log line) per pause rather than one per message.
+_QUIET_AFTER_FAILURE = 5.0
+_quiet_until = 0.0
+
+
 def _send(groups: tuple[str, ...], message: JobProgress | JobState) -> None:
+    global _quiet_until
     layer = get_channel_layer()
-    if layer is None:
+    if layer is None or time.monotonic() < _quiet_until:
         return
 
     async def send_all() -> None:
         for group in groups:
             await layer.group_send(group, dict(message))
 
+    async def send_bounded() -> None:
+        await asyncio.wait_for(send_all(), SEND_TIMEOUT)
+
     try:
-        async_to_sync(send_all)()
-    except Exception:
-        logger.warning("progress for job %s not published", message["job"], exc_info=True)
+        async_to_sync(send_bounded)()
+    except Exception as exc:  # noqa: BLE001 - best effort: nothing here may fail a transfer
+        _quiet_until = time.monotonic() + _QUIET_AFTER_FAILURE
+        logger.warning(
+            "progress for job %s not published (%s); dropping messages for %.0fs",
+            message["job"],
+            type(exc).__name__,
+            _QUIET_AFTER_FAILURE,
+        )
 
 
 def publish_state(job_id: int, *, status: str, live: JobLive | None = None) -> None:

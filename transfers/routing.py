@@ -1,7 +1,8 @@
-from django.urls import path
+from django.urls import path, re_path
 
-from transfers.consumers import JobConsumer
+from transfers.consumers import JobConsumer, NotFoundConsumer
 
 websocket_urlpatterns = [
     path("ws/jobs/<int:job_id>/", JobConsumer.as_asgi()),
+    re_path(r"", NotFoundConsumer.as_asgi()),  # last: any other path is closed cleanly, not a 500
 ]

@@ -14,13 +14,14 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.auth.models import User as AuthUser
+from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, transaction
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Q, Sum
 from django.db.models.functions import Coalesce, Now
 from django.http import HttpRequest
 from django.utils import timezone
 
-from transfers import progress
+from transfers import progress, selectors
 from transfers.engine.manifest import ManifestInvalid, check_entries, expand_upload_list, read_upload_json, read_upload_list
 from transfers.engine.paths import PathMap
 from transfers.farm.local import LocalFarm
@@ -62,6 +63,12 @@ def audit_record(
     )
 
 
+def _require(user: User | None, action: selectors.Action, obj: Any) -> None:
+    """Refuse an actor the action on obj; None is the system (commands, bootstrap), which may do anything."""
+    if user is not None and not selectors.user_may(user, action, obj):
+        raise PermissionDenied(f"you may not {action} this {obj._meta.verbose_name} (see your role in its team)")
+
+
 def farm_storage(*, account: FarmAccount) -> LocalFarm:
     """The account's storage on the local farm, created on first use."""
     return LocalFarm(Path(settings.FARM_ROOT) / f"account-{account.pk}").ensure()
@@ -85,6 +92,7 @@ def manifest_import(
     transmit_type: str = Manifest.TransmitType.UPLOAD_JSON,
 ) -> Manifest:
     """Validate an upload.json (or an upload list) and store it; ManifestInvalid names each problem."""
+    _require(user, "manage", account)
     path_map = PathMap(account.path_map)
     roots = settings.ALLOWED_LOCAL_ROOTS
     if transmit_type == Manifest.TransmitType.UPLOAD_LIST:
@@ -115,21 +123,13 @@ def manifest_import(
     return manifest
 
 
-def jobs_visible_to(*, user: User) -> QuerySet[TransferJob]:
-    """Staff see every job; everyone else sees the jobs they started."""
-    # The access key is never needed to list jobs: not decrypting it keeps a key problem out of pages.
-    jobs = TransferJob.objects.select_related("account", "manifest", "created_by").defer("account__access_key")
-    if not user.is_authenticated:
-        return jobs.none()
-    return jobs if user.is_staff else jobs.filter(created_by=user)
-
-
 def job_create_upload(
     *, manifest: Manifest, user: User, request: HttpRequest | None = None, options: dict[str, Any] | None = None
 ) -> TransferJob:
     """Create an upload job with one item per manifest entry, and enqueue it once the rows are committed."""
     from transfers.tasks import run_job
 
+    _require(user, "run", manifest)
     if manifest.account.kind != FarmAccount.Kind.LOCAL:
         raise UnsupportedAccount(
             f"farm account {manifest.account.name!r} is a {manifest.account.get_kind_display()} account; "
@@ -185,6 +185,7 @@ def job_publish_state(*, job_id: int, status: str) -> None:
 
 def job_set_max_speed(*, job: TransferJob, max_speed: int | None, user: User, request: HttpRequest | None = None) -> None:
     """Change a job's speed limit (KB/s, None for none); a running worker applies it within a second."""
+    _require(user, "control", job)
     with transaction.atomic():
         locked = TransferJob.objects.select_for_update().get(pk=job.pk)
         before = locked.options.get("max_speed")
@@ -241,6 +242,7 @@ def job_recount(*, job_id: int) -> None:
 def _job_act(
     *, job: TransferJob, action: str, user: User, request: HttpRequest | None, only_from: set[str] | None = None, **fields: Any
 ) -> bool:
+    _require(user, "control", job)
     """A user's action, as TransferJob.ACTIONS allows it (narrowed to `only_from` when given), audited."""
     to, allowed_from = TransferJob.ACTIONS[action]
     before = job.status

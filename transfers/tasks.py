@@ -1,19 +1,38 @@
-"""Celery tasks: orchestration only. They receive ids, never objects or secrets."""
+"""Celery tasks: orchestration only. They receive ids, never objects or secrets.
+
+Recovery: every worker runs `jobs_recover` when it is ready and then every RVWEB_RECOVER_EVERY
+seconds in a thread of its main process. It re-enqueues running jobs that no run holds (their run
+was interrupted by an outage, or their worker died) and, after Redis came back empty, queued jobs
+(their messages went with it). Duplicates are harmless: a run takes the job's lease and moves it
+with conditional transitions, and `run_job` drops a message for a job another run is moving.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Any
 
 from celery import Task, shared_task
-from celery.signals import worker_ready
-from django.db import OperationalError
+from celery.signals import worker_ready, worker_shutdown
+from django.conf import settings
+from django.db import OperationalError, close_old_connections, connection
+from redis.exceptions import RedisError
 
-from transfers import execution
-from transfers.locks import JobBusy
+from transfers import execution, locks
 from transfers.models import TransferJob
 
 logger = logging.getLogger(__name__)
+
+# A running job must be seen without a lease this long before it is re-enqueued: a run that lost
+# its lease to a Redis restart notices within one renewal and stops before a new one starts.
+_UNHELD_GRACE = 2 * locks.LEASE_SECONDS / 6
+# A queued job still queued after this long may have lost its message (the broker was away when it
+# was enqueued, or lost its data): it is enqueued again. A duplicate costs one no-op message.
+_QUEUED_GRACE = 600.0
+# Publishing while the broker is away must fail fast: the next round tries again.
+_PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0.5, "interval_step": 0.5, "interval_max": 1.0}
 
 
 @shared_task(
@@ -26,31 +45,115 @@ logger = logging.getLogger(__name__)
 )
 def run_job(self: Task, job_id: int) -> None:
     try:
+        if _moving_elsewhere(job_id):
+            # A redelivered or re-enqueued message while a live run moves the job: nothing to do.
+            # If that run dies, its lease expires and recovery enqueues the job again.
+            logger.info("job %s is being run by another worker; duplicate message dropped", job_id)
+            return
         execution.job_run(job_id=job_id)
-    except JobBusy as exc:
+    except locks.JobBusy as exc:
         # Another run holds the job (it is stopping after a pause, or a dead worker's lease has not
         # expired yet): try again shortly.
         raise self.retry(exc=exc, countdown=5, max_retries=60) from exc
+    except RedisError as exc:
+        # No lease could be taken: Redis is away. The job is untouched; recovery enqueues it again.
+        logger.warning("job %s not started (%s); recovery will enqueue it again", job_id, type(exc).__name__)
+
+
+def _moving_elsewhere(job_id: int) -> bool:
+    running = TransferJob.objects.filter(pk=job_id, status=TransferJob.Status.RUNNING).exists()
+    return running and bool(locks.leases_held([job_id]))
 
 
 @shared_task(bind=True, name="transfers.discard_partials", acks_late=True)
 def discard_partials(self: Task, job_id: int) -> None:
     try:
         execution.job_discard_partials(job_id=job_id)
-    except JobBusy as exc:
+    except locks.JobBusy as exc:
         raise self.retry(exc=exc, countdown=5, max_retries=60) from exc
+
+
+class _Recovery:
+    """Decides which jobs to re-enqueue; remembers since when a running job has had no lease."""
+
+    def __init__(self, clock: Any = time.monotonic) -> None:
+        self.clock = clock
+        self.unheld_since: dict[int, float] = {}
+        self.queued_since: dict[int, float] = {}
+
+    def due(self, *, everything: bool = False) -> list[int]:
+        """Running jobs unheld for the grace period; queued ones queued for long, or all of them when
+        `everything` or when Redis was emptied."""
+        emptied = locks.redis_was_emptied()
+        active = dict(
+            TransferJob.objects.filter(status__in=(TransferJob.Status.QUEUED, TransferJob.Status.RUNNING)).values_list(
+                "pk", "status"
+            )
+        )
+        running = [pk for pk, status in active.items() if status == TransferJob.Status.RUNNING]
+        unheld = set(running) - locks.leases_held(running)
+        now = self.clock()
+        self.unheld_since = {pk: self.unheld_since.get(pk, now) for pk in unheld}
+        due = {pk for pk, since in self.unheld_since.items() if now - since >= _UNHELD_GRACE}
+        queued = {pk for pk, status in active.items() if status == TransferJob.Status.QUEUED}
+        self.queued_since = {pk: self.queued_since.get(pk, now) for pk in queued}
+        stale = {pk for pk, since in self.queued_since.items() if now - since >= _QUEUED_GRACE}
+        due |= queued if everything or emptied else stale
+        for pk in due & queued:
+            self.queued_since[pk] = now  # its grace starts again
+        return sorted(due)
+
+
+def jobs_recover(recovery: _Recovery | None = None, *, everything: bool = False) -> list[int]:
+    """Enqueue the jobs that should be moving and are not; returns their ids."""
+    due = (recovery or _Recovery()).due(everything=everything)
+    for job_id in due:
+        run_job.apply_async((job_id,), retry=True, retry_policy=_PUBLISH_RETRY)
+    if due:
+        logger.info("recovery enqueued jobs %s", due)
+    return due
 
 
 @shared_task(name="transfers.recover_jobs")
 def recover_jobs() -> None:
-    """Enqueue every job that should be moving: queued ones whose message may be gone (the embedded
-    Redis keeps nothing on disk) and running ones whose worker died. Duplicates are harmless."""
-    active = (TransferJob.Status.QUEUED, TransferJob.Status.RUNNING)
-    for job_id in TransferJob.objects.filter(status__in=active).values_list("pk", flat=True):
-        run_job.delay(job_id)
+    """Enqueue every queued job (see the module's docstring); kept for manual use."""
+    jobs_recover(everything=True)
+
+
+class _RecoveryThread(threading.Thread):
+    def __init__(self, every: float) -> None:
+        super().__init__(name="rvweb-recovery", daemon=True)
+        self.every = every
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        recovery = _Recovery()
+        first = True
+        while not self.stopping.is_set():
+            try:
+                close_old_connections()
+                # At start every queued job: this worker may be the first since everything restarted.
+                jobs_recover(recovery, everything=first)
+                first = False
+            except Exception as exc:  # noqa: BLE001 - Redis, broker or database away: next round
+                logger.warning("job recovery round failed (%s); trying again in %.0fs", type(exc).__name__, self.every)
+            finally:
+                connection.close()
+            self.stopping.wait(self.every)
+
+
+_thread: _RecoveryThread | None = None
 
 
 @worker_ready.connect
-def _recover_on_start(sender: Any = None, **kwargs: Any) -> None:
-    logger.info("worker ready: looking for jobs to recover")
-    recover_jobs.delay()
+def _start_recovery(sender: Any = None, **kwargs: Any) -> None:
+    global _thread
+    logger.info("worker ready: recovering jobs now and every %ss", settings.RECOVER_EVERY)
+    _thread = _RecoveryThread(settings.RECOVER_EVERY)
+    _thread.start()
+
+
+@worker_shutdown.connect
+def _stop_recovery(sender: Any = None, **kwargs: Any) -> None:
+    if _thread is not None:
+        _thread.stopping.set()

@@ -1,18 +1,23 @@
-"""Server-rendered pages. Each live page renders the database state first; its JS module streams deltas."""
+"""Server-rendered pages. Each live page renders the database state first; its JS module streams deltas.
+
+Every object and list comes from transfers.selectors: what a user may not see is a 404; an action their
+role does not allow on what they may see is an error message (the services refuse it).
+"""
 
 from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from transfers import services
+from transfers import selectors, services
 from transfers.engine.manifest import ManifestInvalid
 from transfers.forms import ManifestImportForm, SpeedForm, UploadOptionsForm
-from transfers.models import Manifest, TransferItem
+from transfers.models import TransferItem
 
 _ENTRIES_SHOWN = 200
 _FAILURES_SHOWN = 50
@@ -20,9 +25,11 @@ _FAILURES_SHOWN = 50
 
 @login_required
 def manifest_list(request: HttpRequest) -> HttpResponse:
-    form = ManifestImportForm(request.POST or None, request.FILES or None)
+    form = ManifestImportForm(request.POST or None, request.FILES or None, user=request.user)
     problems: list[str] = []
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST" and not form.may_import():
+        problems = ["you may not import manifests: that needs the lead role in a team that owns a farm account"]
+    elif request.method == "POST" and form.is_valid():
         try:
             manifest = services.manifest_import(
                 name=form.cleaned_data["name"],
@@ -34,34 +41,38 @@ def manifest_list(request: HttpRequest) -> HttpResponse:
             )
         except ManifestInvalid as exc:
             problems = [str(p) for p in exc.problems[:100]]
+        except PermissionDenied as exc:
+            problems = [str(exc)]
         else:
             missing = manifest.entries.filter(size__isnull=True).count()
             note = f" {missing} of the local files are missing now and will fail unless they appear." if missing else ""
             messages.success(request, f"Imported {manifest.entry_count} entries.{note}")
             return redirect("manifest-detail", pk=manifest.pk)
-    manifests = Manifest.objects.select_related("account").defer("account__access_key")[:100]
-    return render(request, "transfers/manifest_list.html", {"manifests": manifests, "form": form, "problems": problems})
+    manifests = selectors.manifests_for(request.user)[:100]
+    context = {"manifests": manifests, "form": form, "problems": problems, "may_import": form.may_import()}
+    return render(request, "transfers/manifest_list.html", context)
 
 
 @login_required
 def manifest_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    manifest = get_object_or_404(Manifest.objects.select_related("account").defer("account__access_key"), pk=pk)
+    manifest = get_object_or_404(selectors.manifests_for(request.user), pk=pk)
     page = Paginator(manifest.entries.all(), _ENTRIES_SHOWN).get_page(request.GET.get("page"))
-    context = {"manifest": manifest, "page": page, "options": UploadOptionsForm()}
+    may_run = selectors.user_may(request.user, "run", manifest)  # for templates that hide what the role cannot do
+    context = {"manifest": manifest, "page": page, "options": UploadOptionsForm(), "may_run": may_run}
     return render(request, "transfers/manifest_detail.html", context)
 
 
 @login_required
 @require_POST
 def manifest_upload(request: HttpRequest, pk: int) -> HttpResponse:
-    manifest = get_object_or_404(Manifest, pk=pk)
+    manifest = get_object_or_404(selectors.manifests_for(request.user), pk=pk)
     form = UploadOptionsForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Upload options: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
         return redirect("manifest-detail", pk=manifest.pk)
     try:
         job = services.job_create_upload(manifest=manifest, user=request.user, request=request, options=form.options())
-    except services.UnsupportedAccount as exc:
+    except (services.UnsupportedAccount, PermissionDenied) as exc:
         messages.error(request, str(exc))
         return redirect("manifest-detail", pk=manifest.pk)
     return redirect("job-detail", pk=job.pk)
@@ -70,12 +81,16 @@ def manifest_upload(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def job_speed(request: HttpRequest, pk: int) -> HttpResponse:
-    job = get_object_or_404(services.jobs_visible_to(user=request.user), pk=pk)
+    job = get_object_or_404(selectors.jobs_for(request.user), pk=pk)
     form = SpeedForm(request.POST)
     if not form.is_valid() or job.is_terminal:
         messages.error(request, "The speed limit must be a whole number of KB/s, on a job that is still running.")
-    else:
+        return redirect("job-detail", pk=job.pk)
+    try:
         services.job_set_max_speed(job=job, max_speed=form.cleaned_data["max_speed"], user=request.user, request=request)
+    except PermissionDenied as exc:
+        messages.error(request, str(exc))
+    else:
         limit = form.cleaned_data["max_speed"]
         messages.success(request, f"Speed limit set to {limit} KB/s." if limit else "Speed limit removed.")
     return redirect("job-detail", pk=job.pk)
@@ -92,33 +107,38 @@ JOB_ACTIONS = {
 @login_required
 @require_POST
 def job_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
-    job = get_object_or_404(services.jobs_visible_to(user=request.user), pk=pk)
+    job = get_object_or_404(selectors.jobs_for(request.user), pk=pk)
     if action not in JOB_ACTIONS:
         raise Http404("no such action")
     act, done = JOB_ACTIONS[action]
     status = job.label.lower()  # as the user saw it when pressing; the service decides on the row itself
-    if act(job=job, user=request.user, request=request):
-        messages.success(request, done)
+    try:
+        acted = act(job=job, user=request.user, request=request)
+    except PermissionDenied as exc:
+        messages.error(request, str(exc))
     else:
-        messages.error(request, f"Cannot {action} a job that is {status}.")
+        if acted:
+            messages.success(request, done)
+        else:
+            messages.error(request, f"Cannot {action} a job that is {status}.")
     return redirect("job-detail", pk=job.pk)
 
 
 @login_required
 def job_list(request: HttpRequest) -> HttpResponse:
-    jobs = services.jobs_visible_to(user=request.user)[:100]
+    jobs = selectors.jobs_for(request.user)[:100]
     return render(request, "transfers/job_list.html", {"jobs": jobs})
 
 
 @login_required
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    job = get_object_or_404(services.jobs_visible_to(user=request.user), pk=pk)
+    job = get_object_or_404(selectors.jobs_for(request.user), pk=pk)
     failures = job.items.filter(state=TransferItem.State.FAILED).order_by("number")[:_FAILURES_SHOWN]
     speed = SpeedForm(initial={"max_speed": job.options.get("max_speed")})
     context = {
         "job": job,
         "live": job.as_live(),
-        "can_control": request.user.is_authenticated,  # the page shows only the actions the user may take
+        "can_control": selectors.user_may(request.user, "control", job),  # only the actions the user may take
         "action_labels": _ACTION_LABELS,
         "failures": failures,
         "speed": speed,

@@ -30,9 +30,9 @@ def database_ledger(config: Config) -> tuple[Ledger, str]:
         django.setup()
         call_command("migrate", verbosity=0, interactive=False)
         from transfers.ledger import DbLedger
-        from transfers.models import FarmAccount
+        from transfers.models import FarmAccount, Team
 
-        account = FarmAccount.objects.create(name="bench")
+        account = FarmAccount.objects.create(name="bench", team=Team.objects.create(name="bench"))
         return DbLedger(account_id=account.pk, area="input"), f"DbLedger (the app's, SQLite at {data / 'bench.sqlite3'})"
     except Exception as exc:
         traceback.print_exc()

@@ -12,7 +12,7 @@ from playwright.sync_api import Page, WebSocket, expect
 
 from tests.conftest import Service
 from transfers.demo import DEMO_FILES, DEMO_MANIFEST, demo_ensure
-from transfers.models import TransferJob
+from transfers.models import Membership, TransferJob
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -55,8 +55,10 @@ def _expect_finished_without_reload(page: Page) -> None:
 
 @pytest.fixture
 def demo_user() -> str:
-    get_user_model().objects.create_user("artist", password=PASSWORD)
-    demo_ensure()
+    """A member of the demo account's team ("Studio"): may start and control its uploads."""
+    user = get_user_model().objects.create_user("artist", password=PASSWORD)
+    manifest = demo_ensure()
+    Membership.objects.create(user=user, team=manifest.account.team, role=Membership.Role.MEMBER)
     return "artist"
 
 
@@ -110,6 +112,7 @@ def test_a_wrong_password_is_refused_on_the_login_page(page: Page) -> None:
 def test_an_anonymous_visitor_to_a_job_page_is_sent_to_log_in_and_then_back(page: Page) -> None:
     user = get_user_model().objects.create_user("artist", password=PASSWORD)
     manifest = demo_ensure()
+    Membership.objects.create(user=user, team=manifest.account.team, role=Membership.Role.VIEWER)
     # A row only, never enqueued: no worker runs in this test.
     job = TransferJob.objects.create(account=manifest.account, manifest=manifest, created_by=user, files_total=1)
 

@@ -18,8 +18,9 @@ import pytest
 import xxhash
 
 from tests.conftest import wait_for
+from tests.engine.disks import limited_disk
 from transfers.engine import hashing
-from transfers.engine.events import BytesSent, Event, FileFinished, FileRetrying, FileStarted
+from transfers.engine.events import BytesSent, Event, FileFinished, FileNotSent, FileRetrying, FileStarted
 from transfers.engine.ratelimit import TokenBucket
 from transfers.engine.runner import Control, FileTask, RunSummary, TransferOptions, run_upload
 from transfers.engine.send import SendFailed, SendOptions, send_file
@@ -158,45 +159,9 @@ def test_killed_mid_file_leaves_the_partial_under_a_hidden_name(tmp_path: Path, 
 
 @pytest.fixture
 def small_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A 1 MiB filesystem: a real tmpfs when this process may mount one, else writes past 1 MiB into the
-    folder fail with ENOSPC as a full disk's would."""
-    folder = tmp_path / "small"
-    folder.mkdir()
-    mounted = _mount_tmpfs(folder)
-    if not mounted:
-        _emulate_full_disk(folder, MIB, monkeypatch)
-    yield folder
-    if mounted:
-        subprocess.run(["umount", str(folder)], check=True)
-
-
-def _mount_tmpfs(folder: Path) -> bool:
-    try:
-        return (
-            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True).returncode == 0
-        )
-    except OSError:  # no mount command here
-        return False
-
-
-def _emulate_full_disk(folder: Path, limit: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_pwrite, real_copy = os.pwrite, os.copy_file_range
-
-    def inside(fd: int) -> bool:
-        return os.readlink(f"/proc/self/fd/{fd}").startswith(f"{folder}/")
-
-    def pwrite(fd: int, data: Any, position: int) -> int:
-        if inside(fd) and position + len(data) > limit:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_pwrite(fd, data, position)
-
-    def copy_file_range(src: int, dst: int, count: int, offset_src: int | None = None, offset_dst: int | None = None) -> int:
-        if inside(dst) and (offset_dst or 0) + count > limit:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_copy(src, dst, count, offset_src, offset_dst)
-
-    monkeypatch.setattr(os, "pwrite", pwrite)
-    monkeypatch.setattr(os, "copy_file_range", copy_file_range)
+    """A 1 MiB filesystem: a real tmpfs when this process may mount one, else an emulated one."""
+    with limited_disk(tmp_path / "small", MIB, monkeypatch):
+        yield tmp_path / "small"
 
 
 @pytest.fixture
@@ -226,7 +191,7 @@ def test_full_destination_under_a_speed_limit_fails_the_file_as_disk_full(small_
     assert failed.value.code == "disk_full"
 
 
-def test_full_destination_stops_the_run_with_the_reason(small_disk: Path, source: Path) -> None:
+def test_full_destination_sends_what_fits_and_stops_with_the_reason(small_disk: Path, source: Path) -> None:
     others = [source.with_name(f"o{n}.bin") for n in range(3)]
     for other in others:
         other.write_bytes(b"o" * 1000)
@@ -241,12 +206,11 @@ def test_full_destination_stops_the_run_with_the_reason(small_disk: Path, source
         options=TransferOptions(pool_size=1, attempts=3, **QUICK_RETRIES),
     )
 
-    assert (summary.stopped, summary.stop_reason, summary.files_ok) == (
-        True,
-        "no space left on the farm storage writing D/two.bin",
-        0,
-    )
-    assert [(e.item_id, e.error_code, e.attempts) for e in events if isinstance(e, FileFinished)] == [(1, "disk_full", 1)]
+    assert (summary.stopped, summary.files_ok, summary.files_failed, summary.files_not_sent) == (True, 3, 0, 1)
+    assert summary.stop_reason.startswith("destination full: needs 2.1 MB, has ")
+    assert summary.stop_reason.endswith(f" MB on {small_disk}")
+    assert sorted(e.item_id for e in events if isinstance(e, FileFinished)) == [2, 3, 4]
+    assert [e.item_id for e in events if isinstance(e, FileNotSent)] == [1]
     assert not (small_disk / "D" / "two.bin").exists()
 
 
@@ -285,7 +249,7 @@ def test_unreadable_source_fails_at_once_and_the_others_arrive(
     real_open = os.open
 
     def guarded(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
-        if os.fspath(path) == str(secret):
+        if os.fspath(path) in (str(secret), secret.name):  # by path, or by name in its folder
             raise PermissionError(errno.EACCES, "Permission denied", str(secret))
         return real_open(path, flags, *args, **kwargs)
 

@@ -69,6 +69,27 @@ def test_clean_server_path_refuses_a_path_that_names_no_file(server: str) -> Non
         clean_server_path(server)
 
 
+@pytest.mark.parametrize(
+    ("server", "name"),
+    [
+        ("/D/.a.bin.rvpart", ".a.bin.rvpart"),
+        ("D/.a.bin.rvpart.ranges", ".a.bin.rvpart.ranges"),
+        ("D/.a.bin.rvpart.ranges.tmp", ".a.bin.rvpart.ranges.tmp"),
+        ("D\\x.rvpart\\a.bin", "x.rvpart"),
+        ("b.rvpartial", "b.rvpartial"),
+        (".rvpart", ".rvpart"),
+    ],
+)
+def test_clean_server_path_refuses_names_reserved_for_partial_files(server: str, name: str) -> None:
+    with pytest.raises(PathRefused, match=f"uses the reserved name '{name}'"):
+        clean_server_path(server)
+
+
+@given(server_paths, st.sampled_from(["", "/"]), st.sampled_from(["", "x", "/y"]))
+def test_clean_server_path_never_returns_a_reserved_name(server: str, before: str, after: str) -> None:
+    assert ".rvpart" not in (_clean_or_none(f"{server}{before}.rvpart{after}") or "")
+
+
 @pytest.mark.parametrize("server", ["/ ", "D/ /a.exr", "D/\t"])
 def test_clean_server_path_refuses_a_blank_folder_or_file_name(server: str) -> None:
     with pytest.raises(PathRefused):

@@ -18,7 +18,7 @@ import pytest
 import xxhash
 
 from transfers.engine import hashing
-from transfers.engine.events import FileRetrying, FileStarted
+from transfers.engine.events import FileNotSent, FileRetrying, FileStarted
 from transfers.engine.ledger import LedgerRecord, MemoryLedger
 from transfers.engine.paths import PathMap
 from transfers.engine.ratelimit import TokenBucket, max_speed_to_rate
@@ -404,7 +404,7 @@ def test_run_upload_fails_an_unreadable_source_at_once(site: Site, monkeypatch: 
     real_open = os.open
 
     def guarded(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
-        if os.fspath(path) == task.local:
+        if os.fspath(path) in (task.local, os.path.basename(task.local)):  # by path, or by name in its folder
             raise PermissionError(errno.EACCES, "Permission denied", task.local)
         return real_open(path, flags, *args, **kwargs)
 
@@ -453,25 +453,49 @@ def test_run_upload_a_bug_costs_one_file_not_the_run(site: Site) -> None:
     assert (report.finished()[1].error_code, report.finished()[1].error) == ("internal", "unexpected error: RuntimeError: boom")
 
 
+# names the storage keeps for itself
+
+
+def test_run_upload_refuses_tasks_named_like_another_files_partial_and_keeps_that_file_whole(site: Site) -> None:
+    tasks = [
+        FileTask(1, str(site.file("a.bin", b"the real file")), "/D/a.bin"),
+        FileTask(2, str(site.file("p.bin", b"posing as its partial")), "/D/.a.bin.rvpart"),
+        FileTask(3, str(site.file("r.bin", b"posing as its marker")), "/D/.a.bin.rvpart.ranges"),
+    ]
+    report = Recorder()
+
+    summary = _run(site, tasks, report, pool_size=3)
+
+    finished = report.finished()
+    assert (summary.files_ok, summary.files_failed) == (1, 2)
+    assert [(finished[n].ok, finished[n].error_code) for n in (1, 2, 3)] == [(True, ""), (False, "bad_path"), (False, "bad_path")]
+    assert "reserved name" in finished[2].error
+    assert (site.stored(), (site.storage / "D" / "a.bin").read_bytes()) == (["D/a.bin"], b"the real file")
+    assert finished[1].checksum == hashing.plain(xxhash.xxh3_128(b"the real file").hexdigest())
+
+
 # a full disk
 
 
-def test_run_upload_stops_the_run_when_the_disk_is_full(site: Site) -> None:
+def test_run_upload_stops_the_run_when_the_disk_is_found_full_mid_file(site: Site) -> None:
     report = Recorder()
+    storage = FullStorage(LocalStorage(site.storage, label='input storage of farm account "a b"'))
 
-    summary = _run(site, _files(site, 4), report, storage=FullStorage(LocalStorage(site.storage)), pool_size=1, **QUICK_RETRIES)
+    summary = _run(site, _files(site, 4), report, storage=storage, pool_size=1, **QUICK_RETRIES)
 
-    assert (summary.stopped, summary.stop_reason) == (True, "no space left on the farm storage writing D/f1.bin")
-    assert list(report.finished()) == [1]
+    assert summary.stopped
+    assert summary.stop_reason.startswith("destination full: needs 100 bytes, has ")
+    assert summary.stop_reason.endswith(' on input storage of farm account "a b"')
+    assert (summary.files_not_sent, summary.bytes_not_sent) == (1, 100)
+    assert [(e.item_id, e.needed) for e in report.of(FileNotSent)] == [(1, 100)]
 
 
-def test_run_upload_fails_the_file_that_found_the_disk_full_without_retrying(site: Site) -> None:
+def test_run_upload_counts_the_file_that_found_the_disk_full_as_not_sent_without_retrying(site: Site) -> None:
     report = Recorder()
 
     _run(site, _files(site, 2), report, storage=FullStorage(LocalStorage(site.storage)), pool_size=1, attempts=5)
 
-    finished = report.finished()[1]
-    assert (finished.error_code, finished.attempts, report.of(FileRetrying)) == ("disk_full", 1, [])
+    assert (report.finished(), report.of(FileRetrying), len(report.of(FileNotSent))) == ({}, [], 1)
 
 
 # backoff_delay
@@ -541,8 +565,10 @@ def test_run_upload_skips_an_unchanged_file_without_hashing_it(site: Site, monke
     ledger, tasks = MemoryLedger(), _files(site, 2)
     _run(site, tasks, ledger=ledger)
     hashed: list[str] = []
-    real = hashing.file_checksum
-    monkeypatch.setattr(hashing, "file_checksum", lambda path, **kw: hashed.append(os.fspath(path)) or real(path, **kw))
+    real = hashing.fd_checksum
+    monkeypatch.setattr(
+        hashing, "fd_checksum", lambda fd, **kw: hashed.append(os.readlink(f"/proc/self/fd/{fd}")) or real(fd, **kw)
+    )
 
     _run(site, tasks, ledger=ledger)
 
@@ -556,8 +582,10 @@ def test_run_upload_skips_a_file_with_a_new_mtime_and_the_same_content_after_has
     _run(site, [task], ledger=ledger)
     os.utime(task.local, ns=(10**18, 10**18))
     hashed: list[str] = []
-    real = hashing.file_checksum
-    monkeypatch.setattr(hashing, "file_checksum", lambda path, **kw: hashed.append(os.fspath(path)) or real(path, **kw))
+    real = hashing.fd_checksum
+    monkeypatch.setattr(
+        hashing, "fd_checksum", lambda fd, **kw: hashed.append(os.readlink(f"/proc/self/fd/{fd}")) or real(fd, **kw)
+    )
     report = Recorder()
 
     summary = _run(site, [task], report, ledger=ledger)

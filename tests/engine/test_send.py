@@ -330,6 +330,17 @@ def test_send_file_in_ranges_leaves_no_marker_behind(src: Path, storage: LocalSt
     assert storage.read_marker(SERVER) is None
 
 
+def test_send_file_in_ranges_on_a_disk_too_full_for_the_marker_fails_as_disk_full(src: Path, storage: LocalStorage) -> None:
+    class NoRoomForMarkers(Wrapped):
+        def write_marker(self, path: str, data: bytes) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(SendFailed) as failed:
+        _send(src, NoRoomForMarkers(storage), options=RANGED)
+
+    assert (failed.value.code, failed.value.stops_run) == ("disk_full", True)
+
+
 def test_send_file_below_the_range_threshold_streams_with_a_plain_checksum(tmp_path: Path, storage: LocalStorage) -> None:
     small = tmp_path / "small.bin"
     small.write_bytes(b"s" * (256 * KIB - 1))

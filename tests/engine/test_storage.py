@@ -4,8 +4,10 @@ only by finalize after size and checksum were verified (issue 3 item 4).
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import xxhash
@@ -191,6 +193,42 @@ def test_finalize_removes_the_range_marker(storage: LocalStorage) -> None:
     _finalize(storage, "D/a.exr", size=7, checksum=_checksum(b"content"))
 
     assert storage.read_marker("D/a.exr") is None
+
+
+def test_finalize_fails_when_another_file_takes_the_final_name_at_once(
+    storage: LocalStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_partial(storage, "D/a.exr", b"content")
+    real_replace = os.replace
+
+    def replace_then_overtaken(source: Any, target: Any) -> None:
+        real_replace(source, target)
+        if os.fspath(target).endswith("/D/a.exr"):  # a second writer of the name renames its file in
+            intruder = storage.root / "D" / "intruder"
+            intruder.write_bytes(b"another")
+            real_replace(intruder, target)
+
+    monkeypatch.setattr(os, "replace", replace_then_overtaken)
+
+    with pytest.raises(VerifyFailed, match="another file took its place"):
+        _finalize(storage, "D/a.exr", size=7, checksum=_checksum(b"content"))
+
+
+def test_new_folders_are_0755_and_files_0644_whatever_the_umask(storage: LocalStorage) -> None:
+    old = os.umask(0o077)
+    try:
+        _write_partial(storage, "D/E/a.exr", b"content")
+        _finalize(storage, "D/E/a.exr", size=7, checksum=_checksum(b"content"))
+    finally:
+        os.umask(old)
+
+    modes = [oct((storage.root / path).stat().st_mode & 0o777) for path in ("D", "D/E", "D/E/a.exr")]
+    assert modes == ["0o755", "0o755", "0o644"]
+
+
+def test_local_storage_label_names_it_as_given_and_defaults_to_its_root(tmp_path: Path) -> None:
+    assert LocalStorage(tmp_path / "r", label='input storage of farm account "a"').label == 'input storage of farm account "a"'
+    assert LocalStorage(tmp_path / "r").label == str(tmp_path / "r")
 
 
 def test_finalize_replaces_an_existing_file(storage: LocalStorage) -> None:

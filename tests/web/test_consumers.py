@@ -14,7 +14,7 @@ from django.test import Client
 
 from rvweb.asgi import application
 from transfers.consumers import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED
-from transfers.models import FarmAccount, TransferJob
+from transfers.models import FarmAccount, Membership, Team, TransferJob
 from transfers.progress import JobProgress, ProgressThrottle, publish_state
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -30,7 +30,10 @@ def _user(username: str, *, staff: bool = False) -> Any:
 
 @database_sync_to_async
 def _job(owner: Any) -> TransferJob:
-    account, _ = FarmAccount.objects.get_or_create(name="farm")
+    """A running job of the owner's team (the owner a member of it)."""
+    team, _ = Team.objects.get_or_create(name="studio")
+    Membership.objects.get_or_create(user=owner, team=team, defaults={"role": Membership.Role.MEMBER})
+    account, _ = FarmAccount.objects.get_or_create(name="farm", defaults={"team": team})
     return TransferJob.objects.create(account=account, created_by=owner, status=TransferJob.Status.RUNNING, files_total=3)
 
 
@@ -76,7 +79,7 @@ async def test_an_anonymous_visitor_is_refused_as_unauthenticated():
     assert await _connect(job.pk) == (False, CLOSE_UNAUTHENTICATED)
 
 
-async def test_a_user_is_refused_another_users_job():
+async def test_a_user_of_no_team_is_refused_the_teams_job():
     job = await _job(await _user("owner"))
     intruder = await _user("intruder")
 

@@ -9,7 +9,7 @@ import pytest
 from django.db import OperationalError
 
 from transfers.engine.runner import Control
-from transfers.execution import _watch
+from transfers.execution import RunInterrupted, _watch
 
 
 class FlakyRecorder:
@@ -64,6 +64,6 @@ def test_a_lost_lease_stops_the_run_at_once():
     lease.lost.set()
     control = Control()
 
-    with pytest.raises(RuntimeError, match="lost its lease"):
+    with pytest.raises(RunInterrupted, match="lost its lease"):
         _watch(SimpleNamespace(pk=1), _done_thread(), FlakyRecorder(failures=0), SimpleNamespace(), control, lease)
     assert control.stop.is_set()

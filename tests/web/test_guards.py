@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from rvweb.debug import SafeReporterFilter
@@ -15,14 +14,14 @@ from transfers.models import FarmAccount, TransferJob
 
 
 @pytest.fixture
-def lead(db):
-    return get_user_model().objects.create_user("lead", password="pw-lead-123")
+def lead(team, make_user):
+    return make_user("lead", team=team, role="lead")
 
 
 def _fox_manifest(lead, allowed_dir: Path):
     source = allowed_dir / "a.exr"
     source.write_bytes(b"a")
-    account = FarmAccount.objects.create(name="fox", kind=FarmAccount.Kind.FOX)
+    account = FarmAccount.objects.create(name="fox", kind=FarmAccount.Kind.FOX, team=lead.memberships.get().team)
     data = json.dumps({"asset": [{"local": str(source), "server": "/D/a.exr"}]}).encode()
     return services.manifest_import(name="m", account=account, data=data, user=lead)
 
@@ -47,8 +46,8 @@ def test_the_api_refuses_an_upload_to_a_farm_without_a_connector(client, lead, a
     assert TransferJob.objects.count() == 0
 
 
-def test_only_staff_may_store_farm_credentials_through_the_api(client, lead):
-    client.force_login(lead)
+def test_a_user_who_leads_no_team_may_not_store_farm_credentials_through_the_api(client, make_user):
+    client.force_login(make_user("member-of-nothing"))
 
     response = client.post("/api/accounts/", {"name": "x", "access_id": "id", "access_key": "k"}, content_type="application/json")
 

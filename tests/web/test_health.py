@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import socket
+import sqlite3
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from rvweb import health
 
-pytestmark = pytest.mark.django_db
+# Transactional: a test case wrapped in a transaction holds the SQLite write lock the check probes for.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
@@ -71,3 +74,73 @@ def test_healthz_is_never_cached(client):
     response = client.get("/healthz")
 
     assert "no-cache" in response["Cache-Control"]
+
+
+@pytest.fixture
+def fresh_migration_check(monkeypatch):
+    monkeypatch.setattr(health, "_migrated_at", -health._MIGRATIONS_CACHE)
+
+
+@pytest.fixture
+def database_path(settings) -> str:
+    from django.db import connection
+
+    return connection.settings_dict["NAME"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_healthz_says_the_database_is_locked_while_another_connection_holds_the_write_lock(client, database_path):
+    holder = sqlite3.connect(database_path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        response = client.get("/healthz")
+        took = time.monotonic() - started
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+    assert response.status_code == 503
+    assert response.json()["database"] == "locked"
+    assert took < 5, "the check must give up quickly"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_healthz_answers_503_when_the_database_file_was_replaced_by_an_empty_one(
+    client, database_path, monkeypatch, tmp_path, fresh_migration_check
+):
+    from django.db import connection
+
+    empty = tmp_path / "empty.sqlite3"
+    sqlite3.connect(empty).close()
+    connection.close()
+    monkeypatch.setitem(connection.settings_dict, "NAME", str(empty))
+    try:
+        response = client.get("/healthz")
+    finally:
+        connection.close()
+
+    assert response.status_code == 503
+    assert response.json()["database"] == "no tables"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_healthz_answers_503_when_migrations_are_not_applied(client, monkeypatch, fresh_migration_check):
+    from django.db.migrations.executor import MigrationExecutor
+
+    monkeypatch.setattr(MigrationExecutor, "migration_plan", lambda self, targets: [("transfers", "9999_future")])
+
+    response = client.get("/healthz")
+
+    assert response.status_code == 503
+    assert response.json()["database"] == "migrations not applied"
+
+
+def test_healthz_checks_the_database_in_well_under_a_second(client, fresh_migration_check):
+    client.get("/healthz")  # the first loads the migration files; later ones use the cached result
+    started = time.monotonic()
+
+    response = client.get("/healthz")
+
+    assert response.json()["database"] == "ok"
+    assert time.monotonic() - started < 1.0

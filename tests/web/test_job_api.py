@@ -5,14 +5,13 @@ from __future__ import annotations
 from unittest import mock
 
 import pytest
-from django.contrib.auth import get_user_model
 
-from transfers.models import AuditEvent, FarmAccount, TransferJob
+from transfers.models import AuditEvent, TransferJob
 
 
 @pytest.fixture
-def lead(db):
-    return get_user_model().objects.create_user("lead", password="pw-lead-123")
+def lead(team, make_user):
+    return make_user("lead", team=team, role="lead")
 
 
 @pytest.fixture
@@ -21,12 +20,16 @@ def api(client, lead):
     return client
 
 
-def _job(lead, status: str) -> TransferJob:
-    return TransferJob.objects.create(account=FarmAccount.objects.create(name=f"farm-{status}"), created_by=lead, status=status)
+@pytest.fixture
+def new_job(team, make_account, make_job):
+    def make(lead, status: str, *, in_team=None) -> TransferJob:
+        return make_job(account=make_account(in_team or team, name=f"farm-{status}"), created_by=lead, status=status)
+
+    return make
 
 
-def test_pause_of_a_running_job_answers_the_paused_job(api, lead):
-    job = _job(lead, "running")
+def test_pause_of_a_running_job_answers_the_paused_job(api, lead, new_job):
+    job = new_job(lead, "running")
 
     response = api.post(f"/api/jobs/{job.pk}/pause/")
 
@@ -34,8 +37,8 @@ def test_pause_of_a_running_job_answers_the_paused_job(api, lead):
     assert AuditEvent.objects.filter(action="job.pause", target_id=str(job.pk)).exists()
 
 
-def test_resume_enqueues_the_job_after_commit(api, lead, django_capture_on_commit_callbacks):
-    job = _job(lead, "paused")
+def test_resume_enqueues_the_job_after_commit(api, lead, new_job, django_capture_on_commit_callbacks):
+    job = new_job(lead, "paused")
 
     with mock.patch("transfers.tasks.run_job.delay") as delay, django_capture_on_commit_callbacks(execute=True):
         response = api.post(f"/api/jobs/{job.pk}/resume/")
@@ -44,8 +47,8 @@ def test_resume_enqueues_the_job_after_commit(api, lead, django_capture_on_commi
     delay.assert_called_once_with(job.pk)
 
 
-def test_cancel_of_a_finished_job_is_a_conflict(api, lead):
-    job = _job(lead, "completed")
+def test_cancel_of_a_finished_job_is_a_conflict(api, lead, new_job):
+    job = new_job(lead, "completed")
 
     response = api.post(f"/api/jobs/{job.pk}/cancel/")
 
@@ -53,16 +56,16 @@ def test_cancel_of_a_finished_job_is_a_conflict(api, lead):
     assert "completed" in response.json()["detail"]
 
 
-def test_max_speed_refuses_a_string(api, lead):
-    job = _job(lead, "running")
+def test_max_speed_refuses_a_string(api, lead, new_job):
+    job = new_job(lead, "running")
 
     response = api.post(f"/api/jobs/{job.pk}/max_speed/", {"max_speed": "fast"}, content_type="application/json")
 
     assert response.status_code == 400
 
 
-def test_max_speed_sets_the_limit_in_kb_per_second(api, lead):
-    job = _job(lead, "running")
+def test_max_speed_sets_the_limit_in_kb_per_second(api, lead, new_job):
+    job = new_job(lead, "running")
 
     api.post(f"/api/jobs/{job.pk}/max_speed/", {"max_speed": 2048}, content_type="application/json")
 
@@ -70,9 +73,10 @@ def test_max_speed_sets_the_limit_in_kb_per_second(api, lead):
     assert job.options["max_speed"] == 2048
 
 
-def test_another_users_job_cannot_be_cancelled(api, lead):
-    other = get_user_model().objects.create_user("other", password="pw-other-123")
-    job = _job(other, "running")
+def test_another_teams_job_cannot_be_cancelled(api, lead, new_job, make_team, make_user):
+    other_team = make_team()
+    other = make_user("other", team=other_team, role="lead")
+    job = new_job(other, "running", in_team=other_team)
 
     response = api.post(f"/api/jobs/{job.pk}/cancel/")
 

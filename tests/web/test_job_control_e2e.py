@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import get_user_model
 
 from tests.conftest import wait_for
 from transfers import services
@@ -17,12 +16,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def lead():
-    return get_user_model().objects.create_user("lead", password="pw-lead-123")
+def lead(team, make_user):
+    return make_user("lead", team=team, role="lead")
 
 
 def _job(lead, files: list[Path], options: dict | None = None) -> tuple[TransferJob, Path]:
-    account = FarmAccount.objects.create(name=f"farm-{files[0].parent.name}")
+    account = FarmAccount.objects.create(name=f"farm-{files[0].parent.name}", team=lead.memberships.get().team)
     data = json.dumps({"asset": [{"local": str(p), "server": str(p)} for p in files]}).encode()
     manifest = services.manifest_import(name="m", account=account, data=data, user=lead)
     job = services.job_create_upload(manifest=manifest, user=lead, options=options or {})

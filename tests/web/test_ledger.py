@@ -6,7 +6,6 @@ import pytest
 
 from transfers.engine.ledger import LedgerRecord
 from transfers.ledger import DbLedger
-from transfers.models import FarmAccount
 
 pytestmark = pytest.mark.django_db
 
@@ -15,8 +14,8 @@ def _record(n: int, size: int = 10) -> LedgerRecord:
     return LedgerRecord(server=f"D/f{n}.exr", local=f"/s/f{n}.exr", size=size, mtime_ns=n, checksum=f"xxh3-128:{n:032x}")
 
 
-def test_a_thousand_records_come_back_from_batched_lookups():
-    ledger = DbLedger(account_id=FarmAccount.objects.create(name="a").pk, area="input")
+def test_a_thousand_records_come_back_from_batched_lookups(make_account):
+    ledger = DbLedger(account_id=make_account(name="a").pk, area="input")
     ledger.record([_record(n) for n in range(1200)])
 
     found = ledger.lookup([f"D/f{n}.exr" for n in range(1300)])
@@ -25,8 +24,8 @@ def test_a_thousand_records_come_back_from_batched_lookups():
     assert found["D/f7.exr"] == _record(7)
 
 
-def test_recording_a_path_again_replaces_its_record():
-    ledger = DbLedger(account_id=FarmAccount.objects.create(name="a").pk, area="input")
+def test_recording_a_path_again_replaces_its_record(make_account):
+    ledger = DbLedger(account_id=make_account(name="a").pk, area="input")
     ledger.record([_record(1)])
 
     ledger.record([_record(1, size=99)])
@@ -34,8 +33,8 @@ def test_recording_a_path_again_replaces_its_record():
     assert ledger.lookup(["D/f1.exr"])["D/f1.exr"].size == 99
 
 
-def test_records_of_another_account_or_area_are_not_seen():
-    first, second = FarmAccount.objects.create(name="a"), FarmAccount.objects.create(name="b")
+def test_records_of_another_account_or_area_are_not_seen(make_account):
+    first, second = make_account(name="a"), make_account(name="b")
     DbLedger(account_id=first.pk, area="input").record([_record(1)])
 
     assert DbLedger(account_id=second.pk, area="input").lookup(["D/f1.exr"]) == {}

@@ -15,7 +15,7 @@ from django.db import connection
 from django.test import override_settings
 from django.urls import reverse
 
-from transfers import progress, services, tasks
+from transfers import progress, selectors, services, tasks
 from transfers.models import AuditEvent, FarmAccount, Manifest, TransferJob
 
 pytestmark = pytest.mark.django_db
@@ -31,13 +31,14 @@ def _raw_access_key(account: FarmAccount) -> str:
 
 
 @pytest.fixture
-def owner():
-    return get_user_model().objects.create_user("owner", password="pw-owner-123")
+def owner(team, make_user):
+    return make_user("owner", team=team, role="lead")
 
 
 @pytest.fixture
-def other():
-    return get_user_model().objects.create_user("other", password="pw-other-123")
+def other(make_team, make_user):
+    """A lead of another team."""
+    return make_user("other", team=make_team("other team"), role="lead")
 
 
 @pytest.fixture
@@ -46,8 +47,8 @@ def staff():
 
 
 @pytest.fixture
-def account() -> FarmAccount:
-    return FarmAccount.objects.create(name="farm", access_id="id-1", access_key=ACCESS_KEY)
+def account(team, make_account) -> FarmAccount:
+    return make_account(team, name="farm", access_id="id-1", access_key=ACCESS_KEY)
 
 
 @pytest.fixture
@@ -88,19 +89,19 @@ def test_the_access_key_reads_back_as_plaintext(account):
     assert FarmAccount.objects.get(pk=account.pk).access_key == ACCESS_KEY
 
 
-def test_a_key_encrypted_under_an_old_key_reads_after_a_new_key_is_prepended():
+def test_a_key_encrypted_under_an_old_key_reads_after_a_new_key_is_prepended(make_account):
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     with override_settings(CREDENTIAL_KEYS=[old]):
-        account = FarmAccount.objects.create(name="rotated", access_key=ACCESS_KEY)
+        account = make_account(name="rotated", access_key=ACCESS_KEY)
 
     with override_settings(CREDENTIAL_KEYS=[new, old]):
         assert FarmAccount.objects.get(pk=account.pk).access_key == ACCESS_KEY
 
 
-def test_saving_again_re_encrypts_under_the_newest_key():
+def test_saving_again_re_encrypts_under_the_newest_key(make_account):
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     with override_settings(CREDENTIAL_KEYS=[old]):
-        account = FarmAccount.objects.create(name="rotated", access_key=ACCESS_KEY)
+        account = make_account(name="rotated", access_key=ACCESS_KEY)
     with override_settings(CREDENTIAL_KEYS=[new, old]):
         FarmAccount.objects.get(pk=account.pk).save()
 
@@ -108,9 +109,9 @@ def test_saving_again_re_encrypts_under_the_newest_key():
         assert FarmAccount.objects.get(pk=account.pk).access_key == ACCESS_KEY
 
 
-def test_a_key_no_configured_key_decrypts_fails_loudly():
+def test_a_key_no_configured_key_decrypts_fails_loudly(make_account):
     with override_settings(CREDENTIAL_KEYS=[Fernet.generate_key().decode()]):
-        account = FarmAccount.objects.create(name="lost", access_key=ACCESS_KEY)
+        account = make_account(name="lost", access_key=ACCESS_KEY)
 
     with (
         override_settings(CREDENTIAL_KEYS=[Fernet.generate_key().decode()]),
@@ -143,10 +144,12 @@ def test_the_access_key_never_appears_in_the_account_detail_api(client, owner, a
     assert ACCESS_KEY.encode() not in response.content
 
 
-def test_creating_an_account_through_the_api_does_not_echo_the_key(client, staff):
+def test_creating_an_account_through_the_api_does_not_echo_the_key(client, staff, team):
     client.force_login(staff)
 
-    response = client.post("/api/accounts/", {"name": "new-farm", "access_key": ACCESS_KEY}, content_type="application/json")
+    response = client.post(
+        "/api/accounts/", {"name": "new-farm", "team": team.pk, "access_key": ACCESS_KEY}, content_type="application/json"
+    )
 
     assert response.status_code == 201
     assert ACCESS_KEY.encode() not in response.content
@@ -165,7 +168,8 @@ def test_the_access_key_never_appears_in_the_admin_change_page(client, staff, ac
 
 def test_saving_the_admin_form_with_an_empty_key_keeps_the_stored_key(client, staff, account):
     client.force_login(staff)
-    form = {"name": "farm", "kind": "local", "access_id": "id-2", "access_key": "", "domain": "d", "platform": "2"}
+    form = {"name": "farm", "team": account.team_id, "kind": "local", "access_id": "id-2", "access_key": "", "domain": "d"}
+    form["platform"] = "2"
 
     response = client.post(reverse("admin:transfers_farmaccount_change", args=[account.pk]), form)
 
@@ -263,11 +267,11 @@ def test_an_allowed_transition_returns_true_and_moves_the_job(job):
     assert job.started_at is not None
 
 
-def test_a_second_identical_transition_returns_false(job):
+def test_a_second_identical_transition_returns_false(job, owner):
     services.job_start(job_id=job.pk)
-    assert services.job_pause(job=job, user=AnonymousUser()) is True
+    assert services.job_pause(job=job, user=owner) is True
 
-    assert services.job_pause(job=job, user=AnonymousUser()) is False
+    assert services.job_pause(job=job, user=owner) is False
     assert TransferJob.objects.get(pk=job.pk).status == TransferJob.Status.PAUSED
 
 
@@ -313,25 +317,27 @@ def test_a_refused_transition_publishes_nothing(job, django_capture_on_commit_ca
 
 
 @pytest.fixture
-def jobs_of_two_users(account, owner, other) -> tuple[TransferJob, TransferJob]:
+def jobs_of_two_users(account, owner, other, make_account) -> tuple[TransferJob, TransferJob]:
+    """A job of the owner's team, and one of the other user's team."""
+    other_account = make_account(other.memberships.get().team)
     return TransferJob.objects.create(account=account, created_by=owner), TransferJob.objects.create(
-        account=account, created_by=other
+        account=other_account, created_by=other
     )
 
 
 def test_staff_see_every_job(staff, jobs_of_two_users):
-    assert set(services.jobs_visible_to(user=staff)) == set(jobs_of_two_users)
+    assert set(selectors.jobs_for(staff)) == set(jobs_of_two_users)
 
 
-def test_a_user_sees_only_their_own_jobs(owner, jobs_of_two_users):
-    assert list(services.jobs_visible_to(user=owner)) == [jobs_of_two_users[0]]
+def test_a_user_sees_only_their_teams_jobs(owner, jobs_of_two_users):
+    assert list(selectors.jobs_for(owner)) == [jobs_of_two_users[0]]
 
 
 def test_an_anonymous_visitor_sees_no_job(jobs_of_two_users):
-    assert list(services.jobs_visible_to(user=AnonymousUser())) == []
+    assert list(selectors.jobs_for(AnonymousUser())) == []
 
 
-def test_the_job_page_is_404_for_another_users_job(client, other, job):
+def test_the_job_page_is_404_for_another_teams_job(client, other, job):
     client.force_login(other)
 
     assert client.get(reverse("job-detail", args=[job.pk])).status_code == 404
@@ -343,13 +349,13 @@ def test_the_job_page_shows_the_owner_their_job(client, owner, job):
     assert client.get(reverse("job-detail", args=[job.pk])).status_code == 200
 
 
-def test_the_job_api_is_404_for_another_users_job(client, other, job):
+def test_the_job_api_is_404_for_another_teams_job(client, other, job):
     client.force_login(other)
 
     assert client.get(f"/api/jobs/{job.pk}/").status_code == 404
 
 
-def test_the_job_api_lists_only_the_users_own_jobs(client, owner, jobs_of_two_users):
+def test_the_job_api_lists_only_the_users_teams_jobs(client, owner, jobs_of_two_users):
     client.force_login(owner)
 
     ids = [row["id"] for row in client.get("/api/jobs/").json()["results"]]

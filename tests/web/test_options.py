@@ -7,24 +7,23 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from transfers import services
-from transfers.models import AuditEvent, FarmAccount, TransferJob
+from transfers.models import AuditEvent, TransferJob
 
 
 @pytest.fixture
-def lead(db):
-    return get_user_model().objects.create_user("lead", password="pw-lead-123")
+def lead(team, make_user):
+    return make_user("lead", team=team, role="lead")
 
 
 @pytest.fixture
-def manifest(lead, allowed_dir: Path):
+def manifest(lead, team, make_account, allowed_dir: Path):
     source = allowed_dir / "a.exr"
     source.write_bytes(b"frame")
-    account = FarmAccount.objects.create(name="farm")
+    account = make_account(team, name="farm")
     data = json.dumps({"asset": [{"local": str(source), "server": "/D/a.exr"}]}).encode()
     return services.manifest_import(name="m", account=account, data=data, user=lead)
 
@@ -80,9 +79,10 @@ def test_speed_change_is_refused_on_a_finished_job(client, lead, manifest):
     assert job.options == {}
 
 
-def test_speed_change_on_another_users_job_is_not_found(client, lead, manifest):
-    other = get_user_model().objects.create_user("other", password="pw-other-123")
-    job = TransferJob.objects.create(account=manifest.account, created_by=other, status="running", options={})
+def test_speed_change_on_another_teams_job_is_not_found(client, lead, make_account, make_user):
+    other_account = make_account()
+    other = make_user("other", team=other_account.team, role="lead")
+    job = TransferJob.objects.create(account=other_account, created_by=other, status="running", options={})
     client.force_login(lead)
 
     response = client.post(reverse("job-speed", args=[job.pk]), {"max_speed": "512"})

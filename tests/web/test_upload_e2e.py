@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import xxhash
-from django.contrib.auth import get_user_model
 
 from tests.conftest import wait_for
 from transfers import services
@@ -37,9 +36,9 @@ def _finished(job: TransferJob) -> TransferJob | None:
     return job if job.is_terminal else None
 
 
-def test_upload_of_a_few_hundred_files_arrives_byte_for_byte(celery_worker, allowed_dir):
-    user = get_user_model().objects.create_user("lead", password="pw-lead-123")
-    account = FarmAccount.objects.create(name="farm")
+def test_upload_of_a_few_hundred_files_arrives_byte_for_byte(celery_worker, allowed_dir, make_account, make_user):
+    account = make_account(name="farm")
+    user = make_user("lead", team=account.team, role="lead")
     files = _tree(allowed_dir, 300)
     manifest = _manifest(account, files, user)
 
@@ -58,9 +57,11 @@ def test_upload_of_a_few_hundred_files_arrives_byte_for_byte(celery_worker, allo
     assert not list(inbox.rglob("*.rvpart")), "no temporary file may remain"
 
 
-def test_missing_files_and_folders_fail_alone_and_the_job_completes_with_errors(celery_worker, allowed_dir):
-    user = get_user_model().objects.create_user("lead2", password="pw-lead-123")
-    account = FarmAccount.objects.create(name="farm2")
+def test_missing_files_and_folders_fail_alone_and_the_job_completes_with_errors(
+    celery_worker, allowed_dir, make_account, make_user
+):
+    account = make_account(name="farm2")
+    user = make_user("lead2", team=account.team, role="lead")
     files = _tree(allowed_dir, 20)
     folder = allowed_dir / "not-a-file"
     folder.mkdir()
@@ -81,11 +82,11 @@ def test_missing_files_and_folders_fail_alone_and_the_job_completes_with_errors(
     assert all((inbox / str(p).lstrip("/")).read_bytes() == p.read_bytes() for p in files)
 
 
-def test_a_redelivered_task_does_not_run_a_finished_job_again(celery_worker, allowed_dir):
+def test_a_redelivered_task_does_not_run_a_finished_job_again(celery_worker, allowed_dir, make_account, make_user):
     from transfers.tasks import run_job
 
-    user = get_user_model().objects.create_user("lead3", password="pw-lead-123")
-    account = FarmAccount.objects.create(name="farm3")
+    account = make_account(name="farm3")
+    user = make_user("lead3", team=account.team, role="lead")
     manifest = _manifest(account, _tree(allowed_dir, 3), user)
     job = services.job_create_upload(manifest=manifest, user=user)
     wait_for(lambda: _finished(job), timeout=120, what="job to end")
@@ -97,9 +98,9 @@ def test_a_redelivered_task_does_not_run_a_finished_job_again(celery_worker, all
     assert (job.status, job.finished_at, job.files_done) == (TransferJob.Status.COMPLETED, finished_at, 3)
 
 
-def test_a_second_manifest_of_unchanged_files_sends_nothing(celery_worker, allowed_dir):
-    user = get_user_model().objects.create_user("lead4", password="pw-lead-123")
-    account = FarmAccount.objects.create(name="farm4")
+def test_a_second_manifest_of_unchanged_files_sends_nothing(celery_worker, allowed_dir, make_account, make_user):
+    account = make_account(name="farm4")
+    user = make_user("lead4", team=account.team, role="lead")
     files = _tree(allowed_dir, 30)
     first = services.job_create_upload(manifest=_manifest(account, files, user), user=user)
     wait_for(lambda: _finished(first), timeout=120, what="first job to end")
@@ -111,9 +112,9 @@ def test_a_second_manifest_of_unchanged_files_sends_nothing(celery_worker, allow
     assert set(second.items.values_list("state", flat=True)) == {TransferItem.State.SKIPPED}
 
 
-def test_lifting_the_speed_limit_of_a_running_job_takes_effect_at_once(celery_worker, allowed_dir):
-    user = get_user_model().objects.create_user("lead5", password="pw-lead-123")
-    account = FarmAccount.objects.create(name="farm5")
+def test_lifting_the_speed_limit_of_a_running_job_takes_effect_at_once(celery_worker, allowed_dir, make_account, make_user):
+    account = make_account(name="farm5")
+    user = make_user("lead5", team=account.team, role="lead")
     big = allowed_dir / "big.bin"
     big.write_bytes(os.urandom(8 << 20))  # 80 s at the 100 KB/s limit below
     manifest = _manifest(account, [big], user)

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import get_user_model
 
 from tests.conftest import wait_for
 from transfers import services
@@ -15,8 +14,8 @@ from transfers.models import FarmAccount, Manifest, TransferJob
 
 
 @pytest.fixture
-def lead(db):
-    return get_user_model().objects.create_user("lead", password="pw-lead-123")
+def lead(team, make_user):
+    return make_user("lead", team=team, role="lead")
 
 
 @pytest.fixture
@@ -28,8 +27,8 @@ def shots(allowed_dir: Path) -> Path:
     return allowed_dir / "shots"
 
 
-def test_an_upload_list_line_repeating_a_file_of_a_folder_line_is_refused(lead, shots: Path):
-    account = FarmAccount.objects.create(name="farm")
+def test_an_upload_list_line_repeating_a_file_of_a_folder_line_is_refused(lead, team, shots: Path):
+    account = FarmAccount.objects.create(name="farm", team=team)
     data = f"{shots}\n\n{shots / 'a.exr'}\r\n".encode()
 
     with pytest.raises(ManifestInvalid) as refused:
@@ -39,8 +38,8 @@ def test_an_upload_list_line_repeating_a_file_of_a_folder_line_is_refused(lead, 
     assert "repeats entry 1" in str(refused.value)
 
 
-def test_an_upload_list_imports_files_and_walked_folders(lead, shots: Path, allowed_dir: Path):
-    account = FarmAccount.objects.create(name="farm")
+def test_an_upload_list_imports_files_and_walked_folders(lead, team, shots: Path, allowed_dir: Path):
+    account = FarmAccount.objects.create(name="farm", team=team)
     loose = allowed_dir / "loose.ma"
     loose.write_bytes(b"scene")
 
@@ -57,8 +56,8 @@ def test_an_upload_list_imports_files_and_walked_folders(lead, shots: Path, allo
     assert manifest.transmit_type == Manifest.TransmitType.UPLOAD_LIST
 
 
-def test_an_upload_list_names_the_line_of_a_missing_path(lead, allowed_dir: Path):
-    account = FarmAccount.objects.create(name="farm")
+def test_an_upload_list_names_the_line_of_a_missing_path(lead, team, allowed_dir: Path):
+    account = FarmAccount.objects.create(name="farm", team=team)
 
     with pytest.raises(ManifestInvalid) as refused:
         services.manifest_import(
@@ -68,8 +67,8 @@ def test_an_upload_list_names_the_line_of_a_missing_path(lead, allowed_dir: Path
     assert str(refused.value) == f"line 2: '{allowed_dir / 'gone'}' does not exist"
 
 
-def test_a_windows_manifest_without_a_mapping_is_refused_with_the_reason(lead):
-    account = FarmAccount.objects.create(name="farm")
+def test_a_windows_manifest_without_a_mapping_is_refused_with_the_reason(lead, team):
+    account = FarmAccount.objects.create(name="farm", team=team)
     data = json.dumps({"asset": [{"local": "D:\\shots\\a.exr", "server": "/D/shots/a.exr"}]}).encode()
 
     with pytest.raises(ManifestInvalid, match="no path mapping rule of this farm account covers it"):
@@ -77,9 +76,9 @@ def test_a_windows_manifest_without_a_mapping_is_refused_with_the_reason(lead):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_windows_manifest_is_read_through_the_mapping_and_sent(celery_worker, shots: Path):
-    lead = get_user_model().objects.create_user("lead-w", password="pw-lead-123")
-    account = FarmAccount.objects.create(name="farm-w", path_map={"D:/": f"{shots.parent}/"})
+def test_a_windows_manifest_is_read_through_the_mapping_and_sent(celery_worker, shots: Path, make_account, make_user):
+    account = make_account(name="farm-w", path_map={"D:/": f"{shots.parent}/"})
+    lead = make_user("lead-w", team=account.team, role="lead")
     data = json.dumps(
         {
             "asset": [

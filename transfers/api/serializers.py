@@ -1,35 +1,63 @@
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
+from transfers import selectors
 from transfers.models import FarmAccount, Manifest, TransferJob
 from transfers.progress import JobLive
 
 
+def _user(serializer: serializers.BaseSerializer[Any]) -> Any:
+    request = serializer.context.get("request")
+    return request.user if request is not None else None
+
+
 class FarmAccountSerializer(serializers.ModelSerializer):
-    # Write-only: the key goes in encrypted and never comes back out.
+    # Write-only: the key goes in encrypted and never comes back out. Blank on an update keeps the stored key.
     access_key = serializers.CharField(write_only=True, required=False, allow_blank=True, style={"input_type": "password"})
     has_access_key = serializers.SerializerMethodField()
+    # Teams the user can see; whether they may put an account there (lead, staff) is the view's check (403).
+    team = serializers.PrimaryKeyRelatedField(queryset=selectors.teams_for(None))
 
     class Meta:
         model = FarmAccount
-        fields = ["id", "name", "kind", "access_id", "access_key", "has_access_key", "domain", "platform", "created_at"]
+        fields = ["id", "name", "team", "kind", "access_id", "access_key", "has_access_key", "domain", "platform", "created_at"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["team"].queryset = selectors.teams_for(_user(self))
 
     def get_has_access_key(self, account: FarmAccount) -> bool:
+        if "access_key" in account.get_deferred_fields():
+            return bool(getattr(account, "key_stored", False))  # annotated by selectors: the key is never decrypted
         return bool(account.access_key)
+
+    def update(self, instance: FarmAccount, validated_data: dict[str, Any]) -> FarmAccount:
+        if not validated_data.get("access_key"):
+            validated_data.pop("access_key", None)
+        return super().update(instance, validated_data)
 
 
 class ManifestSerializer(serializers.ModelSerializer):
+    team = serializers.IntegerField(source="account.team_id", read_only=True)
+
     class Meta:
         model = Manifest
-        fields = ["id", "name", "account", "transmit_type", "entry_count", "total_bytes", "created_at"]
+        fields = ["id", "name", "account", "team", "transmit_type", "entry_count", "total_bytes", "created_at"]
 
 
 class ManifestImportSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
-    account = serializers.PrimaryKeyRelatedField(queryset=FarmAccount.objects.all())
+    # Accounts the user can see; importing needs the lead role there, which the service checks (403).
+    account = serializers.PrimaryKeyRelatedField(queryset=selectors.accounts_for(None))
     transmit_type = serializers.ChoiceField(choices=Manifest.TransmitType.choices, default=Manifest.TransmitType.UPLOAD_JSON)
     file = serializers.FileField()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["account"].queryset = selectors.accounts_for(_user(self))
 
 
 class JobOptionsSerializer(serializers.Serializer):
@@ -50,11 +78,12 @@ class TransferJobSerializer(serializers.ModelSerializer):
     live = serializers.SerializerMethodField()
     files_not_sent = serializers.IntegerField(read_only=True)
     actions = serializers.ListField(child=serializers.CharField(), read_only=True)
+    team = serializers.IntegerField(source="account.team_id", read_only=True)
 
     class Meta:
         model = TransferJob
         fields = [
-            "id", "kind", "status", "is_terminal", "actions", "account", "manifest", "options", "created_at",
+            "id", "kind", "status", "is_terminal", "actions", "account", "team", "manifest", "options", "created_at",
             "started_at", "finished_at", "files_total", "files_done", "files_failed", "files_skipped", "files_not_sent",
             "bytes_total", "bytes_done", "bytes_sent", "percent", "duration", "average_speed", "error", "live",
         ]  # fmt: skip

@@ -1,15 +1,18 @@
+"""The REST API. Every queryset comes from transfers.selectors: an object the user may not see is a 404;
+an action their role does not allow on one they may see is a 403 (services raise PermissionDenied)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.permissions import BasePermission, IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from transfers import services
+from transfers import selectors, services
 from transfers.api.serializers import (
     FarmAccountSerializer,
     JobOptionsSerializer,
@@ -21,25 +24,52 @@ from transfers.engine.manifest import ManifestInvalid
 from transfers.models import FarmAccount, Manifest, TransferJob
 
 
-class FarmAccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
-    queryset = FarmAccount.objects.order_by("name")
+class FarmAccountViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets.GenericViewSet
+):
+    """Every member of a team sees its accounts (never their keys); its leads and staff create and edit them."""
+
     serializer_class = FarmAccountSerializer
 
-    def get_permissions(self) -> list[BasePermission]:
-        # Credentials are an admin's to store; everyone signed in may see which accounts exist.
-        return [IsAdminUser()] if self.action == "create" else super().get_permissions()
+    def get_queryset(self) -> QuerySet[FarmAccount]:
+        return selectors.accounts_for(self.request.user)
+
+    def _require_lead_of(self, team: object) -> None:
+        if not selectors.teams_for(self.request.user, role="lead").filter(pk=getattr(team, "pk", None)).exists():
+            raise PermissionDenied("only a lead of the account's team (or staff) may store its credentials")
+
+    def create(self, request: Request, *args: object, **kwargs: object) -> Response:
+        if not selectors.teams_for(request.user, role="lead").exists():
+            raise PermissionDenied("storing farm credentials needs the lead role in a team (or staff, once a team exists)")
+        return super().create(request, *args, **kwargs)
 
     def perform_create(self, serializer: FarmAccountSerializer) -> None:
+        self._require_lead_of(serializer.validated_data["team"])
         account = serializer.save()
         services.audit_record(actor=self.request.user, action="account.create", target=account, request=self.request)
 
+    def update(self, request: Request, *args: object, **kwargs: object) -> Response:
+        self._require_lead_of(self.get_object().team)  # before validation: a viewer learns nothing from a 400
+        return super().update(request, *args, **kwargs)
+
+    def perform_update(self, serializer: FarmAccountSerializer) -> None:
+        if "team" in serializer.validated_data:
+            self._require_lead_of(serializer.validated_data["team"])  # moving it: to a team the user leads too
+        fields = sorted(k for k, v in serializer.validated_data.items() if k != "access_key" or v)
+        account = serializer.save()
+        services.audit_record(
+            actor=self.request.user, action="account.change", target=account, request=self.request, after={"fields": fields}
+        )
+
 
 class ManifestViewSet(viewsets.ReadOnlyModelViewSet):
-    queryset = Manifest.objects.select_related("account").defer("account__access_key")
     serializer_class = ManifestSerializer
 
+    def get_queryset(self) -> QuerySet[Manifest]:
+        return selectors.manifests_for(self.request.user)
+
     def create(self, request: Request) -> Response:
-        form = ManifestImportSerializer(data=request.data)
+        form = ManifestImportSerializer(data=request.data, context=self.get_serializer_context())
         form.is_valid(raise_exception=True)
         try:
             manifest = services.manifest_import(
@@ -73,10 +103,16 @@ class TransferJobViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = TransferJobSerializer
 
     def get_queryset(self) -> QuerySet[TransferJob]:
-        return services.jobs_visible_to(user=self.request.user)
+        return selectors.jobs_for(self.request.user)
+
+    def _controlled_job(self) -> TransferJob:
+        job = self.get_object()  # 404 when the user may not see it
+        if not selectors.user_may(self.request.user, "control", job):
+            raise PermissionDenied("your role in this job's team does not allow controlling it")
+        return job
 
     def _act(self, request: Request, act: Callable[..., bool], verb: str) -> Response:
-        job = self.get_object()
+        job = self._controlled_job()
         if not act(job=job, user=request.user, request=request._request):
             return Response({"detail": f"cannot {verb} a job that is {job.status}"}, status=status.HTTP_409_CONFLICT)
         job.refresh_from_db()
@@ -101,7 +137,7 @@ class TransferJobViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def max_speed(self, request: Request, pk: str | None = None) -> Response:
         """Change the speed limit of a running job: {"max_speed": KB/s or null}."""
-        job = self.get_object()
+        job = self._controlled_job()
         value = request.data.get("max_speed")
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             return Response({"max_speed": ["a whole number of KB/s of at least 1, or null"]}, status=status.HTTP_400_BAD_REQUEST)

@@ -46,5 +46,15 @@ class FileFinished:
     resumed: int = 0  # bytes of a partial file kept from an earlier attempt (verified, not sent)
 
 
-Event = FileStarted | BytesSent | FileRetrying | FileFinished
+@dataclass(slots=True)
+class FileNotSent:
+    """The file was not sent and did not fail: the destination has no room for it (now). A partial
+    file it left stays for a resume; the caller leaves the file pending, to be tried again."""
+
+    item_id: int
+    needed: int  # bytes it still has to write
+    reason: str
+
+
+Event = FileStarted | BytesSent | FileRetrying | FileFinished | FileNotSent
 Report = Callable[[Event], bool | None]

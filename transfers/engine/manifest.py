@@ -58,6 +58,7 @@ _top = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _assets = msgspec.json.Decoder(list[ManifestEntry])
 _encoder = msgspec.json.Encoder()
 _NOT_AN_ASSET_LIST = 'expected an object with an "asset" list'
+_TOO_DEEP = "not a valid upload.json: its values are nested too deeply"
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -73,6 +74,10 @@ def _explain(data: bytes | memoryview | mmap.mmap) -> list[EntryProblem]:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         return [EntryProblem(0, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")]
+    except RecursionError:
+        return [EntryProblem(0, _TOO_DEEP)]
+    except ValueError:  # Python refuses integers of more than 4,300 digits
+        return [EntryProblem(0, "not valid JSON: a number too long to read")]
     if not isinstance(document, dict) or not isinstance(document.get("asset"), list):
         return [EntryProblem(0, _NOT_AN_ASSET_LIST)]
     problems = []
@@ -83,9 +88,20 @@ def _explain(data: bytes | memoryview | mmap.mmap) -> list[EntryProblem]:
         bad = [key for key in ("local", "server") if not isinstance(item.get(key), str)]
         if bad:
             problems.append(EntryProblem(number, f"{' and '.join(bad)} must be a string"))
+        elif not all(is_text(item[key]) for key in ("local", "server")):
+            problems.append(EntryProblem(number, "a path holds an escaped lone surrogate (\\ud800-\\udfff), which is not text"))
         if len(problems) >= _MAX_PROBLEMS:
             break
     return problems or [EntryProblem(0, "not a valid upload.json")]
+
+
+def is_text(text: str) -> bool:
+    """Encodable as UTF-8: not holding lone surrogates (from `\\ud800` escapes or undecodable file names)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def validate_entries(entries: Sequence[ManifestEntry]) -> list[EntryProblem]:
@@ -120,7 +136,8 @@ def read_upload_json(data: bytes | memoryview | mmap.mmap, *, allow_empty: bool 
     try:
         top = _top.decode(data)
         entries = _assets.decode(top.pop("asset"))
-    except (msgspec.DecodeError, UnicodeDecodeError, KeyError):
+    except (msgspec.DecodeError, UnicodeDecodeError, KeyError, RecursionError):
+        # RecursionError: msgspec's answer to values nested ~1,000 deep (the slow pass says so too)
         raise ManifestInvalid(_explain(data)) from None
     if not entries and not allow_empty:
         raise ManifestInvalid([EntryProblem(0, "the manifest lists no files")])
@@ -244,6 +261,7 @@ def expand_upload_list(
     for number, given in lines:
         try:
             real = local_source(_mapped(given, path_map), allowed_roots)
+            real.stat()  # a name too long, a folder we may not enter: said here, not raised by is_file()
             base = normalize_local(given).rstrip("/")
             if real.is_file():
                 entries.append(ManifestEntry(local=given, server=local_to_server(given)))
@@ -252,13 +270,18 @@ def expand_upload_list(
                     dirs.sort()
                     relative = Path(folder).relative_to(real).as_posix()
                     prefix = base if relative == "." else f"{base}/{relative}"
-                    entries.extend(
-                        ManifestEntry(f"{prefix}/{name}", local_to_server(f"{prefix}/{name}")) for name in sorted(files)
-                    )
+                    for name in sorted(files):
+                        if not is_text(name):
+                            raise PathRefused(f"file name {name!r} in {folder!r} is not UTF-8 text; rename it to send it")
+                        entries.append(ManifestEntry(f"{prefix}/{name}", local_to_server(f"{prefix}/{name}")))
             else:
                 problems.append(EntryProblem(number, f"{given!r} does not exist", "line"))
         except PathRefused as exc:
             problems.append(EntryProblem(number, str(exc), "line"))
+        except FileNotFoundError:
+            problems.append(EntryProblem(number, f"{given!r} does not exist", "line"))
+        except OSError as exc:
+            problems.append(EntryProblem(number, f"{given!r} cannot be read: {exc.strerror or exc}", "line"))
     if problems:
         raise ManifestInvalid(problems)
     if not entries:

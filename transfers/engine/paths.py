@@ -7,6 +7,8 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
+PARTIAL_SUFFIX = ".rvpart"  # in the names of the storage's own files: partial files, range markers and their temps
+
 
 class PathRefused(ValueError):
     """A path the engine will not touch; the message says why, in words a user can act on."""
@@ -16,7 +18,8 @@ def clean_server_path(server: str) -> str:
     """The storage-relative form of a manifest's server path: `/D/a/b` and `D\\a\\b` both give `D/a/b`.
 
     Refuses empty paths, NUL bytes and any `..` component: a server path names a file inside the
-    storage root and nothing else.
+    storage root and nothing else. Refuses names the storage uses for its own files (any component
+    holding `.rvpart`): such a file would be taken for, or overwritten as, another's partial file.
     """
     if not isinstance(server, str) or not server.strip():
         raise PathRefused("server path is empty")
@@ -32,6 +35,11 @@ def clean_server_path(server: str) -> str:
         raise PathRefused(f"server path {server!r} has a blank folder or file name")
     if not parts:
         raise PathRefused(f"server path {server!r} names no file")
+    if PARTIAL_SUFFIX in server:
+        reserved = next(part for part in parts if PARTIAL_SUFFIX in part)
+        raise PathRefused(
+            f"server path {server!r} uses the reserved name {reserved!r} (names holding {PARTIAL_SUFFIX!r} are for partial files)"
+        )
     return "/".join(parts)
 
 
@@ -149,7 +157,10 @@ class PathMap:
 
 class SourceResolver:
     """local_source for many files: each folder's real path is resolved once (resolving costs ~35 us,
-    and a tree has few folders and many files); each file is still checked for being a symlink."""
+    and a tree has few folders and many files); each file is still checked for being a symlink.
+
+    For planning only (what to skip, what to send): a path it resolved may change before the file is
+    opened, so the open itself goes through engine.localfs.LocalTree, which re-checks every component."""
 
     def __init__(self, roots: Sequence[Path]) -> None:
         self.roots = list(roots)

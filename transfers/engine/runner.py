@@ -3,7 +3,12 @@
 * Unchanged files (size and mtime as the ledger last saw them, or the same content hash) are skipped.
 * Retryable errors (I/O hiccups, a source changed mid-copy, a failed verification) are retried with
   bounded exponential backoff and full jitter, up to `attempts` (the SDK's `upload_num`); fatal ones
-  (missing source, permission, bad path) fail the file at once; a full disk stops the run.
+  (missing source, permission, bad path) fail the file at once.
+* A file starts only when the destination has room for it (engine.space); one that does not fit is
+  not sent (FileNotSent, not FileFinished) and the others go on; a disk found full mid-file stops the
+  run, keeping the partial file. Either way the run ends stopped, "destination full: needs X, has Y".
+* Local files are opened through engine.localfs: no symlink below the allowed root is followed at
+  open time, whatever the path looked like when the run planned it.
 * Progress goes to one callback as events (engine.events). FileFinished events and ledger writes
   happen in the thread that called run_upload; byte events come from the pool's threads.
 * Control.stop (or the callback returning False) stops cooperatively: partial files stay for a resume.
@@ -23,16 +28,18 @@ from itertools import islice
 from pathlib import Path
 
 from transfers.engine import hashing
-from transfers.engine.events import BytesSent, Event, FileFinished, FileRetrying, FileStarted, Report
+from transfers.engine.events import BytesSent, Event, FileFinished, FileNotSent, FileRetrying, FileStarted, Report
 from transfers.engine.ledger import Ledger, LedgerRecord
+from transfers.engine.localfs import LocalTree, NotAFile
 from transfers.engine.paths import PathMap, PathRefused, SourceResolver, clean_server_path
 from transfers.engine.ratelimit import TokenBucket, max_speed_to_rate
 from transfers.engine.send import SendFailed, SendOptions, Stopped, send_file
+from transfers.engine.space import SpaceBudget
 from transfers.engine.storage import Storage
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BytesSent", "Control", "FileFinished", "FileTask", "RunSummary", "TransferOptions", "run_upload"]
+__all__ = ["BytesSent", "Control", "FileFinished", "FileNotSent", "FileTask", "RunSummary", "TransferOptions", "run_upload"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,8 @@ class RunSummary:
     bytes_sent: int
     stopped: bool
     stop_reason: str = ""
+    files_not_sent: int = 0  # no room at the destination: neither done nor failed, to try again
+    bytes_not_sent: int = 0
 
 
 @dataclass(slots=True)
@@ -115,9 +124,13 @@ class _Run:
     sent: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     sources: SourceResolver = field(init=False)
+    tree: LocalTree = field(init=False)
+    space: SpaceBudget = field(init=False)
 
     def __post_init__(self) -> None:
-        self.sources = SourceResolver(self.allowed_roots)
+        self.sources = SourceResolver(self.allowed_roots)  # for planning: what to skip, what to send
+        self.tree = LocalTree(self.allowed_roots)  # for opening: what is actually read
+        self.space = SpaceBudget(self.storage)
 
     def tell(self, event: Event) -> None:
         if self.report(event) is False:
@@ -165,10 +178,15 @@ class _Run:
     def unchanged(self, task: FileTask, src: str, record: LedgerRecord) -> FileFinished | None:
         """A skip result when `src` still has the recorded content (with its new mtime, to record)."""
         try:
-            info = os.stat(src)
-            same = info.st_size == record.size and hashing.file_checksum(src, like=record.checksum) == record.checksum
-        except OSError:
+            fd, info = self.tree.open_file(src)
+        except (OSError, PathRefused, NotAFile):
             return None  # send() reports it
+        try:
+            same = info.st_size == record.size and hashing.fd_checksum(fd, like=record.checksum) == record.checksum
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
         if not same:
             return None
         return FileFinished(
@@ -177,9 +195,16 @@ class _Run:
 
     # --- sending one file, with retries ---------------------------------------------------------
 
-    def send(self, task: FileTask, src: str, size: int | None = None) -> FileFinished:
+    def send(self, task: FileTask, src: str, size: int | None = None) -> FileFinished | FileNotSent:
         key = _key(task.server)
         stop = self.control.stop
+        space = self.space
+
+        def on_bytes(count: int, resumed: bool) -> None:
+            if not resumed:
+                space.wrote(task.item_id, count)
+            self.tell(BytesSent(task.item_id, count, resumed))
+
         for attempt in range(1, self.options.attempts + 1):
             try:
                 if size is None or attempt > 1:
@@ -191,8 +216,9 @@ class _Run:
                     key,
                     bucket=self.control.bucket,
                     stop=stop,
-                    on_bytes=lambda count, resumed: self.tell(BytesSent(task.item_id, count, resumed)),
+                    on_bytes=on_bytes,
                     options=self.options.send,
+                    opener=self.tree.open_file,
                 )
                 return FileFinished(
                     task.item_id,
@@ -205,9 +231,17 @@ class _Run:
                 )
             except PathRefused as exc:  # e.g. a symlink planted in the storage since the plan
                 return FileFinished(task.item_id, ok=False, error_code="bad_path", error=str(exc), attempts=attempt)
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):  # from the stat for the size
                 return FileFinished(task.item_id, ok=False, error_code="missing_source", error=f"local file not found: {src}")
             except SendFailed as exc:
+                if exc.code == "disk_full":
+                    # Someone else filled it meanwhile: stop starting files; the partial stays for a resume.
+                    self.control.request_stop(_DESTINATION_FULL)
+                    needed = size or 0
+                    if needed < self.options.send.range_threshold:  # a ranged partial has the full size from the start
+                        needed = max(0, needed - self.storage.partial_size(key))
+                    self.space.not_sent(needed)
+                    return FileNotSent(task.item_id, needed, str(exc))
                 if exc.stops_run:
                     self.control.request_stop(str(exc))
                 if not exc.retryable or attempt == self.options.attempts or stop.is_set():
@@ -228,7 +262,7 @@ class _Run:
                 break
             self.finish(result, plan.task, records)
 
-    def guarded_send(self, plan: _Plan) -> FileFinished | None:
+    def guarded_send(self, plan: _Plan) -> FileFinished | FileNotSent | None:
         """None when stopped; a failed result (never an exception) for anything unexpected."""
         if self.control.stop.is_set():
             return None
@@ -237,6 +271,13 @@ class _Run:
         try:
             if plan.recheck is not None and (skip := self.unchanged(task, src, plan.recheck)) is not None:
                 return skip
+            size = plan.size or 0
+            if not self.space.reserve(task.item_id, size, self.control.stop):
+                if self.control.stop.is_set():
+                    return None
+                if not self._fits_with_partial(plan):
+                    self.space.not_sent(size)
+                    return FileNotSent(task.item_id, size, "no room at the destination")
             return self.send(task, src, plan.size)
         except Stopped:
             return None
@@ -245,12 +286,31 @@ class _Run:
             return FileFinished(
                 task.item_id, ok=False, error_code="internal", error=f"unexpected error: {type(exc).__name__}: {exc}"
             )
+        finally:
+            self.space.release(task.item_id)
+
+    def _fits_with_partial(self, plan: _Plan) -> bool:
+        """Whether a partial file kept from an earlier attempt leaves little enough to write.
+
+        Asked only when the whole file does not fit: a stat per file is not paid on every run. A
+        ranged partial is sized to the whole file from the start, so it counts for nothing here.
+        """
+        size = plan.size or 0
+        if size >= self.options.send.range_threshold:
+            return False
+        try:
+            kept = min(size, self.storage.partial_size(_key(plan.task.server)))
+        except (OSError, PathRefused):
+            return False
+        return kept > 0 and self.space.reserve(plan.task.item_id, size - kept)
 
     # --- results --------------------------------------------------------------------------------
 
-    def finish(self, result: FileFinished, task: FileTask, pending_records: list[LedgerRecord]) -> None:
+    def finish(self, result: FileFinished | FileNotSent, task: FileTask, pending_records: list[LedgerRecord]) -> None:
         with self._lock:  # pool threads and the planning thread both finish files
-            if result.ok:
+            if isinstance(result, FileNotSent):
+                pass  # counted by self.space
+            elif result.ok:
                 self.ok += 1
                 if result.skipped:
                     self.skipped += 1
@@ -262,6 +322,9 @@ class _Run:
             else:
                 self.failed += 1
         self.tell(result)
+
+
+_DESTINATION_FULL = "destination full"  # replaced by the figures when the run ends
 
 
 def _key(server: str) -> str:
@@ -313,7 +376,7 @@ def run_upload(
         if ledger is not None and full:
             ledger.record(full)
 
-    with ThreadPoolExecutor(max_workers=options.pool_size, thread_name_prefix="rvweb-send") as pool:
+    with run.tree, ThreadPoolExecutor(max_workers=options.pool_size, thread_name_prefix="rvweb-send") as pool:
 
         def submit(plans: list[_Plan]) -> None:
             in_flight.add(pool.submit(run.send_group, plans, records))
@@ -345,4 +408,16 @@ def run_upload(
         collect(list(in_flight))
     if ledger is not None and records:
         ledger.record(records)
-    return RunSummary(run.ok, run.failed, run.skipped, run.sent, control.stop.is_set(), control.reason)
+    space, reason = run.space, control.reason
+    if space.files_not_sent and reason in ("", _DESTINATION_FULL):
+        reason = space.reason(getattr(storage, "label", "the destination"))
+    return RunSummary(
+        run.ok,
+        run.failed,
+        run.skipped,
+        run.sent,
+        control.stop.is_set() or space.files_not_sent > 0,
+        reason,
+        files_not_sent=space.files_not_sent,
+        bytes_not_sent=space.bytes_not_sent,
+    )

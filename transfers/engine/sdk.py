@@ -19,6 +19,7 @@ from transfers.engine.manifest import (
     ManifestEntry,
     ManifestInvalid,
     encode_upload_json,
+    is_text,
     load_upload_json,
     write_atomic,
     write_upload_json,
@@ -111,6 +112,8 @@ def append_to_upload(files_paths: str | list[str] | tuple[str, ...], upload_path
     added = 0
     for given in files_paths:
         for local in _walk(given):
+            if not is_text(local):
+                raise PathRefused(f"path {local!r} is not UTF-8 text; rename it to add it")
             key, server = normalize_local(local), local_to_server(local)
             if key in seen_local or clean_server_path(server) in seen_server:
                 continue

@@ -26,11 +26,13 @@ from typing import BinaryIO
 import xxhash
 
 from transfers.engine import hashing
+from transfers.engine.localfs import NotAFile
 from transfers.engine.ratelimit import TokenBucket
 from transfers.engine.storage import PartialBusy, Storage, VerifyFailed, stamp
 
-OnBytes = Callable[[int, bool], None]
-SourcePath = str | Path  # (count, resumed): resumed bytes were verified, not sent
+OnBytes = Callable[[int, bool], None]  # (count, resumed): resumed bytes were verified, not sent
+SourcePath = str | Path
+Opener = Callable[[SourcePath], tuple[int, os.stat_result]]
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ class SendFailed(Exception):
 
 
 def source_error(exc: OSError, src: SourcePath) -> SendFailed:
-    if isinstance(exc, FileNotFoundError):
+    if isinstance(exc, FileNotFoundError | NotADirectoryError):  # the latter: a folder on the way is a file
         return SendFailed("missing_source", f"local file not found: {src}")
     if isinstance(exc, PermissionError):
         return SendFailed("permission", f"permission denied reading {src}")
@@ -83,10 +85,19 @@ def dest_error(exc: OSError, server: str) -> SendFailed:
     return SendFailed("write_error", f"cannot write {server}: {exc.strerror or exc}", retryable=True)
 
 
-def open_source(src: SourcePath) -> tuple[int, os.stat_result]:
-    """An fd for a regular file; O_NONBLOCK so a FIFO cannot hang the worker before we refuse it."""
+def open_source(src: SourcePath, opener: Opener | None = None) -> tuple[int, os.stat_result]:
+    """An fd for a regular file; O_NONBLOCK so a FIFO cannot hang the worker before we refuse it.
+
+    `opener` (the runner passes LocalTree.open_file) opens it without following any symlink below
+    its allowed root; without one, `src` is opened as it is (for callers that trust the path).
+    Raises PathRefused from the opener as it is.
+    """
     try:
+        if opener is not None:
+            return opener(src)
         fd = os.open(src, os.O_RDONLY | os.O_NONBLOCK)
+    except NotAFile as exc:
+        raise SendFailed("not_a_file", str(exc)) from exc
     except OSError as exc:
         raise source_error(exc, src) from exc
     info = os.fstat(fd)
@@ -218,6 +229,7 @@ def send_file(
     stop: threading.Event,
     on_bytes: OnBytes,
     options: SendOptions = SendOptions(),
+    opener: Opener | None = None,
 ) -> Sent:
     """Send `src` to `server` in `storage`, resuming a partial file when there is one.
 
@@ -225,7 +237,7 @@ def send_file(
     the same server path (another job, a duplicate run) fails with a retryable "busy" instead of
     interleaving its bytes.
     """
-    src_fd, before = open_source(src)
+    src_fd, before = open_source(src, opener)
     dest: BinaryIO | None = None
     try:
         kernel = options.kernel_copy and bucket.rate is None and storage.native_path(server) is not None
@@ -317,7 +329,7 @@ def _send_ranges(f: _File) -> tuple[BinaryIO, str, int]:
     try:
         done = _verified_ranges(f, starts, identity)
         if not done:
-            storage.write_marker(server, json.dumps({**identity, "done": {}}).encode())  # replaces a stale one
+            _write_marker(f, {**identity, "done": {}})  # replaces a stale one
         resumed = sum(min(range_size, size - starts[i]) for i in done)
         if resumed:
             f.on_bytes(resumed, True)
@@ -326,6 +338,13 @@ def _send_ranges(f: _File) -> tuple[BinaryIO, str, int]:
         dest.close()
         raise
     return dest, hashing.ranged(range_size, (bytes.fromhex(done[i]) for i in range(len(starts)))), resumed
+
+
+def _write_marker(f: _File, record: dict[str, object]) -> None:
+    try:
+        f.storage.write_marker(f.server, json.dumps(record).encode())
+    except OSError as exc:  # a full disk shows here too: it must stop the run, not look like a bug
+        raise dest_error(exc, f.server) from exc
 
 
 def _verified_ranges(f: _File, starts: list[int], identity: dict[str, int]) -> dict[int, str]:
@@ -359,7 +378,7 @@ def _copy_ranges(
         _check_arrived(f, digest, arrived)
         with lock:
             done[index] = digest.hexdigest()
-            f.storage.write_marker(f.server, json.dumps({**identity, "done": done}).encode())
+            _write_marker(f, {**identity, "done": done})
 
     with ThreadPoolExecutor(max_workers=f.options.ranges_in_parallel, thread_name_prefix="rvweb-range") as pool:
         futures = [pool.submit(one, index) for index in todo]

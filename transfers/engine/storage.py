@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from transfers.engine import hashing
-from transfers.engine.paths import clean_server_path, server_target
+from transfers.engine.paths import PARTIAL_SUFFIX, clean_server_path, server_target
 
-PARTIAL_SUFFIX = ".rvpart"
+__all__ = ["PARTIAL_SUFFIX", "LocalStorage", "PartialBusy", "Storage", "StoredFile", "VerifyFailed", "stamp"]
+
+FILE_MODE, FOLDER_MODE = 0o644, 0o755  # what lands in the farm, whatever the source's mode or the umask
 
 
 @dataclass(frozen=True)
@@ -69,11 +71,15 @@ _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True
 
 
 class LocalStorage:
-    """A folder on this machine (the local farm's input/output/config areas)."""
+    """A folder on this machine (the local farm's input/output/config areas).
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    `label` names it in messages for people (`input storage of farm account "x"`); default: its path.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, label: str | None = None) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self.label = label or str(self.root)
         # Folders already checked to lie inside the root (resolving costs ~60 us; a tree has few
         # folders and many files). A symlink planted later cannot redirect a write: partial files
         # are opened with O_NOFOLLOW and renamed, never written through their final name.
@@ -161,14 +167,14 @@ class LocalStorage:
         partial = self._where(path)[1]
         folder = os.path.dirname(partial)
         if folder not in self._made:
-            os.makedirs(folder, exist_ok=True)
+            self._make_folders(folder)
             self._made.add(folder)
         try:
             # Never O_TRUNC: only the lock holder may cut it. O_NOFOLLOW: never write through a symlink.
-            fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
         except FileNotFoundError:  # the folder was removed since: make it again
-            os.makedirs(folder, exist_ok=True)
-            fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            self._make_folders(folder)
+            fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
         handle = open(fd, "r+b", buffering=0)  # noqa: SIM115 - the caller closes it
         try:
             try:
@@ -184,6 +190,18 @@ class LocalStorage:
             handle.close()
             raise
         return handle
+
+    def _make_folders(self, folder: str) -> None:
+        """Missing folders down to `folder`, each 0755 whatever the umask (existing ones are left as they are)."""
+        missing = []
+        current = folder
+        while current != self._root and not os.path.isdir(current):
+            missing.append(current)
+            current = os.path.dirname(current)
+        for path in reversed(missing):
+            with contextlib.suppress(FileExistsError):  # made by another transfer meanwhile
+                os.mkdir(path, FOLDER_MODE)
+                os.chmod(path, FOLDER_MODE)
 
     def partial_digest(self, path: str, start: int, length: int) -> bytes:
         fd = os.open(self._where(path)[1], os.O_RDONLY)
@@ -215,9 +233,19 @@ class LocalStorage:
         if arrived != checksum:
             self.discard_partial(path)
             raise VerifyFailed(f"{path}: checksum at the destination {arrived} differs from the sent {checksum}")
+        if stat.S_IMODE(held.st_mode) != FILE_MODE:
+            os.fchmod(handle.fileno(), FILE_MODE)  # an old partial, or a umask that cut the create mode
         if size >= _FSYNC_AT_LEAST:
             _fsync(handle.fileno())  # small files are made durable in bulk by sync()
         os.replace(partial, final)
+        try:
+            landed = os.stat(final, follow_symlinks=False)
+        except FileNotFoundError:
+            landed = None
+        if landed is None or (landed.st_dev, landed.st_ino) != (held.st_dev, held.st_ino):
+            # Something else took the final name at once (a second writer of the same path, a
+            # bookkeeping name of ours reused): never call that file done.
+            raise VerifyFailed(f"{path}: another file took its place just after it was renamed into place")
         if hashing.range_size_of(checksum) is not None or path in self._marked:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(marker)

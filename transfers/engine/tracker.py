@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from transfers.engine.events import BytesSent, Event, FileFinished, FileStarted
+from transfers.engine.events import BytesSent, Event, FileFinished, FileNotSent, FileStarted
 from transfers.engine.meter import RateMeter
 
 
@@ -69,6 +69,9 @@ class Tracker:
                 self._active[event.item_id] = [0, event.size]
             elif isinstance(event, FileFinished):
                 self._finish(event)
+            elif isinstance(event, FileNotSent):
+                # Still to do: neither done nor failed; what it wrote is counted again when it resumes.
+                self.bytes_done -= self._active.pop(event.item_id, [0, 0])[0]
 
     def _finish(self, event: FileFinished) -> None:
         counted = self._active.pop(event.item_id, [0, 0])[0]

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('transfers', '0004_path_map_actor_name'),
+        ('transfers', '0005_teams'),
     ]
 
     operations = [

@@ -1,0 +1,113 @@
+"""Shared factories for the web tests: teams, users with a role, farm accounts, manifests and jobs.
+
+Each factory is a fixture returning a function, so a test makes exactly the rows it needs. They ask for
+`db`, which follows the test's own `django_db` mark (transactional or not).
+In async tests wrap them: `await database_sync_to_async(make_user)(...)`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+
+from transfers import services
+from transfers.models import FarmAccount, Manifest, Membership, Team, TransferJob
+
+_numbers = itertools.count(1)
+
+
+@pytest.fixture
+def make_team(db: None) -> Callable[..., Team]:
+    def make(name: str | None = None) -> Team:
+        return Team.objects.create(name=name or f"team-{next(_numbers)}")
+
+    return make
+
+
+@pytest.fixture
+def make_user(db: None) -> Callable[..., Any]:
+    """make_user("ann", team=t, role="lead") — role one of lead, member, viewer; no team: a user in no team.
+
+    The user has no usable password unless `password` is given (tests log in with force_login)."""
+
+    def make(
+        username: str | None = None,
+        *,
+        team: Team | None = None,
+        role: str = Membership.Role.MEMBER,
+        staff: bool = False,
+        superuser: bool = False,
+        password: str | None = None,
+    ) -> Any:
+        username = username or f"user-{next(_numbers)}"
+        users = get_user_model().objects
+        create = users.create_superuser if superuser else users.create_user
+        # No password unless asked for: hashing one costs a quarter of a second, and force_login needs none.
+        user = create(username, password=password, is_staff=staff or superuser)
+        if team is not None:
+            Membership.objects.create(user=user, team=team, role=role)
+        return user
+
+    return make
+
+
+@pytest.fixture
+def team(make_team: Callable[..., Team]) -> Team:
+    """The team of a test's `lead` and accounts, where a test needs only one."""
+    return make_team("Studio")
+
+
+@pytest.fixture
+def make_account(make_team: Callable[..., Team]) -> Callable[..., FarmAccount]:
+    """make_account(team, name="farm", **fields); without a team, the account gets a team of its own."""
+
+    def make(team: Team | None = None, *, name: str | None = None, **fields: Any) -> FarmAccount:
+        return FarmAccount.objects.create(name=name or f"farm-{next(_numbers)}", team=team or make_team(), **fields)
+
+    return make
+
+
+@pytest.fixture
+def make_manifest(db: None) -> Callable[..., Manifest]:
+    """make_manifest(account, files=3): real files under an allowed root, imported through services.manifest_import."""
+
+    def make(account: FarmAccount, *, files: int = 3, name: str = "shots", user: Any = None) -> Manifest:
+        folder = Path(settings.ALLOWED_LOCAL_ROOTS[0]) / f"t-{uuid.uuid4().hex[:12]}"
+        folder.mkdir(parents=True)
+        paths = []
+        for number in range(files):
+            path = folder / f"f{number}.bin"
+            path.write_bytes(b"x" * (number + 1))
+            paths.append(path)
+        data = json.dumps({"asset": [{"local": str(p), "server": str(p)} for p in paths]}).encode()
+        return services.manifest_import(name=name, account=account, data=data, user=user)
+
+    return make
+
+
+@pytest.fixture
+def make_job(db: None) -> Callable[..., TransferJob]:
+    """make_job(account=…, or manifest=…, status="running", created_by=user): the row only, no items, no worker."""
+
+    def make(
+        *,
+        account: FarmAccount | None = None,
+        manifest: Manifest | None = None,
+        status: str = TransferJob.Status.RUNNING,
+        created_by: Any = None,
+        **fields: Any,
+    ) -> TransferJob:
+        if account is None:
+            assert manifest is not None, "make_job needs an account or a manifest"
+            account = manifest.account
+        return TransferJob.objects.create(account=account, manifest=manifest, status=status, created_by=created_by, **fields)
+
+    return make

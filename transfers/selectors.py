@@ -1,0 +1,84 @@
+"""Who sees and does what: the only module that builds querysets for pages, the API, form choices and websockets.
+
+Teams own farm accounts; manifests and jobs belong to a team through their account (`account__team`).
+A user's role in a team decides what they may do there:
+
+    action        lead  member  viewer   (staff and superusers: everything; users in no team: nothing)
+    view          yes   yes     yes      accounts (never their keys), manifests, jobs, job websockets
+    run           yes   yes     -        start an upload of a manifest
+    control       yes   yes     -        pause, resume, cancel, retry, change max_speed of a job
+    manage        yes   -       -        create and edit accounts, import and delete manifests
+
+Reads of an object the user may not see are answered like a missing object (404); the callers check an
+action on an object they may see with `user_may`, and answer 403 (API) or an error message (pages).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
+
+from transfers.models import FarmAccount, Manifest, Membership, Team, TransferJob
+
+Action = Literal["view", "run", "control", "manage"]
+Role = Literal["viewer", "member", "lead"]
+
+_L, _M, _V = Membership.Role.LEAD, Membership.Role.MEMBER, Membership.Role.VIEWER
+ROLES_FOR: dict[str, frozenset[str]] = {
+    "view": frozenset({_L, _M, _V}),
+    "run": frozenset({_L, _M}),
+    "control": frozenset({_L, _M}),
+    "manage": frozenset({_L}),
+}
+_AT_LEAST: dict[str, frozenset[str]] = {"viewer": ROLES_FOR["view"], "member": ROLES_FOR["run"], "lead": ROLES_FOR["manage"]}
+
+
+def _sees_all(user: Any) -> bool:
+    return bool(user is not None and user.is_authenticated and user.is_active and (user.is_staff or user.is_superuser))
+
+
+def _restrict(queryset: QuerySet[Any], user: Any, roles: frozenset[str], team_path: str) -> QuerySet[Any]:
+    if user is None or not user.is_authenticated or not user.is_active:
+        return queryset.none()
+    if _sees_all(user):
+        return queryset
+    teams = Membership.objects.filter(user=user, role__in=roles).values("team_id")
+    return queryset.filter(**{f"{team_path}__in": teams})
+
+
+def teams_for(user: Any, *, role: Role = "viewer") -> QuerySet[Team]:
+    """Teams in which the user has at least `role` (staff: every team)."""
+    return _restrict(Team.objects.order_by("name"), user, _AT_LEAST[role], "pk")
+
+
+def accounts_for(user: Any, *, action: Literal["view", "manage"] = "view") -> QuerySet[FarmAccount]:
+    """Farm accounts, their key deferred (never decrypted for a list); `key_stored` says whether one is set."""
+    accounts = (
+        FarmAccount.objects.select_related("team")
+        .defer("access_key")
+        .annotate(key_stored=ExpressionWrapper(~Q(access_key=""), output_field=BooleanField()))
+        .order_by("name")
+    )
+    return _restrict(accounts, user, ROLES_FOR[action], "team")
+
+
+def manifests_for(user: Any, *, action: Literal["view", "run", "manage"] = "view") -> QuerySet[Manifest]:
+    manifests = Manifest.objects.select_related("account", "account__team", "created_by").defer("account__access_key")
+    return _restrict(manifests, user, ROLES_FOR[action], "account__team")
+
+
+def jobs_for(user: Any, *, action: Literal["view", "control"] = "view") -> QuerySet[TransferJob]:
+    jobs = TransferJob.objects.select_related("account", "account__team", "manifest", "created_by").defer("account__access_key")
+    return _restrict(jobs, user, ROLES_FOR[action], "account__team")
+
+
+_TEAM_PATH: dict[type, str] = {Team: "pk", FarmAccount: "team", Manifest: "account__team", TransferJob: "account__team"}
+
+
+def user_may(user: Any, action: Action, obj: FarmAccount | Manifest | TransferJob | Team) -> bool:
+    """Whether the user may do `action` on this object (a team: `action` in that team, e.g. manage its accounts)."""
+    if _sees_all(user):
+        return True
+    model = type(obj)
+    return _restrict(model._default_manager.filter(pk=obj.pk), user, ROLES_FOR[action], _TEAM_PATH[model]).exists()

@@ -1,0 +1,81 @@
+"""Audit rows for rows changed outside the app's services: users and team memberships.
+
+Whoever changes them — the admin, `createsuperuser`, bootstrap, a shell — these receivers write the one
+audit row, so a creation is never recorded twice. The admin wraps its views in `audit_context`, which
+names the actor and the request; anywhere else the actor is "system".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from django.conf import settings
+from django.db.models.signals import post_delete, post_save, pre_save
+from django.dispatch import receiver
+from django.http import HttpRequest
+
+from transfers import services
+from transfers.models import Membership
+
+_context: ContextVar[tuple[Any, HttpRequest | None] | None] = ContextVar("rvweb_audit_context", default=None)
+
+
+@contextmanager
+def audit_context(*, actor: Any, request: HttpRequest | None) -> Iterator[None]:
+    """Within this block, user and membership changes are recorded as made by `actor` during `request`."""
+    token = _context.set((actor, request))
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def _record(action: str, target: Any, **values: Any) -> None:
+    actor, request = _context.get() or (None, None)
+    services.audit_record(actor=actor, action=action, target=target, request=request, **values)
+
+
+def _user_facts(user: Any) -> dict[str, Any]:
+    return {"username": user.get_username(), "is_staff": user.is_staff, "is_superuser": user.is_superuser}
+
+
+@receiver(post_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="rvweb-audit-user-create")
+def user_created(sender: Any, instance: Any, created: bool, raw: bool = False, **kwargs: Any) -> None:
+    # Changes are recorded where their meaning is known (the admin's change log); a plain save() also
+    # happens at every login (last_login), which is no change worth an audit row.
+    if created and not raw:
+        _record("user.create", instance, after=_user_facts(instance))
+
+
+@receiver(post_delete, sender=settings.AUTH_USER_MODEL, dispatch_uid="rvweb-audit-user-delete")
+def user_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
+    _record("user.delete", instance, before=_user_facts(instance))
+
+
+def _membership_facts(membership: Membership) -> dict[str, Any]:
+    return {"user": membership.user_id, "team": membership.team_id, "role": membership.role}
+
+
+@receiver(pre_save, sender=Membership, dispatch_uid="rvweb-audit-membership-before")
+def membership_before(sender: Any, instance: Membership, raw: bool = False, **kwargs: Any) -> None:
+    old = Membership.objects.filter(pk=instance.pk).first() if instance.pk and not raw else None
+    instance._audit_before = _membership_facts(old) if old is not None else None  # type: ignore[attr-defined]
+
+
+@receiver(post_save, sender=Membership, dispatch_uid="rvweb-audit-membership-save")
+def membership_saved(sender: Any, instance: Membership, created: bool, raw: bool = False, **kwargs: Any) -> None:
+    if raw:
+        return
+    before = getattr(instance, "_audit_before", None)
+    after = _membership_facts(instance)
+    if created or before != after:
+        action = "membership.create" if created else "membership.change"
+        _record(action, instance, before=None if created else before, after=after)
+
+
+@receiver(post_delete, sender=Membership, dispatch_uid="rvweb-audit-membership-delete")
+def membership_deleted(sender: Any, instance: Membership, **kwargs: Any) -> None:
+    _record("membership.delete", instance, before=_membership_facts(instance))
