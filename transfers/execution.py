@@ -8,9 +8,11 @@ user's pause or cancel) stops the run.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -24,14 +26,23 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from transfers import progress
 from transfers.engine.events import Event, FileFinished
-from transfers.engine.paths import PathMap
+from transfers.engine.paths import PathMap, PathRefused
 from transfers.engine.runner import Control, FileTask, RunSummary, TransferOptions, run_upload
 from transfers.engine.storage import LocalStorage
 from transfers.engine.tracker import Snapshot, Tracker
 from transfers.ledger import DbLedger
 from transfers.locks import Lease, job_lock
 from transfers.models import TransferItem, TransferJob
-from transfers.services import audit_record, farm_storage, job_recount, job_start, job_transition
+from transfers.progress import JobFigures
+from transfers.services import (
+    audit_record,
+    farm_storage,
+    job_audit_end,
+    job_publish_state,
+    job_recount,
+    job_start,
+    job_transition,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +65,13 @@ class _Recorder:
         self.tasks = tasks
         self.expected = expected
         self.status: str = TransferJob.Status.RUNNING  # as last read from the job row
+        # Bytes an earlier run left in the partial files of pending items (job_recount counted them in
+        # bytes_done). The engine reports them again as it resumes each file; until it has, they are
+        # shown from here, so the bar neither falls back at a resume nor counts them twice.
+        self.carried: dict[int, int] = dict(
+            job.items.filter(state=TransferItem.State.PENDING, bytes_done__gt=0).values_list("pk", "bytes_done")
+        )
+        self.sent_before = job.bytes_sent
         self.tracker = Tracker(
             files_total=job.files_total,
             bytes_total=job.bytes_total,
@@ -61,33 +79,49 @@ class _Recorder:
             files_done=job.files_done,
             files_skipped=job.files_skipped,
             files_failed=job.files_failed,
-            bytes_done=job.bytes_done,
+            bytes_done=max(0, job.bytes_done - sum(self.carried.values())),
         )
         self._lock = threading.Lock()
         self._finished: list[FileFinished] = []
 
     def __call__(self, event: Event) -> None:
-        self.tracker(event)
         if isinstance(event, FileFinished):
-            with self._lock:
+            with self._lock:  # the tracker and `carried` change together: a snapshot sees both or neither
+                self.tracker(event)
+                self.carried.pop(event.item_id, None)
                 self._finished.append(event)
+        else:
+            self.tracker(event)
 
-    def backlog(self) -> int:
+    def snapshot(self) -> tuple[Snapshot, JobFigures]:
+        """The tracker's snapshot and the figures the page shows for it (with the carried partial bytes)."""
         with self._lock:
-            return len(self._finished)
-
-    def message(self, snap: Snapshot | None = None) -> progress.JobProgress:
-        snap = snap or self.tracker.snapshot()
-        return progress.JobProgress(
-            type="job.progress",
-            job=self.job.pk,
+            snap = self.tracker.snapshot()
+            carried = dict(self.carried)
+        counted = {f.item_id: f.done for f in snap.active}
+        view = TransferJob(
             status=self.status,
             files_total=snap.files_total,
             files_done=snap.files_done,
             files_skipped=snap.files_skipped,
             files_failed=snap.files_failed,
             bytes_total=snap.bytes_total,
-            bytes_done=snap.bytes_done,
+            bytes_done=snap.bytes_done + sum(max(0, b - counted.get(item, 0)) for item, b in carried.items()),
+            bytes_sent=self.sent_before + self.tracker.bytes_sent,
+            figures_at=timezone.now(),
+        )
+        return snap, view.figures()
+
+    def backlog(self) -> int:
+        with self._lock:
+            return len(self._finished)
+
+    def message(self) -> progress.JobProgress:
+        snap, figures = self.snapshot()
+        return progress.JobProgress(
+            type="job.progress",
+            job=self.job.pk,
+            **figures,
             speed=round(snap.speed, 1),
             eta=snap.eta,
             active=[
@@ -109,7 +143,7 @@ class _Recorder:
             raise
 
     def _store(self, batch: list[FileFinished]) -> None:
-        snap = self.tracker.snapshot()
+        snap, figures = self.snapshot()
         if batch:
             self.storage.sync()
         items = [
@@ -127,28 +161,53 @@ class _Recorder:
             )
             for e in batch
         ]
+        # The files under way keep what they hold so far: a resumed run starts its figures from there.
+        partials = [
+            TransferItem(pk=f.item_id, bytes_done=max(f.done, self.carried.get(f.item_id, 0)))
+            for f in snap.active
+            if f.item_id in self.tasks
+        ]
         with transaction.atomic():
             TransferItem.objects.bulk_update(items, _ITEM_FIELDS, batch_size=500)
+            TransferItem.objects.filter(state=TransferItem.State.PENDING).bulk_update(partials, ["bytes_done"], batch_size=500)
             TransferJob.objects.filter(pk=self.job.pk).update(
-                files_done=snap.files_done,
-                files_failed=snap.files_failed,
-                files_skipped=snap.files_skipped,
-                bytes_done=snap.bytes_done,
-                bytes_total=snap.bytes_total,
+                files_done=figures["files_done"],
+                files_failed=figures["files_failed"],
+                files_skipped=figures["files_skipped"],
+                bytes_done=figures["bytes_done"],
+                bytes_total=figures["bytes_total"],
+                bytes_sent=figures["bytes_sent"],
+                figures_at=_measured_at(figures),
             )
+
+
+def _measured_at(figures: JobFigures) -> datetime | None:
+    at = figures["figures_at"]
+    return datetime.fromtimestamp(at, tz=UTC) if at is not None else None
 
 
 def transfer_options(options: dict[str, Any]) -> TransferOptions:
     return TransferOptions(pool_size=int(options.get("pool_size", 4)), attempts=int(options.get("upload_num", 3)))
 
 
-def _final_status(snap: Snapshot, summary: RunSummary) -> str:
-    """From the whole job's counts (earlier runs of a resumed job included), not this run's alone."""
-    if snap.files_failed == 0 and not summary.stopped:
-        return TransferJob.Status.COMPLETED
-    if snap.files_done == 0:
-        return TransferJob.Status.FAILED
-    return TransferJob.Status.COMPLETED_WITH_ERRORS
+def _final_status(figures: JobFigures, summary: RunSummary) -> tuple[str, str]:
+    """The status and error a run that ended by itself leaves, from the whole job's counts (earlier runs
+    of a resumed job included), not this run's alone.
+
+    Files never tried are not failures: a run that stopped with files still to send (a full
+    destination, say) failed, keeps them pending and says so; Retry sends them, and the failed ones.
+    """
+    reason = summary.stop_reason if summary.stopped else ""
+    not_sent = figures["files_not_sent"]
+    if not_sent:
+        advice = "free space and press Retry" if reason.startswith("destination full") else "press Retry to send them"
+        files = "file" if not_sent == 1 else "files"
+        return TransferJob.Status.FAILED, f"{reason or 'the run ended early'}: {not_sent} {files} not sent; {advice}"
+    if figures["files_failed"] == 0:
+        return TransferJob.Status.COMPLETED, reason
+    if figures["files_done"] == 0:
+        return TransferJob.Status.FAILED, reason
+    return TransferJob.Status.COMPLETED_WITH_ERRORS, reason
 
 
 class RunInterrupted(Exception):
@@ -282,26 +341,42 @@ def _watch(
 
 
 def _finish(job: TransferJob, recorder: _Recorder, throttle: progress.ProgressThrottle, summary: RunSummary) -> None:
+    """End the run: its own final transition, or, when a user paused or cancelled it, tell the page
+    the counters it stopped with (stored by the last write). Either way one job.finish event."""
     current = TransferJob.objects.filter(pk=job.pk).values_list("status", flat=True).first()
-    if current != TransferJob.Status.RUNNING:
-        # A user paused or cancelled it (that transition was published already); a cancelled job's
-        # partial files are removed by the discard_partials task once this run lets go of the lease.
+    if current is None:
         throttle.discard()
         return
-    snap = recorder.tracker.snapshot()
-    status = _final_status(snap, summary)
+    if current != TransferJob.Status.RUNNING:
+        # A user paused or cancelled it. The held progress message describes the run before that. A
+        # cancelled job's partial files are removed by the discard_partials task once this run lets go.
+        throttle.discard()
+        job_stopped(job_id=job.pk, status=current)
+        return
+    _, figures = recorder.snapshot()
+    status, error = _final_status(figures, summary)
     recorder.status = status
-    throttle.offer(recorder.message(snap))
+    throttle.offer(recorder.message())
     throttle.flush()
-    error = summary.stop_reason if summary.stopped else ""
-    if job_transition(job_id=job.pk, to=status, finished_at=timezone.now(), error=error):
-        audit_record(
-            actor=None,
-            action="job.finish",
-            target=job,
-            outcome=status,
-            after={"files_done": snap.files_done, "files_failed": snap.files_failed, "bytes_done": snap.bytes_done},
-        )
+    with transaction.atomic():
+        if job_transition(job_id=job.pk, to=status, finished_at=timezone.now(), error=error):
+            job_audit_end(job_id=job.pk, outcome=status, error=error)
+
+
+def job_stopped(*, job_id: int, status: str) -> None:
+    """A run stopped by a user's pause or cancel has ended: a cancelled job is finished now (with the
+    counters already stored), the page is told the final state, and the audit trail gets its end."""
+    outcome = status if status == TransferJob.Status.CANCELLED else TransferJob.Status.PAUSED  # or paused and resumed
+    with transaction.atomic():
+        if status == TransferJob.Status.CANCELLED:
+            # Only the first to finish a cancelled job writes its end (job_cancel did, for a job with no run).
+            ended = TransferJob.objects.filter(pk=job_id, status=status, finished_at__isnull=True).update(
+                finished_at=timezone.now()
+            )
+            if not ended:
+                return
+        job_audit_end(job_id=job_id, outcome=outcome)
+        transaction.on_commit(lambda: job_publish_state(job_id=job_id, status=status))
 
 
 def _follow_user(job: TransferJob, recorder: _Recorder, control: Control) -> None:
@@ -328,8 +403,10 @@ def job_discard_partials(*, job_id: int) -> None:
         job = TransferJob.objects.select_related("account").defer("account__access_key").filter(pk=job_id).first()
         if job is None or job.status != TransferJob.Status.CANCELLED:
             return
+        if job.finished_at is None:
+            job_stopped(job_id=job_id, status=job.status)  # its run died before it could say it ended
         storage = LocalStorage(farm_storage(account=job.account).area("input"))
-        for server in (
-            job.items.filter(state=TransferItem.State.PENDING).values_list("server", flat=True).iterator(chunk_size=2000)
-        ):
-            storage.discard_partial(server)
+        unfinished = [TransferItem.State.PENDING, TransferItem.State.FAILED]  # a failed file may have left a partial
+        for server in job.items.filter(state__in=unfinished).values_list("server", flat=True).iterator(chunk_size=2000):
+            with contextlib.suppress(PathRefused):  # a path refused in storage (its item failed so) has no partial
+                storage.discard_partial(server)

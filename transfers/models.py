@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
 from transfers.engine.paths import PathMap, PathRefused
 from transfers.fields import EncryptedTextField
+
+if TYPE_CHECKING:
+    from transfers.progress import JobFigures, JobLive
 
 
 def validate_path_map(value: object) -> None:
@@ -124,14 +129,21 @@ class TransferJob(models.Model):
         running                        -> running (a run whose worker died is taken over by the next
                                           holder of the job's lease, see transfers.locks)
         paused                         -> queued (resume) | cancelled
-        completed_with_errors | failed -> queued (retry the failed items)
+        completed_with_errors | failed -> queued (retry the failed and the unsent items) | cancelled
 
-    completed: every item arrived. completed_with_errors: some items failed, the rest arrived.
-    failed: nothing arrived, or the job as a whole could not run (the error says why).
+    completed: every item arrived. completed_with_errors: some items failed, every other one arrived.
+    failed: nothing arrived, or the run stopped by itself (a full destination...) with files not sent
+    yet, or the job as a whole could not run (the error says why).
     paused: the worker stopped between chunks; partial files are kept and resume at their offset.
-    cancelled: stopped for good; partial files are removed, finished files stay.
+    cancelled: stopped for good; partial files are removed, finished files stay. A failed job can be
+    cancelled too, to remove the partial files it left.
     A user's pause or cancel is a transition made by the web process; the worker notices it within a
-    second and stops, and its own final transition (from running) then changes nothing.
+    second and stops, and its own final transition (from running) then changes nothing. A job cancelled
+    while running has no finished_at until its worker has stopped and stored its last counters: only
+    then is it `settled` (the page stops listening then, with the final figures).
+
+    What a user may do in each status is ACTIONS (each one a transition above); pages, their script and the
+    API read `actions` / `can()` / `as_live()`, never a copy of these rules.
     """
 
     class Kind(models.TextChoices):
@@ -154,8 +166,19 @@ class TransferJob(models.Model):
             {Status.COMPLETED, Status.COMPLETED_WITH_ERRORS, Status.FAILED, Status.CANCELLED, Status.PAUSED}
         ),
         Status.PAUSED: frozenset({Status.QUEUED, Status.CANCELLED}),
-        Status.COMPLETED_WITH_ERRORS: frozenset({Status.QUEUED}),
-        Status.FAILED: frozenset({Status.QUEUED}),
+        Status.COMPLETED_WITH_ERRORS: frozenset({Status.QUEUED, Status.CANCELLED}),
+        Status.FAILED: frozenset({Status.QUEUED, Status.CANCELLED}),
+    }
+    # A user's action -> its target status and the statuses it may be taken from (each pair is in
+    # TRANSITIONS: checked below). Resume and retry both queue the job again, from different statuses.
+    ACTIONS: dict[str, tuple[str, frozenset[str]]] = {
+        "pause": (Status.PAUSED, frozenset({Status.RUNNING})),
+        "resume": (Status.QUEUED, frozenset({Status.PAUSED})),
+        "cancel": (
+            Status.CANCELLED,
+            frozenset({Status.QUEUED, Status.RUNNING, Status.PAUSED, Status.COMPLETED_WITH_ERRORS, Status.FAILED}),
+        ),
+        "retry": (Status.QUEUED, frozenset({Status.COMPLETED_WITH_ERRORS, Status.FAILED})),
     }
 
     kind = models.CharField(max_length=40, choices=Kind.choices, default=Kind.UPLOAD_ASSET)
@@ -173,6 +196,10 @@ class TransferJob(models.Model):
     files_skipped = models.PositiveIntegerField(default=0)  # counted in files_done too
     bytes_total = models.PositiveBigIntegerField(default=0)
     bytes_done = models.PositiveBigIntegerField(default=0)
+    bytes_sent = models.PositiveBigIntegerField(default=0)  # really moved, all runs: not skipped, not resumed
+    # When the counters were measured (the worker's tracker snapshot they come from): the page keeps the
+    # newest figures it has seen, whether they came from the worker live or from this row.
+    figures_at = models.DateTimeField(null=True)
     error = models.TextField(blank=True)
 
     class Meta:
@@ -181,9 +208,39 @@ class TransferJob(models.Model):
     def __str__(self) -> str:
         return f"job {self.pk} ({self.get_kind_display()}, {self.status})"
 
+    @classmethod
+    def actions_in(cls, status: str) -> list[str]:
+        """The user actions allowed in `status`, in a stable order."""
+        return [action for action, (_, sources) in cls.ACTIONS.items() if status in sources]
+
+    @property
+    def actions(self) -> list[str]:
+        return self.actions_in(self.status)
+
+    def can(self, action: str) -> bool:
+        return action in self.actions
+
     @property
     def is_terminal(self) -> bool:
         return self.status in self.TERMINAL
+
+    @property
+    def is_running(self) -> bool:
+        return self.status == self.Status.RUNNING
+
+    @property
+    def label(self) -> str:
+        return str(self.Status(self.status).label) if self.status in self.Status.values else self.status
+
+    @property
+    def settled(self) -> bool:
+        """Terminal, and no run is still stopping: the figures are final."""
+        return self.is_terminal and self.finished_at is not None
+
+    @property
+    def files_not_sent(self) -> int:
+        """Files neither arrived nor failed: still to send (or, once the job is terminal, never sent)."""
+        return max(0, self.files_total - self.files_done - self.files_failed)
 
     @property
     def duration(self) -> float | None:
@@ -194,9 +251,44 @@ class TransferJob(models.Model):
 
     @property
     def average_speed(self) -> float | None:
-        """Bytes per second over the whole run, for a finished job."""
+        """Bytes actually sent per second, for a finished job; None when nothing was sent (all unchanged,
+        say): bytes skipped or resumed from an earlier partial were never moved and prove no speed."""
         duration = self.duration
-        return self.bytes_done / duration if duration else None
+        return self.bytes_sent / duration if duration and self.bytes_sent else None
+
+    def figures(self) -> JobFigures:
+        """The counters as the page shows them; a live progress message carries the same."""
+        return {
+            "percent": self.percent,
+            "files_total": self.files_total,
+            "files_done": self.files_done,
+            "files_skipped": self.files_skipped,
+            "files_failed": self.files_failed,
+            "files_not_sent": self.files_not_sent,
+            "bytes_total": self.bytes_total,
+            "bytes_done": self.bytes_done,
+            "bytes_sent": self.bytes_sent,
+            "figures_at": self.figures_at.timestamp() if self.figures_at else None,
+        }
+
+    def as_live(self) -> JobLive:
+        """Everything the live page shows, from this row: rendered by the template (json_script), served
+        by the API and sent with every state message, so the script decides nothing on its own."""
+        return {
+            **self.figures(),
+            "status": self.status,
+            "label": self.label,
+            "actions": self.actions,
+            "running": self.is_running,
+            "waiting": self.status == self.Status.QUEUED,
+            "terminal": self.is_terminal,
+            "settled": self.settled,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "duration": self.duration,
+            "average_speed": self.average_speed,
+            "error": self.error,
+        }
 
     @property
     def percent(self) -> int:

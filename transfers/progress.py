@@ -30,25 +30,54 @@ class ActiveFile(TypedDict):
     size: int
 
 
-class JobProgress(TypedDict):
-    type: Literal["job.progress"]
-    job: int
-    status: str
+class JobFigures(TypedDict):
+    """A job's counters (TransferJob.figures): from its row, or live from the worker's tracker."""
+
+    percent: int
     files_total: int
     files_done: int
     files_skipped: int
     files_failed: int
+    files_not_sent: int
     bytes_total: int
     bytes_done: int
+    bytes_sent: int
+    figures_at: float | None  # epoch seconds when they were measured: the newest wins on the page
+
+
+class JobLive(JobFigures):
+    """Everything the job page shows (TransferJob.as_live): the state rules come with it, decided by the model."""
+
+    status: str
+    label: str
+    actions: list[str]  # what a user may do now: pause, resume, cancel, retry
+    running: bool
+    waiting: bool  # queued: waiting for a worker
+    terminal: bool
+    settled: bool  # terminal and no run still stopping: the figures are final
+    started_at: str | None
+    finished_at: str | None
+    duration: float | None
+    average_speed: float | None  # bytes actually sent per second; None when nothing was sent
+    error: str
+
+
+class JobProgress(JobFigures):
+    """Live figures of a running job. No status: the worker learns of a pause a second late, so a
+    status from here could undo the state message that announced it; states come in JobState only."""
+
+    type: Literal["job.progress"]
+    job: int
     speed: float  # bytes per second, smoothed over the last seconds
     eta: float | None  # seconds
     active: list[ActiveFile]  # a few of the files being sent now
 
 
-class JobState(TypedDict):
+class JobState(TypedDict, total=False):
     type: Literal["job.state"]
     job: int
     status: str
+    live: JobLive  # the row as it was once the change was committed
 
 
 def job_group(job_id: int) -> str:
@@ -88,8 +117,11 @@ def _send(groups: tuple[str, ...], message: JobProgress | JobState) -> None:
         )
 
 
-def publish_state(job_id: int, *, status: str) -> None:
-    _send((job_group(job_id), DASHBOARD_GROUP), JobState(type="job.state", job=job_id, status=status))
+def publish_state(job_id: int, *, status: str, live: JobLive | None = None) -> None:
+    message = JobState(type="job.state", job=job_id, status=status)
+    if live is not None:
+        message["live"] = live
+    _send((job_group(job_id), DASHBOARD_GROUP), message)
 
 
 class ProgressThrottle:

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.auth.models import User as AuthUser
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import Coalesce, Now
 from django.http import HttpRequest
@@ -169,8 +169,18 @@ def job_transition(*, job_id: int, to: str, allowed_from: Iterable[str] | None =
     )
     changed = TransferJob.objects.filter(pk=job_id, status__in=sources).update(status=to, **fields)
     if changed:
-        transaction.on_commit(lambda: progress.publish_state(job_id, status=to))
+        transaction.on_commit(lambda: job_publish_state(job_id=job_id, status=to))
     return bool(changed)
+
+
+def job_publish_state(*, job_id: int, status: str) -> None:
+    """Announce a job's state with its row as committed: the page takes status, controls and figures
+    from it. Best effort, as all publishing: a database that fails here costs only the figures."""
+    try:
+        job = TransferJob.objects.filter(pk=job_id).first()
+    except DatabaseError:
+        job = None
+    progress.publish_state(job_id, status=status, live=job.as_live() if job is not None else None)
 
 
 def job_set_max_speed(*, job: TransferJob, max_speed: int | None, user: User, request: HttpRequest | None = None) -> None:
@@ -212,98 +222,101 @@ def job_recount(*, job_id: int) -> None:
         done=Count("pk", filter=Q(state__in=done_states)),
         skipped=Count("pk", filter=Q(state=TransferItem.State.SKIPPED)),
         failed=Count("pk", filter=Q(state=TransferItem.State.FAILED)),
-        bytes_done=Sum("bytes_done", filter=Q(state__in=done_states)),
+        bytes_arrived=Sum("bytes_done", filter=Q(state__in=done_states)),
         bytes_pending=Sum("size", filter=Q(state=TransferItem.State.PENDING)),
+        # What the partial files of pending items held when the last run stored them: the resumed run
+        # picks them up, so the bar carries on from there instead of falling back (see execution).
+        bytes_partial=Sum("bytes_done", filter=Q(state=TransferItem.State.PENDING)),
     )
-    bytes_done = totals["bytes_done"] or 0
+    bytes_done = totals["bytes_arrived"] or 0
     TransferJob.objects.filter(pk=job_id).update(
         files_done=totals["done"],
         files_skipped=totals["skipped"],
         files_failed=totals["failed"],
-        bytes_done=bytes_done,
+        bytes_done=bytes_done + (totals["bytes_partial"] or 0),
         bytes_total=bytes_done + (totals["bytes_pending"] or 0),
+        figures_at=timezone.now(),
     )
 
 
 def _job_act(
-    *, job: TransferJob, to: str, allowed_from: set[str], action: str, user: User, request: HttpRequest | None, **fields: Any
+    *, job: TransferJob, action: str, user: User, request: HttpRequest | None, only_from: set[str] | None = None, **fields: Any
 ) -> bool:
     _require(user, "control", job)
+    """A user's action, as TransferJob.ACTIONS allows it (narrowed to `only_from` when given), audited."""
+    to, allowed_from = TransferJob.ACTIONS[action]
     before = job.status
     with transaction.atomic():
-        if not job_transition(job_id=job.pk, to=to, allowed_from=allowed_from, **fields):
+        if not job_transition(job_id=job.pk, to=to, allowed_from=allowed_from & (only_from or allowed_from), **fields):
             return False
-        audit_record(actor=user, action=action, target=job, request=request, before={"status": before}, after={"status": to})
+        audit_record(
+            actor=user, action=f"job.{action}", target=job, request=request, before={"status": before}, after={"status": to}
+        )
     job.status = to
     return True
 
 
 def job_pause(*, job: TransferJob, user: User, request: HttpRequest | None = None) -> bool:
     """Ask the worker to stop between chunks; partial files stay and resume at their offset."""
-    return _job_act(
-        job=job,
-        to=TransferJob.Status.PAUSED,
-        allowed_from={TransferJob.Status.RUNNING},
-        action="job.pause",
-        user=user,
-        request=request,
-    )
+    return _job_act(job=job, action="pause", user=user, request=request)
 
 
 def job_resume(*, job: TransferJob, user: User, request: HttpRequest | None = None) -> bool:
     from transfers.tasks import run_job
 
     with transaction.atomic():
-        resumed = _job_act(
-            job=job,
-            to=TransferJob.Status.QUEUED,
-            allowed_from={TransferJob.Status.PAUSED},
-            action="job.resume",
-            user=user,
-            request=request,
-        )
+        resumed = _job_act(job=job, action="resume", user=user, request=request)
         if resumed:
             transaction.on_commit(lambda: run_job.delay(job.pk))
     return resumed
 
 
 def job_cancel(*, job: TransferJob, user: User, request: HttpRequest | None = None) -> bool:
-    """Stop for good. Once no run holds the job any more, a task removes its partial files."""
+    """Stop for good (a failed job too). Once no run holds the job any more, a task removes its partial files.
+
+    A running job's worker is still stopping: it sets finished_at, with its last counters, and writes the
+    job's finishing audit event (job_stopped). Any other job has no run: it is finished here, at once.
+    """
     from transfers.tasks import discard_partials
 
+    running: set[str] = {TransferJob.Status.RUNNING}
     with transaction.atomic():
-        cancelled = _job_act(
-            job=job,
-            to=TransferJob.Status.CANCELLED,
-            allowed_from=set(TransferJob.ACTIVE),
-            action="job.cancel",
-            user=user,
-            request=request,
-            finished_at=timezone.now(),
-        )
+        cancelled = _job_act(job=job, action="cancel", user=user, request=request, only_from=running)
+        if not cancelled:
+            others = set(TransferJob.ACTIONS["cancel"][1]) - running
+            cancelled = _job_act(
+                job=job, action="cancel", user=user, request=request, only_from=others, finished_at=timezone.now()
+            )
+            if cancelled:
+                job_audit_end(job_id=job.pk, outcome=TransferJob.Status.CANCELLED)
         if cancelled:
             transaction.on_commit(lambda: discard_partials.delay(job.pk))
     return cancelled
 
 
+def job_audit_end(*, job_id: int, outcome: str, error: str = "") -> None:
+    """The one event that says a run (or a job without a run) ended, with the counters it ended with."""
+    job = TransferJob.objects.filter(pk=job_id).first()
+    after: dict[str, Any] = {}
+    if job is not None:
+        after = {key: value for key, value in job.figures().items() if key not in ("percent", "figures_at")}
+    if error:
+        after["error"] = error
+    audit_record(actor=None, action="job.finish", target=TransferJob(pk=job_id), outcome=outcome, after=after)
+
+
 def job_retry(*, job: TransferJob, user: User, request: HttpRequest | None = None) -> bool:
-    """Send the failed files of a finished job again (with the same options)."""
+    """Send the failed files of a finished job again, and the ones never sent (with the same options).
+
+    Items still pending stay pending and resume from their partial files; failed ones start over.
+    """
     from transfers.tasks import run_job
 
     with transaction.atomic():
-        retried = _job_act(
-            job=job,
-            to=TransferJob.Status.QUEUED,
-            allowed_from={TransferJob.Status.COMPLETED_WITH_ERRORS, TransferJob.Status.FAILED},
-            action="job.retry",
-            user=user,
-            request=request,
-            finished_at=None,
-            error="",
-        )
+        retried = _job_act(job=job, action="retry", user=user, request=request, finished_at=None, error="")
         if retried:
             job.items.filter(state=TransferItem.State.FAILED).update(
-                state=TransferItem.State.PENDING, error="", error_code="", attempts=0
+                state=TransferItem.State.PENDING, error="", error_code="", attempts=0, bytes_done=0
             )
             job_recount(job_id=job.pk)
             transaction.on_commit(lambda: run_job.delay(job.pk))

@@ -100,8 +100,8 @@ JOB_ACTIONS = {
     "pause": (services.job_pause, "Pausing: the worker stops within a second; partial files are kept."),
     "resume": (services.job_resume, "Resumed: the job is queued again and continues where it stopped."),
     "cancel": (services.job_cancel, "Cancelled: files already sent stay; partial files are removed."),
-    "retry": (services.job_retry, "Retrying the failed files."),
-}
+    "retry": (services.job_retry, "Retrying the failed files and the ones not sent."),
+}  # which of them a job allows is the model's rule: TransferJob.actions
 
 
 @login_required
@@ -111,6 +111,7 @@ def job_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     if action not in JOB_ACTIONS:
         raise Http404("no such action")
     act, done = JOB_ACTIONS[action]
+    status = job.label.lower()  # as the user saw it when pressing; the service decides on the row itself
     try:
         acted = act(job=job, user=request.user, request=request)
     except PermissionDenied as exc:
@@ -119,7 +120,7 @@ def job_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         if acted:
             messages.success(request, done)
         else:
-            messages.error(request, f"Cannot {action} a job that is {job.get_status_display().lower()}.")
+            messages.error(request, f"Cannot {action} a job that is {status}.")
     return redirect("job-detail", pk=job.pk)
 
 
@@ -134,7 +135,20 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(selectors.jobs_for(request.user), pk=pk)
     failures = job.items.filter(state=TransferItem.State.FAILED).order_by("number")[:_FAILURES_SHOWN]
     speed = SpeedForm(initial={"max_speed": job.options.get("max_speed")})
-    may_control = selectors.user_may(request.user, "control", job)
-    return render(
-        request, "transfers/job_detail.html", {"job": job, "failures": failures, "speed": speed, "may_control": may_control}
-    )
+    context = {
+        "job": job,
+        "live": job.as_live(),
+        "can_control": selectors.user_may(request.user, "control", job),  # only the actions the user may take
+        "action_labels": _ACTION_LABELS,
+        "failures": failures,
+        "speed": speed,
+    }
+    return render(request, "transfers/job_detail.html", context)
+
+
+_ACTION_LABELS = [
+    ("pause", "Pause", ""),
+    ("resume", "Resume", "primary"),
+    ("cancel", "Cancel", "danger"),
+    ("retry", "Retry", "primary"),
+]  # every action's form is on the page; the script shows those the job's `actions` allow

@@ -1,17 +1,20 @@
-// Live job page: the server rendered the database state; this streams deltas over a websocket and
-// falls back to polling the REST API while the socket is down, until the job reaches a terminal state.
-const TERMINAL = new Set(["completed", "completed_with_errors", "failed", "cancelled"]);
-const LABELS = {
-  queued: "Queued", running: "Running", completed: "Completed",
-  completed_with_errors: "Completed with errors", failed: "Failed", cancelled: "Cancelled", paused: "Paused",
-};
+// Live job page. The server put the job's state (TransferJob.as_live) in #job-state; this module renders
+// it, then its updates: job.state messages (the row once a change is committed), job.progress messages
+// (live figures from the worker), and the REST API while the socket is down. It decides nothing itself:
+// the label, the allowed actions and the running/terminal/settled flags all come with the state.
 const POLL_MS = 2000;
 
-const root = document.getElementById("job");
 const $ = (id) => document.getElementById(id);
-let finished = root.dataset.terminal === "true";
+const root = $("job");
+const canControl = JSON.parse($("job-can-control").textContent);
+let state = JSON.parse($("job-state").textContent);
+let shownAt = -Infinity; // when the figures on the page were measured: older ones are not shown
+let stateEpoch = 0; // bumped by every state message: an API answer requested before one is stale
+let done = false; // settled: the figures are final, nothing more to listen for
+const settledAtLoad = state.settled; // the server rendered the final page already: nothing to refresh
 let socket = null;
 let pollTimer = null;
+let live = false; // the socket is open: no polling needed
 
 function size(bytes) {
   const units = ["B", "KB", "MB", "GB", "TB"];
@@ -26,31 +29,58 @@ function duration(seconds) {
   return s < 60 ? `${s} s` : `${Math.floor(s / 60)} min ${s % 60} s`;
 }
 
-function showStatus(status) {
-  const el = $("job-status");
-  el.textContent = LABELS[status] || status;
-  el.className = `status status-${status}`;
+const clock = (iso) => new Date(iso).toLocaleTimeString([], { hour12: false });
+
+function showFigures(f) {
+  // The newest measurement wins: a state message read from the database may be a second older than
+  // the last live progress message, and must not move the bar back.
+  const at = f.figures_at ?? -Infinity;
+  if (at < shownAt) return;
+  shownAt = at;
+  $("job-bar").setAttribute("aria-valuenow", String(f.percent));
+  $("job-bar").querySelector(".fill").style.width = `${f.percent}%`;
+  $("job-percent").textContent = `${f.percent}%`;
+  $("job-bytes").textContent = `${size(f.bytes_done)} of ${size(f.bytes_total)}`;
+  $("job-files").textContent = `${f.files_done} of ${f.files_total} done`
+    + (f.files_skipped ? ` (${f.files_skipped} unchanged, skipped)` : "")
+    + (f.files_failed ? `, ${f.files_failed} failed` : "")
+    + (state.terminal && f.files_not_sent ? `, ${f.files_not_sent} not sent` : "");
+}
+
+function showState(s) {
+  state = s;
+  const status = $("job-status");
+  status.textContent = s.label;
+  status.className = `status status-${s.status}`;
+  $("job-hint").hidden = !s.waiting;
+  $("job-error").hidden = !s.error;
+  $("job-error").textContent = s.error;
+  for (const form of $("job-actions").querySelectorAll("form[data-action]")) {
+    form.hidden = !(canControl && s.actions.includes(form.dataset.action));
+  }
+  $("job-speed-form").hidden = !canControl || s.terminal;
+  $("job-speed-figure").hidden = !(s.running || s.terminal);
+  $("job-eta-figure").hidden = !s.running;
+  if (!s.running) showActive([]);
+  if (s.terminal) {
+    $("job-speed").textContent = s.average_speed != null ? `${size(s.average_speed)}/s average`
+      : (s.files_skipped ? `— (nothing to send: ${s.files_skipped} unchanged)` : "—");
+  } else if (!s.running) {
+    $("job-speed").textContent = "—";
+  }
+  $("job-ran").textContent = !s.started_at ? "not yet"
+    : clock(s.started_at) + (s.finished_at ? ` – ${clock(s.finished_at)} (${s.duration.toFixed(1)} s)` : "");
+  showFigures(s);
+  if (s.settled) settle();
 }
 
 function showProgress(p) {
-  const total = p.bytes_total, done = p.bytes_done;
-  const files = p.files_done + p.files_failed;
-  let percent = total > 0 ? Math.floor((done * 100) / total) : (p.files_total ? Math.floor((files * 100) / p.files_total) : 0);
-  if (TERMINAL.has(p.status)) percent = total > 0 ? Math.min(100, percent) : 100;
-  percent = Math.max(0, Math.min(100, percent));
-  $("job-bar").setAttribute("aria-valuenow", String(percent));
-  $("job-bar").querySelector(".fill").style.width = `${percent}%`;
-  $("job-percent").textContent = `${percent}%`;
-  $("job-bytes").textContent = `${size(done)} of ${size(total)}`;
-  $("job-files").textContent = `${p.files_done} of ${p.files_total} done`
-    + (p.files_skipped ? ` (${p.files_skipped} unchanged, skipped)` : "")
-    + (p.files_failed ? `, ${p.files_failed} failed` : "");
-  $("job-hint").hidden = p.status !== "queued";
-  if (p.active !== undefined) showActive(TERMINAL.has(p.status) ? [] : p.active);
-  if (TERMINAL.has(p.status) && p.average_speed != null) $("job-speed").textContent = `${size(p.average_speed)}/s average`;
-  else if (p.speed !== undefined && !TERMINAL.has(p.status)) $("job-speed").textContent = `${size(p.speed)}/s`;
-  if (p.eta !== undefined) $("job-eta").textContent = TERMINAL.has(p.status) ? "—" : duration(p.eta);
-  if (p.status) showStatus(p.status);
+  if (done) return;
+  showFigures(p);
+  if (!state.running) return; // a message sent before a pause or a stop: no speed claimed for it
+  $("job-speed").textContent = `${size(p.speed)}/s`;
+  $("job-eta").textContent = duration(p.eta);
+  showActive(p.active);
 }
 
 function showActive(files) {
@@ -65,7 +95,7 @@ function showActive(files) {
 }
 
 async function refreshParts(...ids) {
-  // Partial reload: the server renders these parts (buttons, failures) for the job's new state.
+  // Partial reload of server-rendered lists (the failed files) once the job is over.
   const response = await fetch(window.location.href, { credentials: "same-origin" });
   if (!response.ok) return;
   const page = new DOMParser().parseFromString(await response.text(), "text/html");
@@ -75,52 +105,80 @@ async function refreshParts(...ids) {
   }
 }
 
-const refreshActions = () => refreshParts("job-actions", "job-speed-form");
-
 async function fetchJob() {
+  const epoch = stateEpoch;
   try {
     const response = await fetch(root.dataset.api, { credentials: "same-origin", headers: { Accept: "application/json" } });
     if (response.status === 401 || response.status === 403 || response.status === 404) {
       signedOut();
-      return null;
+      return;
     }
-    if (!response.ok) return null;
+    if (!response.ok) return;
     const job = await response.json();
-    showProgress(job);
-    if (job.is_terminal) await finish(job.status);
-    return job;
+    if (epoch === stateEpoch && !done) showState(job.live);
   } catch (error) {
-    return null; // network trouble: the next round may get through
+    // network trouble: the next round may get through
   }
 }
 
 function signedOut() {
   // The session ended (or the job is no longer ours to see): polling cannot help.
-  finished = true;
+  done = true;
   clearTimeout(pollTimer);
   $("job-live").innerHTML = 'signed out: <a href="/login/?next=' + encodeURIComponent(window.location.pathname) + '">log in again</a>';
 }
 
-async function pollWhileDown() {
+async function poll() {
   await fetchJob();
-  if (!finished && !live) pollTimer = setTimeout(pollWhileDown, POLL_MS);
+  // While the socket is down; and while a terminal job's run is still stopping, in case its last
+  // message is lost (publishing is best effort).
+  if (!done && (!live || state.terminal)) pollTimer = setTimeout(poll, POLL_MS);
 }
 
-async function finish(status) {
-  if (finished) return;
-  finished = true;
+function settle() {
+  if (done) return;
+  done = true;
   clearTimeout(pollTimer);
-  showStatus(status);
   $("job-live").textContent = "";
   if (socket) socket.close();
-  // The last progress message may have been coalesced away: the API has the final counters.
-  await fetchJob();
-  await refreshParts("job-failures", "job-actions", "job-speed-form");
+  if (!settledAtLoad) refreshParts("job-failures");
 }
+
+function showMessages(page) {
+  // The flash messages of the answer ("Pausing: …"), in place of the ones shown so far.
+  for (const old of document.querySelectorAll("main > p.message")) old.remove();
+  const main = document.querySelector("main");
+  for (const message of page.querySelectorAll("main > p.message")) main.prepend(document.adoptNode(message));
+}
+
+async function submitInPlace(event) {
+  // The controls post as plain forms (they work without this script), but here without a reload: a
+  // reload would show the database's figures, up to a second older than the live ones on the page.
+  const form = event.target;
+  if (!(form instanceof HTMLFormElement) || form.method.toLowerCase() !== "post") return;
+  event.preventDefault();
+  const epoch = stateEpoch;
+  let response;
+  try {
+    response = await fetch(form.action, { method: "POST", body: new FormData(form), credentials: "same-origin" });
+  } catch (error) {
+    form.submit();
+    return;
+  }
+  const page = new DOMParser().parseFromString(await response.text(), "text/html");
+  const fresh = page.getElementById("job-state");
+  if (!response.ok || !fresh) {
+    window.location.assign(response.url); // signed out, or something only a full page can say
+    return;
+  }
+  showMessages(page);
+  if (epoch === stateEpoch && !done) showState(JSON.parse(fresh.textContent));
+}
+
+root.addEventListener("submit", submitInPlace);
 
 const RECONNECT_MAX_MS = 30000;
 let reconnectDelay = 2000;
-let live = false; // the socket is open: no polling needed
 
 function connect() {
   const scheme = window.location.protocol === "https:" ? "wss" : "ws";
@@ -130,32 +188,33 @@ function connect() {
     reconnectDelay = 2000;
     clearTimeout(pollTimer);
     $("job-live").textContent = "live";
-    fetchJob(); // catch up on anything that happened while we were not subscribed
+    poll(); // catch up on anything that happened while we were not subscribed
   });
   socket.addEventListener("message", (event) => {
     const message = JSON.parse(event.data);
     if (message.type === "job.progress") showProgress(message);
-    if (message.type === "job.state") {
-      showStatus(message.status);
-      refreshActions();
-      if (TERMINAL.has(message.status)) finish(message.status);
+    if (message.type === "job.state" && message.live) {
+      stateEpoch += 1;
+      showState(message.live);
+      if (message.live.terminal && !done) { clearTimeout(pollTimer); pollTimer = setTimeout(poll, POLL_MS); }
     }
   });
   socket.addEventListener("close", (event) => {
     socket = null;
     live = false;
-    if (finished) return;
+    if (done) return;
     if (event.code === 4401 || event.code === 4403) {
       signedOut();
       return;
     }
     $("job-live").textContent = "connection lost; polling";
     clearTimeout(pollTimer);
-    pollWhileDown();
+    poll();
     // Try the socket again, backing off, while polling keeps the page current.
-    setTimeout(() => { if (!finished && !socket) connect(); }, reconnectDelay);
+    setTimeout(() => { if (!done && !socket) connect(); }, reconnectDelay);
     reconnectDelay = Math.min(reconnectDelay * 2, RECONNECT_MAX_MS);
   });
 }
 
-if (!finished) connect();
+showState(state);
+if (!done) connect();

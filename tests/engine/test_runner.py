@@ -764,3 +764,23 @@ def test_run_upload_sends_small_files_in_groups_and_all_arrive(site: Site) -> No
 
     assert (summary.files_ok, summary.bytes_sent) == (70, 700)
     assert all((site.storage / "D" / f"f{n}.bin").read_bytes() == bytes([n]) * 10 for n in range(1, 71))
+
+
+# reporting: each file as it ends (the job page's files counter moves with its bytes)
+
+
+def test_run_upload_reports_a_small_file_finished_before_the_next_one_of_its_group_starts(site: Site) -> None:
+    report = Recorder()
+
+    _run(site, _files(site, 10), report, pool_size=1)  # ten small files: one group, one pool thread
+
+    order = [(type(e).__name__, e.item_id) for e in report.events if isinstance(e, FileStarted | FileFinished)]
+    assert order == [(kind, n) for n in range(1, 11) for kind in ("FileStarted", "FileFinished")]
+
+
+def test_run_upload_counts_files_reported_from_the_pool_threads_once(site: Site) -> None:
+    report = Recorder()
+
+    summary = _run(site, _files(site, 200), report, pool_size=4)
+
+    assert (summary.files_ok, len(report.finished()), len(report.of(FileFinished))) == (200, 200, 200)

@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from transfers import selectors
 from transfers.models import FarmAccount, Manifest, TransferJob
+from transfers.progress import JobLive
 
 
 def _user(serializer: serializers.BaseSerializer[Any]) -> Any:
@@ -73,13 +74,20 @@ class TransferJobSerializer(serializers.ModelSerializer):
     duration = serializers.FloatField(read_only=True)
     average_speed = serializers.FloatField(read_only=True)
     is_terminal = serializers.BooleanField(read_only=True)
+    # The page's live state (TransferJob.as_live), the same dict the template and the state messages carry.
+    live = serializers.SerializerMethodField()
+    files_not_sent = serializers.IntegerField(read_only=True)
+    actions = serializers.ListField(child=serializers.CharField(), read_only=True)
     team = serializers.IntegerField(source="account.team_id", read_only=True)
 
     class Meta:
         model = TransferJob
         fields = [
-            "id", "kind", "status", "is_terminal", "account", "team", "manifest", "options", "created_at", "started_at",
-            "finished_at", "files_total", "files_done", "files_failed", "files_skipped", "bytes_total", "bytes_done",
-            "percent", "duration", "average_speed", "error",
+            "id", "kind", "status", "is_terminal", "actions", "account", "team", "manifest", "options", "created_at",
+            "started_at", "finished_at", "files_total", "files_done", "files_failed", "files_skipped", "files_not_sent",
+            "bytes_total", "bytes_done", "bytes_sent", "percent", "duration", "average_speed", "error", "live",
         ]  # fmt: skip
         read_only_fields = fields
+
+    def get_live(self, job: TransferJob) -> JobLive:
+        return job.as_live()

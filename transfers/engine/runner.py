@@ -253,15 +253,14 @@ class _Run:
                     raise Stopped() from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def send_group(self, plans: list[_Plan]) -> list[tuple[FileTask, FileFinished | FileNotSent]]:
-        """Send files one after the other in one pool thread; stops early when the run stops."""
-        results = []
+    def send_group(self, plans: list[_Plan], records: list[LedgerRecord]) -> None:
+        """Send files one after the other in one pool thread; stops early when the run stops. Each file
+        is reported as it ends, not when its group does: the files counter moves with the bytes."""
         for plan in plans:
             result = self.guarded_send(plan)
             if result is None:
                 break
-            results.append((plan.task, result))
-        return results
+            self.finish(result, plan.task, records)
 
     def guarded_send(self, plan: _Plan) -> FileFinished | FileNotSent | None:
         """None when stopped; a failed result (never an exception) for anything unexpected."""
@@ -308,18 +307,20 @@ class _Run:
     # --- results --------------------------------------------------------------------------------
 
     def finish(self, result: FileFinished | FileNotSent, task: FileTask, pending_records: list[LedgerRecord]) -> None:
-        if isinstance(result, FileNotSent):
-            pass  # counted by self.space
-        elif result.ok:
-            self.ok += 1
-            if result.skipped:
-                self.skipped += 1
+        with self._lock:  # pool threads and the planning thread both finish files
+            if isinstance(result, FileNotSent):
+                pass  # counted by self.space
+            elif result.ok:
+                self.ok += 1
+                if result.skipped:
+                    self.skipped += 1
+                else:
+                    self.sent += result.size - result.resumed
+                if self.ledger is not None and (not result.skipped or result.mtime_ns):
+                    record = LedgerRecord(_key(task.server), task.local, result.size, result.mtime_ns, result.checksum)
+                    pending_records.append(record)
             else:
-                self.sent += result.size - result.resumed
-            if self.ledger is not None and (not result.skipped or result.mtime_ns):
-                pending_records.append(LedgerRecord(_key(task.server), task.local, result.size, result.mtime_ns, result.checksum))
-        else:
-            self.failed += 1
+                self.failed += 1
         self.tell(result)
 
 
@@ -361,22 +362,24 @@ def run_upload(
     options = options or TransferOptions()
     control = control or Control()
     run = _Run(storage, allowed_roots, report, options, control, ledger, path_map or PathMap())
-    records: list[LedgerRecord] = []
-    in_flight: set[Future[list[tuple[FileTask, FileFinished | FileNotSent]]]] = set()
+    records: list[LedgerRecord] = []  # appended by the pool threads under run._lock
+    in_flight: set[Future[None]] = set()
 
-    def collect(done: Iterable[Future[list[tuple[FileTask, FileFinished | FileNotSent]]]]) -> None:
+    def collect(done: Iterable[Future[None]]) -> None:
         for future in done:
             in_flight.discard(future)
-            for task, result in future.result():
-                run.finish(result, task, records)
-        if ledger is not None and len(records) >= options.batch:
-            ledger.record(records)
-            records.clear()
+            future.result()
+        with run._lock:
+            full = records[:] if len(records) >= options.batch else []
+            if full:
+                records.clear()
+        if ledger is not None and full:
+            ledger.record(full)
 
     with run.tree, ThreadPoolExecutor(max_workers=options.pool_size, thread_name_prefix="rvweb-send") as pool:
 
         def submit(plans: list[_Plan]) -> None:
-            in_flight.add(pool.submit(run.send_group, plans))
+            in_flight.add(pool.submit(run.send_group, plans, records))
             if len(in_flight) >= 2 * options.pool_size:  # bounded: memory stays flat for huge runs
                 done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 collect(done)
