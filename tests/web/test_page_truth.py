@@ -17,7 +17,7 @@ from django.utils import timezone
 from transfers import execution, progress, services, tasks, views
 from transfers.engine.events import BytesSent, FileFinished, FileStarted
 from transfers.engine.runner import RunSummary
-from transfers.models import AuditEvent, FarmAccount, TransferItem, TransferJob
+from transfers.models import AuditEvent, FarmAccount, Membership, Team, TransferItem, TransferJob
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +27,9 @@ FULL = "destination full: needs 40.0 MB, has 2.0 MB on input storage"
 
 @pytest.fixture
 def lead():
-    return get_user_model().objects.create_user("lead", password="pw-lead-123")
+    user = get_user_model().objects.create_user("lead", password="pw-lead-123")
+    Membership.objects.create(user=user, team=Team.objects.get_or_create(name="Studio")[0], role=Membership.Role.LEAD)
+    return user
 
 
 @pytest.fixture
@@ -48,7 +50,9 @@ def published(monkeypatch) -> list[dict]:
 
 def _job(lead, status: str = S.RUNNING, states: tuple[str, ...] = (), size: int = 1000, **fields) -> TransferJob:
     job = TransferJob.objects.create(
-        account=FarmAccount.objects.create(name=f"farm-{TransferJob.objects.count()}"),
+        account=FarmAccount.objects.create(
+            name=f"farm-{TransferJob.objects.count()}", team=Team.objects.get_or_create(name="Studio")[0]
+        ),
         created_by=lead,
         status=status,
         files_total=len(states),
