@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import socket
 import sqlite3
+import tempfile
 import time
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
+from django.db import connections
 
 from rvweb import health
 
@@ -81,24 +86,70 @@ def fresh_migration_check(monkeypatch):
     monkeypatch.setattr(health, "_migrated_at", -health._MIGRATIONS_CACHE)
 
 
-@pytest.fixture
-def database_path(settings) -> str:
+@contextmanager
+def _write_lock_held() -> Iterator[None]:
+    """Another connection holds what a write needs, as a long migration or a stuck writer would."""
     from django.db import connection
 
-    return connection.settings_dict["NAME"]
+    if connection.vendor == "sqlite":
+        holder = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        return
+    other = connections.create_connection("default")
+    try:
+        other.set_autocommit(False)
+        with other.cursor() as cursor:
+            # EXCLUSIVE lets readers (the migration check) through and makes writers wait.
+            cursor.execute("LOCK TABLE django_migrations IN EXCLUSIVE MODE")
+        yield
+    finally:
+        other.rollback()
+        other.close()
+
+
+@contextmanager
+def _empty_database() -> Iterator[None]:
+    """The app's connection pointed at a database with nothing in it (a new file put in place of ours)."""
+    from django.db import connection
+
+    name = connection.settings_dict["NAME"]
+    connection.close()
+    if connection.vendor == "sqlite":
+        with tempfile.TemporaryDirectory() as folder:
+            empty = Path(folder) / "empty.sqlite3"
+            sqlite3.connect(empty).close()
+            connection.settings_dict["NAME"] = str(empty)
+            try:
+                yield
+            finally:
+                connection.close()
+                connection.settings_dict["NAME"] = name
+        return
+    empty = f"{name}_empty_{uuid.uuid4().hex[:8]}"
+    with connection.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{empty}"')
+    connection.close()
+    connection.settings_dict["NAME"] = empty
+    try:
+        yield
+    finally:
+        connection.close()
+        connection.settings_dict["NAME"] = name
+        with connection.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{empty}"')
 
 
 @pytest.mark.django_db(transaction=True)
-def test_healthz_says_the_database_is_locked_while_another_connection_holds_the_write_lock(client, database_path):
-    holder = sqlite3.connect(database_path, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
-    try:
+def test_healthz_says_the_database_is_locked_while_another_connection_holds_the_write_lock(client):
+    with _write_lock_held():
         started = time.monotonic()
         response = client.get("/healthz")
         took = time.monotonic() - started
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
 
     assert response.status_code == 503
     assert response.json()["database"] == "locked"
@@ -106,19 +157,9 @@ def test_healthz_says_the_database_is_locked_while_another_connection_holds_the_
 
 
 @pytest.mark.django_db(transaction=True)
-def test_healthz_answers_503_when_the_database_file_was_replaced_by_an_empty_one(
-    client, database_path, monkeypatch, tmp_path, fresh_migration_check
-):
-    from django.db import connection
-
-    empty = tmp_path / "empty.sqlite3"
-    sqlite3.connect(empty).close()
-    connection.close()
-    monkeypatch.setitem(connection.settings_dict, "NAME", str(empty))
-    try:
+def test_healthz_answers_503_when_the_database_was_replaced_by_an_empty_one(client, fresh_migration_check):
+    with _empty_database():
         response = client.get("/healthz")
-    finally:
-        connection.close()
 
     assert response.status_code == 503
     assert response.json()["database"] == "no tables"
