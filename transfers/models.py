@@ -86,6 +86,11 @@ class Manifest(models.Model):
         UPLOAD_JSON = "upload_json", "upload.json"
         UPLOAD_LIST = "upload_list", "upload list"
 
+    class State(models.TextChoices):
+        IMPORTING = "importing", "Importing"  # a worker is reading and storing the uploaded file
+        READY = "ready", "Ready"
+        REFUSED = "refused", "Refused"  # `problems` says why; no entries are kept
+
     name = models.CharField(max_length=200)
     account = models.ForeignKey(FarmAccount, on_delete=models.PROTECT, related_name="manifests")
     transmit_type = models.CharField(max_length=20, choices=TransmitType.choices, default=TransmitType.UPLOAD_JSON)
@@ -93,6 +98,9 @@ class Manifest(models.Model):
     total_bytes = models.PositiveBigIntegerField(default=0)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.READY)
+    entries_stored = models.PositiveIntegerField(default=0)  # import progress, while importing
+    problems = models.JSONField(default=list, blank=True)  # a refusal: [{"entry"|"line": N, "reason": ...}], the first 1000
 
     class Meta:
         ordering = ["-created_at"]
@@ -201,6 +209,10 @@ class TransferJob(models.Model):
     # newest figures it has seen, whether they came from the worker live or from this row.
     figures_at = models.DateTimeField(null=True)
     error = models.TextField(blank=True)
+    # False until the worker has made the job's items from its manifest (and, on a retry, set its
+    # failed items pending again): the web request only records the job, in well under a second.
+    prepared = models.BooleanField(default=True)
+    items_prepared = models.PositiveIntegerField(default=0)  # the last manifest entry number made into an item
 
     class Meta:
         ordering = ["-created_at"]
@@ -288,6 +300,8 @@ class TransferJob(models.Model):
             "duration": self.duration,
             "average_speed": self.average_speed,
             "error": self.error,
+            "preparing": not self.prepared and not self.is_terminal,
+            "items_prepared": self.items_prepared,
         }
 
     @property
@@ -321,7 +335,10 @@ class TransferItem(models.Model):
 
     class Meta:
         ordering = ["job", "number"]
-        indexes = [models.Index(fields=["job", "state"], name="item_job_state")]
+        # With the id: a worker reads a job's pending items in id order, a page at a time (on
+        # PostgreSQL an index of (job, state) alone would sort every remaining item for each page).
+        indexes = [models.Index(fields=["job", "state", "id"], name="item_job_state_id")]
+        constraints = [models.UniqueConstraint(fields=["job", "number"], name="item_number_unique")]
 
     def __str__(self) -> str:
         return f"item {self.number} of job {self.job_id} ({self.state})"

@@ -60,6 +60,8 @@ class JobLive(JobFigures):
     duration: float | None
     average_speed: float | None  # bytes actually sent per second; None when nothing was sent
     error: str
+    preparing: bool  # the worker is still making the job's items from its manifest
+    items_prepared: int
 
 
 class JobProgress(JobFigures):

@@ -5,9 +5,11 @@ Services are keyword-only `<noun>_<verb>` functions; views, API, commands and ta
 
 from __future__ import annotations
 
+import logging
 import os
-import stat
-from collections.abc import Iterable
+import tempfile
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -16,25 +18,30 @@ from django.contrib.auth.models import AnonymousUser
 from django.contrib.auth.models import User as AuthUser
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, transaction
+from django.db import connection as db_connection
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import Coalesce, Now
 from django.http import HttpRequest
 from django.utils import timezone
 
-from transfers import progress, selectors
-from transfers.engine.manifest import ManifestInvalid, check_entries, expand_upload_list, read_upload_json, read_upload_list
-from transfers.engine.paths import PathMap
+from transfers import manifest_store, progress, selectors
+from transfers.engine.manifest import ManifestInvalid
 from transfers.farm.local import LocalFarm
 from transfers.models import AuditEvent, FarmAccount, Manifest, ManifestEntry, TransferItem, TransferJob
 
 User = AuthUser | AnonymousUser
+logger = logging.getLogger(__name__)
 
 
 class UnsupportedAccount(ValueError):
     """The account's farm has no connector in this version: nothing would reach it."""
 
 
-_BATCH = 2000
+class ManifestNotReady(ValueError):
+    """The manifest is still being imported, or was refused: there is nothing to upload yet."""
+
+
+_STORE_BATCH = 5000  # items per transaction: each holds SQLite's write lock ~0.1 s at most
 
 
 def audit_record(
@@ -74,14 +81,6 @@ def farm_storage(*, account: FarmAccount) -> LocalFarm:
     return LocalFarm(Path(settings.FARM_ROOT) / f"account-{account.pk}").ensure()
 
 
-def _size_or_none(path: str) -> int | None:
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None  # the worker reports a missing or unreadable file on its own item
-    return info.st_size if stat.S_ISREG(info.st_mode) else None
-
-
 def manifest_import(
     *,
     name: str,
@@ -91,42 +90,108 @@ def manifest_import(
     request: HttpRequest | None = None,
     transmit_type: str = Manifest.TransmitType.UPLOAD_JSON,
 ) -> Manifest:
-    """Validate an upload.json (or an upload list) and store it; ManifestInvalid names each problem."""
+    """Validate an upload.json (or an upload list) and store it, here and now (the import_manifest
+    command, the demo); ManifestInvalid names each problem and nothing is kept. Pages and the API
+    hand the file to a worker instead (manifest_import_begin)."""
     _require(user, "manage", account)
-    path_map = PathMap(account.path_map)
-    roots = settings.ALLOWED_LOCAL_ROOTS
-    if transmit_type == Manifest.TransmitType.UPLOAD_LIST:
-        entries = expand_upload_list(read_upload_list(data), allowed_roots=roots, path_map=path_map)
-    else:
-        entries = read_upload_json(data, validate=False).entries  # shape only: check_entries says the rest at once
-    problems = check_entries(entries, allowed_roots=roots, path_map=path_map)
-    if problems:
-        raise ManifestInvalid(problems)
-    sizes = [_size_or_none(path_map.apply(entry.local)) for entry in entries]
-    with transaction.atomic():
-        manifest = Manifest.objects.create(
-            name=name,
-            account=account,
-            transmit_type=transmit_type,
-            entry_count=len(entries),
-            total_bytes=sum(size or 0 for size in sizes),
-            created_by=user if user is not None and user.is_authenticated else None,
-        )
-        ManifestEntry.objects.bulk_create(
-            (
-                ManifestEntry(manifest=manifest, number=number, local=entry.local, server=entry.server, size=size)
-                for number, (entry, size) in enumerate(zip(entries, sizes, strict=True), start=1)
-            ),
-            batch_size=_BATCH,
-        )
-        audit_record(actor=user, action="manifest.import", target=manifest, request=request, after={"entries": len(entries)})
+    manifest = Manifest.objects.create(
+        name=name,
+        account=account,
+        transmit_type=transmit_type,
+        state=Manifest.State.IMPORTING,
+        created_by=user if user is not None and user.is_authenticated else None,
+    )
+    # Spooled like an upload: should this process die, a worker finishes the import (recover_imports).
+    path = manifest_spool_path(manifest_id=manifest.pk)
+    path.write_bytes(data)
+    manifest_store.import_spooled(manifest_id=manifest.pk, path=path, wait=True)
+    manifest.refresh_from_db()
+    if manifest.state == Manifest.State.REFUSED:
+        manifest.delete()
+        raise ManifestInvalid(manifest_store.problems_loaded(manifest.problems))
+    audit_record(actor=user, action="manifest.import", target=manifest, request=request, after={"entries": manifest.entry_count})
     return manifest
+
+
+def manifest_spool_path(*, manifest_id: int) -> Path:
+    """Where an uploaded manifest waits for its worker (in the data dir: the web and the worker share it)."""
+    folder = Path(settings.DATA_DIR) / "imports"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return folder / f"manifest-{manifest_id}.upload"
+
+
+def manifest_import_begin(
+    *,
+    name: str,
+    account: FarmAccount,
+    chunks: Iterable[bytes],
+    user: User | None,
+    request: HttpRequest | None = None,
+    transmit_type: str = Manifest.TransmitType.UPLOAD_JSON,
+    spooled: str | None = None,
+) -> Manifest:
+    """Record an import (state importing) and hand the file to a worker (tasks.import_manifest).
+
+    The request only puts the upload in the data dir: `spooled` (the file Django spooled a big
+    upload to) is moved there when it can be, else `chunks` are copied one by one, so a 200 MB
+    manifest never sits in the web process's memory.
+    """
+    from transfers.tasks import import_manifest
+
+    _require(user, "manage", account)
+    folder = manifest_spool_path(manifest_id=0).parent
+    fd, temporary = tempfile.mkstemp(prefix=".upload-", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                if spooled is None:
+                    raise OSError("not spooled")
+                os.replace(spooled, temporary)  # same filesystem: a rename, whatever the size
+            except OSError:
+                for chunk in chunks:
+                    out.write(chunk)
+        size = os.path.getsize(temporary)
+        with transaction.atomic():
+            manifest = Manifest.objects.create(
+                name=name,
+                account=account,
+                transmit_type=transmit_type,
+                state=Manifest.State.IMPORTING,
+                created_by=user if user is not None and user.is_authenticated else None,
+            )
+            os.replace(temporary, manifest_spool_path(manifest_id=manifest.pk))
+            audit_record(
+                actor=user,
+                action="manifest.import",
+                target=manifest,
+                request=request,
+                after={"state": "importing", "bytes": size},
+            )
+            transaction.on_commit(lambda: import_manifest.delay(manifest.pk))
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+    return manifest
+
+
+def manifest_import_run(*, manifest_id: int) -> None:
+    """The worker's side of manifest_import_begin: read, check and store the file; ready or refused.
+    A duplicate (a redelivery, a recovery) while another run reads it, or once it is done, does nothing."""
+    path = manifest_spool_path(manifest_id=manifest_id)
+    manifest = manifest_store.import_spooled(manifest_id=manifest_id, path=path, wait=False)
+    if manifest is None:
+        return
+    if manifest.state == Manifest.State.REFUSED:
+        after = {"problems": len(manifest.problems)}
+        audit_record(actor=None, action="manifest.import.finish", target=manifest, outcome="refused", after=after)
+    else:
+        audit_record(actor=None, action="manifest.import.finish", target=manifest, after={"entries": manifest.entry_count})
 
 
 def job_create_upload(
     *, manifest: Manifest, user: User, request: HttpRequest | None = None, options: dict[str, Any] | None = None
 ) -> TransferJob:
-    """Create an upload job with one item per manifest entry, and enqueue it once the rows are committed."""
+    """Record an upload job (totals from the manifest) and enqueue it once committed; the worker makes
+    its items from the manifest's entries (job_prepare), so this stays well under a second."""
     from transfers.tasks import run_job
 
     _require(user, "run", manifest)
@@ -135,6 +200,8 @@ def job_create_upload(
             f"farm account {manifest.account.name!r} is a {manifest.account.get_kind_display()} account; "
             "this version of rvweb uploads only to local farm accounts"
         )
+    if manifest.state != Manifest.State.READY:
+        raise ManifestNotReady(f"manifest {manifest.name!r} is {manifest.get_state_display().lower()}: nothing to upload")
     with transaction.atomic():
         job = TransferJob.objects.create(
             kind=TransferJob.Kind.UPLOAD_ASSET,
@@ -144,19 +211,70 @@ def job_create_upload(
             created_by=user if user.is_authenticated else None,
             files_total=manifest.entry_count,
             bytes_total=manifest.total_bytes,
-        )
-        TransferItem.objects.bulk_create(
-            (
-                TransferItem(job=job, number=e.number, local=e.local, server=e.server, size=e.size)
-                for e in manifest.entries.only("number", "local", "server", "size").iterator(chunk_size=_BATCH)
-            ),
-            batch_size=_BATCH,
+            prepared=False,
         )
         audit_record(
             actor=user, action="job.create", target=job, request=request, after={"manifest": manifest.pk, "status": job.status}
         )
         transaction.on_commit(lambda: run_job.delay(job.pk))
     return job
+
+
+def job_prepare(*, job_id: int, keep_going: Callable[[], bool] = lambda: True) -> bool:
+    """Make the job's items from its manifest's entries and, after a retry, set its failed items
+    pending again — _STORE_BATCH rows per short transaction, paced, so no other request waits on the
+    database. True once prepared; False when keep_going() said stop (a pause, a cancel): the next
+    run continues from `items_prepared`, which moves in the same transaction as the rows it counts."""
+    job = TransferJob.objects.only("manifest_id", "files_total", "items_prepared", "prepared").get(pk=job_id)
+    if job.prepared:
+        return True
+    item, entry = TransferItem._meta, ManifestEntry._meta
+    quote = db_connection.ops.quote_name
+    columns = ", ".join(quote(name) for name in _ITEM_COLUMNS)
+    # INSERT ... SELECT: the rows never pass through Python (a 1.3M-entry job in well under a minute).
+    insert = (
+        f"INSERT INTO {quote(item.db_table)} ({columns}) "  # noqa: S608 - names are ours, values bound
+        f"SELECT %s, number, local, server, size, %s, 0, '', 0, '', '' FROM {quote(entry.db_table)} "
+        f"WHERE manifest_id = %s AND number > %s AND number <= %s"
+    )
+    done = job.items_prepared
+    while done < job.files_total and job.manifest_id is not None:
+        if not keep_going():
+            return False
+        upto = min(done + _STORE_BATCH, job.files_total)
+        started = time.monotonic()
+        with transaction.atomic(), db_connection.cursor() as cursor:
+            cursor.execute(insert, [job_id, TransferItem.State.PENDING, job.manifest_id, done, upto])
+            if not TransferJob.objects.filter(pk=job_id, items_prepared=done).update(items_prepared=upto):
+                raise RuntimeError(f"job {job_id} is being prepared by another run")  # rolls the rows back
+        done = upto
+        manifest_store.pace(started)
+    failed = TransferItem.objects.filter(job_id=job_id, state=TransferItem.State.FAILED).order_by("pk")
+    while ids := list(failed.values_list("pk", flat=True)[:_STORE_BATCH]):
+        if not keep_going():
+            return False
+        started = time.monotonic()
+        failed.filter(pk__gte=ids[0], pk__lte=ids[-1]).update(
+            state=TransferItem.State.PENDING, error="", error_code="", attempts=0, bytes_done=0
+        )
+        manifest_store.pace(started)
+    TransferJob.objects.filter(pk=job_id).update(prepared=True)
+    return True
+
+
+_ITEM_COLUMNS = [
+    "job_id",
+    "number",
+    "local",
+    "server",
+    "size",
+    "state",
+    "bytes_done",
+    "checksum",
+    "attempts",
+    "error_code",
+    "error",
+]
 
 
 def job_transition(*, job_id: int, to: str, allowed_from: Iterable[str] | None = None, **fields: Any) -> bool:
@@ -217,6 +335,8 @@ def job_start(*, job_id: int) -> bool:
 
 def job_recount(*, job_id: int) -> None:
     """Set the job's counters from its items (before a resume or a retry), so progress starts exact."""
+    if not TransferJob.objects.filter(pk=job_id, prepared=True).exists():
+        return  # its items are not all there yet: job_prepare's caller counts once they are
     done_states = [TransferItem.State.DONE, TransferItem.State.SKIPPED]
     totals = TransferItem.objects.filter(job_id=job_id).aggregate(
         done=Count("pk", filter=Q(state__in=done_states)),
@@ -242,8 +362,8 @@ def job_recount(*, job_id: int) -> None:
 def _job_act(
     *, job: TransferJob, action: str, user: User, request: HttpRequest | None, only_from: set[str] | None = None, **fields: Any
 ) -> bool:
-    _require(user, "control", job)
     """A user's action, as TransferJob.ACTIONS allows it (narrowed to `only_from` when given), audited."""
+    _require(user, "control", job)
     to, allowed_from = TransferJob.ACTIONS[action]
     before = job.status
     with transaction.atomic():
@@ -313,11 +433,8 @@ def job_retry(*, job: TransferJob, user: User, request: HttpRequest | None = Non
     from transfers.tasks import run_job
 
     with transaction.atomic():
-        retried = _job_act(job=job, action="retry", user=user, request=request, finished_at=None, error="")
+        # The worker sets the failed items pending again, in short batches (job_prepare).
+        retried = _job_act(job=job, action="retry", user=user, request=request, finished_at=None, error="", prepared=False)
         if retried:
-            job.items.filter(state=TransferItem.State.FAILED).update(
-                state=TransferItem.State.PENDING, error="", error_code="", attempts=0, bytes_done=0
-            )
-            job_recount(job_id=job.pk)
             transaction.on_commit(lambda: run_job.delay(job.pk))
     return retried

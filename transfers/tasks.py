@@ -20,8 +20,8 @@ from django.conf import settings
 from django.db import OperationalError, close_old_connections, connection
 from redis.exceptions import RedisError
 
-from transfers import execution, locks
-from transfers.models import TransferJob
+from transfers import execution, locks, services
+from transfers.models import Manifest, TransferJob
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +114,20 @@ def jobs_recover(recovery: _Recovery | None = None, *, everything: bool = False)
     return due
 
 
+@shared_task(name="transfers.import_manifest", acks_late=True)
+def import_manifest(manifest_id: int) -> None:
+    """Read, check and store an uploaded manifest (services.manifest_import_begin recorded it)."""
+    services.manifest_import_run(manifest_id=manifest_id)
+
+
+@shared_task(name="transfers.recover_imports")
+def recover_imports() -> None:
+    """Enqueue every manifest still importing: its message may be gone with a restarted Redis, or its
+    worker died. A duplicate of a run still going does nothing (services.manifest_import_run)."""
+    for manifest_id in Manifest.objects.filter(state=Manifest.State.IMPORTING).values_list("pk", flat=True):
+        import_manifest.delay(manifest_id)
+
+
 @shared_task(name="transfers.recover_jobs")
 def recover_jobs() -> None:
     """Enqueue every queued job (see the module's docstring); kept for manual use."""
@@ -134,6 +148,8 @@ class _RecoveryThread(threading.Thread):
                 close_old_connections()
                 # At start every queued job: this worker may be the first since everything restarted.
                 jobs_recover(recovery, everything=first)
+                if first:
+                    recover_imports.delay()  # an import whose worker died, or whose message Redis lost
                 first = False
             except Exception as exc:  # noqa: BLE001 - Redis, broker or database away: next round
                 logger.warning("job recovery round failed (%s); trying again in %.0fs", type(exc).__name__, self.every)

@@ -14,10 +14,9 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from transfers import selectors, services
-from transfers.engine.manifest import ManifestInvalid
+from transfers import manifest_store, selectors, services
 from transfers.forms import ManifestImportForm, SpeedForm, UploadOptionsForm
-from transfers.models import TransferItem
+from transfers.models import Manifest, TransferItem
 
 _ENTRIES_SHOWN = 200
 _FAILURES_SHOWN = 50
@@ -31,22 +30,19 @@ def manifest_list(request: HttpRequest) -> HttpResponse:
         problems = ["you may not import manifests: that needs the lead role in a team that owns a farm account"]
     elif request.method == "POST" and form.is_valid():
         try:
-            manifest = services.manifest_import(
+            # A worker reads and checks it; its page shows the progress, then the entries or the problems.
+            manifest = services.manifest_import_begin(
                 name=form.cleaned_data["name"],
                 account=form.cleaned_data["account"],
-                data=form.cleaned_data["file"].read(),
+                chunks=form.cleaned_data["file"].chunks(),
+                spooled=getattr(form.cleaned_data["file"], "temporary_file_path", lambda: None)(),
                 user=request.user,
                 request=request,
                 transmit_type=form.cleaned_data["transmit_type"],
             )
-        except ManifestInvalid as exc:
-            problems = [str(p) for p in exc.problems[:100]]
         except PermissionDenied as exc:
             problems = [str(exc)]
         else:
-            missing = manifest.entries.filter(size__isnull=True).count()
-            note = f" {missing} of the local files are missing now and will fail unless they appear." if missing else ""
-            messages.success(request, f"Imported {manifest.entry_count} entries.{note}")
             return redirect("manifest-detail", pk=manifest.pk)
     manifests = selectors.manifests_for(request.user)[:100]
     context = {"manifests": manifests, "form": form, "problems": problems, "may_import": form.may_import()}
@@ -56,9 +52,12 @@ def manifest_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def manifest_detail(request: HttpRequest, pk: int) -> HttpResponse:
     manifest = get_object_or_404(selectors.manifests_for(request.user), pk=pk)
-    page = Paginator(manifest.entries.all(), _ENTRIES_SHOWN).get_page(request.GET.get("page"))
+    ready = manifest.state == Manifest.State.READY
+    entries = manifest.entries.all() if ready else manifest.entries.none()
+    page = Paginator(entries, _ENTRIES_SHOWN).get_page(request.GET.get("page"))
+    problems = [str(problem) for problem in manifest_store.problems_loaded(manifest.problems)]
     may_run = selectors.user_may(request.user, "run", manifest)  # for templates that hide what the role cannot do
-    context = {"manifest": manifest, "page": page, "options": UploadOptionsForm(), "may_run": may_run}
+    context = {"manifest": manifest, "page": page, "options": UploadOptionsForm(), "may_run": may_run, "problems": problems}
     return render(request, "transfers/manifest_detail.html", context)
 
 
@@ -72,7 +71,7 @@ def manifest_upload(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("manifest-detail", pk=manifest.pk)
     try:
         job = services.job_create_upload(manifest=manifest, user=request.user, request=request, options=form.options())
-    except (services.UnsupportedAccount, PermissionDenied) as exc:
+    except (services.UnsupportedAccount, services.ManifestNotReady, PermissionDenied) as exc:
         messages.error(request, str(exc))
         return redirect("manifest-detail", pk=manifest.pk)
     return redirect("job-detail", pk=job.pk)

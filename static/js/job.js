@@ -53,6 +53,8 @@ function showState(s) {
   status.textContent = s.label;
   status.className = `status status-${s.status}`;
   $("job-hint").hidden = !s.waiting;
+  $("job-preparing").hidden = !s.preparing;
+  $("job-prepared").textContent = String(s.items_prepared);
   $("job-error").hidden = !s.error;
   $("job-error").textContent = s.error;
   for (const form of $("job-actions").querySelectorAll("form[data-action]")) {

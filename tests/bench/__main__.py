@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from tests.bench import copying, reupload, sdk
+from tests.bench import copying, reupload, scale, sdk
 from tests.bench.common import Config, Row, log, print_table, python_version, remove_in_background
 
 NAMES = {
@@ -24,13 +24,14 @@ NAMES = {
     3: "re-upload of unchanged files vs a stat walk",
     4: "cutting_upload vs the SDK's",
     5: "append_to_upload vs the SDK's",
+    6: "a 1.34M-entry manifest: import, job start, requests during the run, worker memory",
 }
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="scaled-down sizes and fewer rounds: a smoke test")
-    parser.add_argument("--only", default="1,2,3,4,5", help="comma-separated benchmark numbers (default: all)")
+    parser.add_argument("--only", default="1,2,3,4,5,6", help="comma-separated benchmark numbers (default: all)")
     parser.add_argument("--rounds", type=int, help="timed rounds per side (default 5, or 3 with --quick)")
     parser.add_argument("--settle", type=float, help="seconds to wait after dropping caches (default 3, 0.5 with --quick)")
     parser.add_argument("--dir", default="/var/tmp", help="where the fresh scratch folder goes (default /var/tmp)")
@@ -71,18 +72,20 @@ def main(argv: list[str]) -> int:
 
         if {4, 5} & set(args.only):
             sdk.install_sdk(config)
-        benchmarks: dict[int, Callable[[], Row]] = {
+        benchmarks: dict[int, Callable[[], Row | list[Row]]] = {
             1: lambda: copying.big_file(config),
             2: lambda: copying.small_files(config),
             3: lambda: reupload.reupload(config, *the_tree()),
             4: lambda: sdk.cutting(config),
             5: lambda: sdk.appending(config, the_tree()[0]),
+            6: lambda: scale.scale(config),
         }
         for number in args.only:
             print(f"\n[{number}] {NAMES[number]}", flush=True)
             began = time.monotonic()
             try:
-                rows.append(benchmarks[number]())
+                result = benchmarks[number]()
+                rows.extend(result if isinstance(result, list) else [result])
             except Exception:
                 traceback.print_exc()
                 rows.append(Row(number, NAMES[number], crashed=True, notes=["crashed: see the traceback above"]))

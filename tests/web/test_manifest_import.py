@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.files.uploadedfile import SimpleUploadedFile, TemporaryUploadedFile
 from django.core.management import CommandError, call_command
-from django.test import Client
+from django.test import Client, override_settings
 from django.urls import reverse
 
-from transfers import services
+from transfers import services, tasks
 from transfers.engine.manifest import EntryProblem, ManifestInvalid
 from transfers.models import AuditEvent, FarmAccount, Manifest, ManifestEntry
 
@@ -35,6 +35,13 @@ def account(team, make_account) -> FarmAccount:
 def logged_in(client: Client, user: Any) -> Client:
     client.force_login(user)
     return client
+
+
+@pytest.fixture
+def worker(monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any) -> Any:
+    """Runs the import_manifest task in this process once the request's transaction commits."""
+    monkeypatch.setattr(tasks.import_manifest, "delay", lambda manifest_id: tasks.import_manifest(manifest_id))
+    return lambda: django_capture_on_commit_callbacks(execute=True)
 
 
 def _upload_json(*entries: tuple[str, str]) -> bytes:
@@ -143,20 +150,38 @@ def _post_page(client: Client, account: FarmAccount, data: bytes) -> Any:
     return client.post(reverse("manifest-list"), {"name": "shots", "account": account.pk, "file": upload})
 
 
-def test_import_page_shows_the_refusal_with_the_entry_number(logged_in: Client, allowed_dir: Path, account: FarmAccount) -> None:
-    response = _post_page(logged_in, account, _climbing(allowed_dir))
+def test_import_page_shows_the_refusal_with_the_entry_number(
+    logged_in: Client, allowed_dir: Path, account: FarmAccount, worker: Any
+) -> None:
+    with worker():
+        response = _post_page(logged_in, account, _climbing(allowed_dir))
 
-    assert response.status_code == 200
-    assert "entry 2: server path '/D/../../etc/cron.d/x' contains '..'" in html.unescape(response.content.decode())
-    assert not Manifest.objects.exists()
+    manifest = Manifest.objects.get()
+    assert response.status_code == 302
+    page = logged_in.get(response.url)
+    assert "entry 2: server path '/D/../../etc/cron.d/x' contains '..'" in html.unescape(page.content.decode())
+    assert (manifest.state, manifest.entries.count()) == (Manifest.State.REFUSED, 0)
 
 
-def test_import_page_stores_a_good_manifest_and_opens_it(logged_in: Client, allowed_dir: Path, account: FarmAccount) -> None:
-    response = _post_page(logged_in, account, _good(allowed_dir))
+def test_import_page_stores_a_good_manifest_and_opens_it(
+    logged_in: Client, allowed_dir: Path, account: FarmAccount, worker: Any
+) -> None:
+    with worker():
+        response = _post_page(logged_in, account, _good(allowed_dir))
 
     manifest = Manifest.objects.get()
     assert response.status_code == 302
     assert response.url == reverse("manifest-detail", args=[manifest.pk])
+    assert (manifest.state, manifest.entry_count) == (Manifest.State.READY, 3)
+
+
+def test_import_page_shows_progress_while_the_worker_imports(logged_in: Client, allowed_dir: Path, account: FarmAccount) -> None:
+    response = _post_page(logged_in, account, _good(allowed_dir))  # no worker: it stays importing
+
+    page = logged_in.get(response.url).content.decode()
+    assert Manifest.objects.get().state == Manifest.State.IMPORTING
+    assert 'id="manifest-import"' in page and "js/manifest.js" in page
+    assert "<script>" not in page  # no inline script (a content security policy forbids it)
 
 
 def test_import_page_sends_anonymous_visitors_to_the_login(client: Client, allowed_dir: Path, account: FarmAccount) -> None:
@@ -175,20 +200,56 @@ def _post_api(client: Client, account: FarmAccount, data: bytes) -> Any:
     return client.post("/api/manifests/", {"name": "shots", "account": account.pk, "file": upload})
 
 
-def test_api_refuses_a_bad_manifest_with_a_list_of_problems(logged_in: Client, allowed_dir: Path, account: FarmAccount) -> None:
-    response = _post_api(logged_in, account, _climbing(allowed_dir))
+def test_api_refuses_a_bad_manifest_with_a_list_of_problems(
+    logged_in: Client, allowed_dir: Path, account: FarmAccount, worker: Any
+) -> None:
+    with worker():
+        response = _post_api(logged_in, account, _climbing(allowed_dir))
 
-    assert response.status_code == 400
-    assert response.json()["problems"] == [{"entry": 2, "reason": "server path '/D/../../etc/cron.d/x' contains '..'"}]
-    assert not Manifest.objects.exists()
+    assert (response.status_code, response.json()["state"]) == (202, "importing")
+    body = logged_in.get(f"/api/manifests/{response.json()['id']}/").json()
+    assert body["state"] == "refused"
+    assert body["problems"] == [{"entry": 2, "reason": "server path '/D/../../etc/cron.d/x' contains '..'"}]
+    assert not ManifestEntry.objects.exists()
 
 
-def test_api_imports_a_good_manifest(logged_in: Client, allowed_dir: Path, account: FarmAccount) -> None:
+def test_api_imports_a_good_manifest(logged_in: Client, allowed_dir: Path, account: FarmAccount, worker: Any) -> None:
+    with worker():
+        response = _post_api(logged_in, account, _good(allowed_dir))
+
+    assert response.status_code == 202
+    body = logged_in.get(f"/api/manifests/{response.json()['id']}/").json()
+    assert (body["id"], body["state"], body["entry_count"], body["total_bytes"]) == (Manifest.objects.get().pk, "ready", 3, 13)
+    assert body["entries_stored"] == 3
+
+
+def test_api_answers_before_the_worker_has_read_the_file(logged_in: Client, allowed_dir: Path, account: FarmAccount) -> None:
+    response = _post_api(logged_in, account, _good(allowed_dir))  # no worker runs
+
+    manifest = Manifest.objects.get()
+    assert response.status_code == 202
+    assert (manifest.state, manifest.entries.count()) == (Manifest.State.IMPORTING, 0)
+    assert services.manifest_spool_path(manifest_id=manifest.pk).read_bytes() == _good(allowed_dir)
+
+
+@override_settings(FILE_UPLOAD_MAX_MEMORY_SIZE=16)
+def test_api_moves_a_big_upload_into_place_without_reading_it(
+    logged_in: Client, allowed_dir: Path, account: FarmAccount, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the upload was read in the web process")
+
+    def refuse_chunks(*args: object, **kwargs: object) -> Any:  # lazy, like the real one
+        refuse()
+        yield b""
+
+    monkeypatch.setattr(TemporaryUploadedFile, "read", refuse)
+    monkeypatch.setattr(TemporaryUploadedFile, "chunks", refuse_chunks)
+
     response = _post_api(logged_in, account, _good(allowed_dir))
 
-    assert response.status_code == 201
-    body = response.json()
-    assert (body["id"], body["entry_count"], body["total_bytes"]) == (Manifest.objects.get().pk, 3, 13)
+    assert response.status_code == 202
+    assert services.manifest_spool_path(manifest_id=response.json()["id"]).read_bytes() == _good(allowed_dir)
 
 
 def test_api_refuses_anonymous_imports(client: Client, allowed_dir: Path, account: FarmAccount) -> None:

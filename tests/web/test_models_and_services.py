@@ -229,8 +229,11 @@ def test_the_upload_button_redirects_to_the_new_job(client, owner, manifest, enq
     assert response["Location"] == reverse("job-detail", args=[TransferJob.objects.get(manifest=manifest).pk])
 
 
-def test_a_new_job_has_one_pending_item_per_manifest_entry(owner, manifest, enqueued):
+def test_a_new_job_has_one_pending_item_per_manifest_entry_once_the_worker_prepared_it(owner, manifest, enqueued):
     job = services.job_create_upload(manifest=manifest, user=owner)
+    assert not job.items.exists()  # the request only records the job; the worker makes its items
+
+    assert services.job_prepare(job_id=job.pk) is True
 
     assert job.status == TransferJob.Status.QUEUED
     assert list(job.items.values_list("number", "state", "size")) == [(1, "pending", 1), (2, "pending", 2), (3, "pending", 3)]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 from datetime import timedelta
-from types import SimpleNamespace
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -91,10 +90,10 @@ class Throttle:
 def _recorder(job: TransferJob) -> execution._Recorder:
     services.job_recount(job_id=job.pk)
     job.refresh_from_db()
-    pending = job.items.filter(state=TransferItem.State.PENDING)
-    return execution._Recorder(
-        job, None, {i.pk: SimpleNamespace(server=i.server) for i in pending}, {i.pk: i.size for i in pending}
-    )  # type: ignore[arg-type]
+    recorder = execution._Recorder(job, None)  # type: ignore[arg-type]
+    for item in job.items.filter(state=TransferItem.State.PENDING):
+        recorder.track(item.pk, item.server, item.size)  # as the engine is handed each pending item
+    return recorder
 
 
 # --- the state rules live on the model ---------------------------------------------------------------
@@ -286,6 +285,10 @@ def test_retry_of_a_stopped_job_sends_the_unsent_files_from_their_partials_and_t
 
     with django_capture_on_commit_callbacks(execute=True):
         assert services.job_retry(job=job, user=lead)
+    job.refresh_from_db()
+    assert (job.status, job.prepared) == (S.QUEUED, False)  # the worker sets the failed files pending
+    assert services.job_prepare(job_id=job.pk)
+    services.job_recount(job_id=job.pk)
 
     job.refresh_from_db()
     assert sorted(job.items.values_list("state", "bytes_done")) == [("done", 1000), ("pending", 0), ("pending", 250)]

@@ -45,7 +45,10 @@ class ManifestSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Manifest
-        fields = ["id", "name", "account", "team", "transmit_type", "entry_count", "total_bytes", "created_at"]
+        fields = [
+            "id", "name", "account", "team", "transmit_type", "state", "entries_stored", "problems", "entry_count",
+            "total_bytes", "created_at",
+        ]  # fmt: skip
 
 
 class ManifestImportSerializer(serializers.Serializer):
@@ -86,6 +89,7 @@ class TransferJobSerializer(serializers.ModelSerializer):
             "id", "kind", "status", "is_terminal", "actions", "account", "team", "manifest", "options", "created_at",
             "started_at", "finished_at", "files_total", "files_done", "files_failed", "files_skipped", "files_not_sent",
             "bytes_total", "bytes_done", "bytes_sent", "percent", "duration", "average_speed", "error", "live",
+            "prepared", "items_prepared",
         ]  # fmt: skip
         read_only_fields = fields
 

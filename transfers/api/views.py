@@ -20,7 +20,6 @@ from transfers.api.serializers import (
     ManifestSerializer,
     TransferJobSerializer,
 )
-from transfers.engine.manifest import ManifestInvalid
 from transfers.models import FarmAccount, Manifest, TransferJob
 
 
@@ -69,21 +68,20 @@ class ManifestViewSet(viewsets.ReadOnlyModelViewSet):
         return selectors.manifests_for(self.request.user)
 
     def create(self, request: Request) -> Response:
+        """Accept an upload.json or an upload list: 202, state "importing"; a worker reads and checks it,
+        then GET shows state "ready", or "refused" with its problems."""
         form = ManifestImportSerializer(data=request.data, context=self.get_serializer_context())
         form.is_valid(raise_exception=True)
-        try:
-            manifest = services.manifest_import(
-                name=form.validated_data["name"],
-                account=form.validated_data["account"],
-                data=form.validated_data["file"].read(),
-                user=request.user,
-                request=request._request,
-                transmit_type=form.validated_data["transmit_type"],
-            )
-        except ManifestInvalid as exc:
-            problems = [{p.unit: p.number, "reason": p.reason} for p in exc.problems]
-            return Response({"detail": "manifest refused", "problems": problems}, status=status.HTTP_400_BAD_REQUEST)
-        return Response(ManifestSerializer(manifest).data, status=status.HTTP_201_CREATED)
+        manifest = services.manifest_import_begin(
+            name=form.validated_data["name"],
+            account=form.validated_data["account"],
+            chunks=form.validated_data["file"].chunks(),
+            spooled=getattr(form.validated_data["file"], "temporary_file_path", lambda: None)(),
+            user=request.user,
+            request=request._request,
+            transmit_type=form.validated_data["transmit_type"],
+        )
+        return Response(ManifestSerializer(manifest).data, status=status.HTTP_202_ACCEPTED)
 
     @action(detail=True, methods=["post"])
     def upload_asset(self, request: Request, pk: str | None = None) -> Response:
@@ -94,7 +92,7 @@ class ManifestViewSet(viewsets.ReadOnlyModelViewSet):
             job = services.job_create_upload(
                 manifest=self.get_object(), user=request.user, request=request._request, options=options.validated_data
             )
-        except services.UnsupportedAccount as exc:
+        except (services.UnsupportedAccount, services.ManifestNotReady) as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         return Response(TransferJobSerializer(job).data, status=status.HTTP_201_CREATED)
 
