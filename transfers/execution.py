@@ -25,12 +25,13 @@ from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from transfers import progress
+from transfers import kinds, progress
 from transfers.engine.events import Event, FileFinished
 from transfers.engine.paths import PathMap, PathRefused
 from transfers.engine.runner import Control, FileTask, RunSummary, TransferOptions, run_upload
 from transfers.engine.storage import LocalStorage
 from transfers.engine.tracker import Snapshot, Tracker
+from transfers.kinds.options import Transfer
 from transfers.ledger import DbLedger
 from transfers.locks import Lease, job_lock
 from transfers.models import TransferItem, TransferJob
@@ -39,7 +40,6 @@ from transfers.services import (
     audit_record,
     farm_storage,
     job_audit_end,
-    job_prepare,
     job_publish_state,
     job_recount,
     job_start,
@@ -71,9 +71,9 @@ class _Recorder:
     database waits for it, instead of piling up results and then storing them in one long write.
     """
 
-    def __init__(self, job: TransferJob, storage: LocalStorage) -> None:
+    def __init__(self, job: TransferJob, storages: list[LocalStorage]) -> None:
         self.job = job
-        self.storage = storage
+        self.storages = storages
         self.names: dict[int, str] = {}  # in-flight item -> its server path (names the active files)
         self.most_tracked = 0  # the high-water mark of in-flight items (the tests check the bound)
         self.stopped = threading.Event()  # the run is over: an engine waiting for room goes on
@@ -178,7 +178,8 @@ class _Recorder:
         with self._lock:
             carried = dict(self.carried)
         if batch:
-            self.storage.sync()
+            for storage in self.storages:
+                storage.sync()
         rows = [
             (
                 (TransferItem.State.SKIPPED if e.skipped else TransferItem.State.DONE) if e.ok else TransferItem.State.FAILED,
@@ -218,9 +219,9 @@ def _measured_at(figures: JobFigures) -> datetime | None:
     return datetime.fromtimestamp(at, tz=UTC) if at is not None else None
 
 
-def _pending(job: TransferJob, recorder: _Recorder) -> Iterator[FileTask]:
-    """The job's pending items, read _PAGE at a time in primary-key order (never all at once)."""
-    pending = TransferItem.objects.filter(job_id=job.pk, state=TransferItem.State.PENDING).order_by("pk")
+def _pending(job: TransferJob, recorder: _Recorder, area: str) -> Iterator[FileTask]:
+    """The job's pending items in one area, read _PAGE at a time in primary-key order (never all at once)."""
+    pending = TransferItem.objects.filter(job_id=job.pk, state=TransferItem.State.PENDING, area=area).order_by("pk")
     last = 0
     while rows := list(pending.filter(pk__gt=last).values_list("pk", "local", "server", "size")[:_PAGE]):
         for pk, local, server, size in rows:
@@ -229,7 +230,7 @@ def _pending(job: TransferJob, recorder: _Recorder) -> Iterator[FileTask]:
         last = rows[-1][0]
 
 
-def _prepare(job: TransferJob, lease: Lease) -> bool:
+def _prepare(job: TransferJob, lease: Lease, kind: kinds.JobKind[Any], options: Transfer) -> bool:
     """Make the job's items (a new job, or a retry's failed items) in the worker; False when a user
     paused or cancelled it meanwhile."""
 
@@ -239,15 +240,36 @@ def _prepare(job: TransferJob, lease: Lease) -> bool:
         status = TransferJob.objects.filter(pk=job.pk).values_list("status", flat=True).first()
         return status == TransferJob.Status.RUNNING
 
-    if not job_prepare(job_id=job.pk, keep_going=keep_going):
+    if not kind.prepare(job, options, keep_going):
         return False
     job_recount(job_id=job.pk)
     job.refresh_from_db(fields=["files_total", "files_done", "files_skipped", "files_failed", "bytes_total", "bytes_done"])
     return True
 
 
-def transfer_options(options: dict[str, Any]) -> TransferOptions:
-    return TransferOptions(pool_size=int(options.get("pool_size", 4)), attempts=int(options.get("upload_num", 3)))
+def transfer_options(options: Transfer) -> TransferOptions:
+    return TransferOptions(pool_size=options.pool_size, attempts=options.attempts)
+
+
+def _combined(summaries: list[RunSummary]) -> RunSummary:
+    """One summary for a run of several legs: the counts added up, the stop of the leg that stopped."""
+    stopped = next((summary for summary in summaries if summary.stopped), None)
+    return RunSummary(
+        files_ok=sum(s.files_ok for s in summaries),
+        files_failed=sum(s.files_failed for s in summaries),
+        files_skipped=sum(s.files_skipped for s in summaries),
+        bytes_sent=sum(s.bytes_sent for s in summaries),
+        stopped=stopped is not None,
+        stop_reason=stopped.stop_reason if stopped else "",
+        files_not_sent=sum(s.files_not_sent for s in summaries),
+        bytes_not_sent=sum(s.bytes_not_sent for s in summaries),
+    )
+
+
+def _area_storage(job: TransferJob, area: str) -> LocalStorage:
+    return LocalStorage(
+        farm_storage(account=job.account).area(area), label=f'{area} storage of farm account "{job.account.name}"'
+    )
 
 
 def _final_status(figures: JobFigures, summary: RunSummary) -> tuple[str, str]:
@@ -306,8 +328,12 @@ def job_run(*, job_id: int) -> None:
         except INFRASTRUCTURE_ERRORS as exc:
             logger.warning("job %s interrupted (%s: %s); left running for recovery to resume", job_id, type(exc).__name__, exc)
         except Exception as exc:
-            logger.exception("job %s failed", job_id)
-            error = f"internal error ({type(exc).__name__}); see the worker log"
+            if isinstance(exc, (kinds.OptionsInvalid, kinds.UnknownKind)):
+                error = f"this job cannot run: {exc}"  # the user's to fix, said plainly; no traceback
+                logger.warning("job %s refused: %s", job_id, exc)
+            else:
+                logger.exception("job %s failed", job_id)
+                error = f"internal error ({type(exc).__name__}); see the worker log"
             if job_transition(job_id=job_id, to=TransferJob.Status.FAILED, finished_at=timezone.now(), error=error):
                 audit_record(
                     actor=None, action="job.finish", target=TransferJob(pk=job_id), outcome="failed", after={"error": error}
@@ -315,29 +341,36 @@ def job_run(*, job_id: int) -> None:
 
 
 def _run(job: TransferJob, lease: Lease) -> None:
-    if not job.prepared and not _prepare(job, lease):
+    kind = kinds.get(job.kind)
+    options = kind.options(job)
+    if not job.prepared and not _prepare(job, lease, kind, options):
         return  # paused or cancelled while its items were made: a resume continues them
-    storage = LocalStorage(
-        farm_storage(account=job.account).area("input"), label=f'input storage of farm account "{job.account.name}"'
-    )
-    recorder = _Recorder(job, storage)
+    legs = kind.legs(options)
+    storages = {leg.area: _area_storage(job, leg.area) for leg in legs}
+    recorder = _Recorder(job, list(storages.values()))
     throttle = progress.ProgressThrottle(job.pk)
-    control = Control(job.options.get("max_speed"))
-    ledger = DbLedger(account_id=job.account_id, area="input") if job.options.get("is_db", True) else None
+    control = Control(options.max_speed)
     outcome: dict[str, RunSummary | BaseException] = {}
 
     def engine() -> None:
         try:
-            outcome["summary"] = run_upload(
-                _pending(job, recorder),
-                storage=storage,
-                allowed_roots=settings.ALLOWED_LOCAL_ROOTS,
-                report=recorder,
-                options=transfer_options(job.options),
-                control=control,
-                ledger=ledger,
-                path_map=PathMap(job.account.path_map),
-            )
+            summaries: list[RunSummary] = []
+            for leg in legs:
+                summaries.append(
+                    run_upload(
+                        _pending(job, recorder, leg.area),
+                        storage=storages[leg.area],
+                        allowed_roots=settings.ALLOWED_LOCAL_ROOTS,
+                        report=recorder,
+                        options=transfer_options(options),
+                        control=control,
+                        ledger=DbLedger(account_id=job.account_id, area=leg.area) if leg.ledger else None,
+                        path_map=PathMap(job.account.path_map),
+                    )
+                )
+                if summaries[-1].stopped:
+                    break  # a pause, a cancel or a full disk: the next legs wait for the resume
+            outcome["summary"] = _combined(summaries)
         except BaseException as exc:  # noqa: BLE001 - handed to the task's thread below
             outcome["error"] = exc
         finally:
@@ -444,15 +477,16 @@ def _follow_user(job: TransferJob, recorder: _Recorder, control: Control) -> Non
         recorder.status = TransferJob.Status.CANCELLED
         control.request_stop("the job was deleted")
         return
-    options, status = row
+    stored, status = row
     if status != TransferJob.Status.RUNNING:
         # Only this run moves the job on from running: any other status is a user's pause or cancel
         # (or a pause and a resume so quick that we only see "queued").
         recorder.status = status
         control.request_stop(f"{status} by a user")
-    if options.get("max_speed") != job.options.get("max_speed"):
-        control.set_max_speed(options.get("max_speed"))
-        job.options = options
+    kind = kinds.get(job.kind)
+    if (speed := kind.parse(stored).max_speed) != kind.options(job).max_speed:
+        control.set_max_speed(speed)
+        job.options = stored
 
 
 def job_discard_partials(*, job_id: int) -> None:
@@ -463,8 +497,10 @@ def job_discard_partials(*, job_id: int) -> None:
             return
         if job.finished_at is None:
             job_stopped(job_id=job_id, status=job.status)  # its run died before it could say it ended
-        storage = LocalStorage(farm_storage(account=job.account).area("input"))
+        storages: dict[str, LocalStorage] = {}
         unfinished = [TransferItem.State.PENDING, TransferItem.State.FAILED]  # a failed file may have left a partial
-        for server in job.items.filter(state__in=unfinished).values_list("server", flat=True).iterator(chunk_size=2000):
+        rows = job.items.filter(state__in=unfinished).values_list("area", "server")
+        for area, server in rows.iterator(chunk_size=2000):
+            storage = storages.get(area) or storages.setdefault(area, _area_storage(job, area))
             with contextlib.suppress(PathRefused):  # a path refused in storage (its item failed so) has no partial
                 storage.discard_partial(server)

@@ -155,7 +155,13 @@ class TransferJob(models.Model):
     """
 
     class Kind(models.TextChoices):
+        # Each is a module in transfers/kinds (what it does lives there, not here).
         UPLOAD_ASSET = "upload_asset", "Upload assets"
+        UPLOAD_CONFIG = "upload_config", "Upload task configuration"
+        UPLOAD = "upload", "Upload configuration and assets"
+        DOWNLOAD = "download", "Download"
+        AUTO_DOWNLOAD = "auto_download", "Auto download (each frame as it finishes)"
+        AUTO_DOWNLOAD_AFTER_TASK_COMPLETED = "auto_download_after_task_completed", "Auto download after the task ends"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -326,6 +332,7 @@ class TransferItem(models.Model):
     local = models.TextField()
     server = models.TextField()
     size = models.PositiveBigIntegerField(null=True)
+    area = models.CharField(max_length=10, default="input")  # the farm storage area `server` is in
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
     bytes_done = models.PositiveBigIntegerField(default=0)
     checksum = models.CharField(max_length=80, blank=True)  # see engine.hashing for the format

@@ -190,42 +190,31 @@ def manifest_import_run(*, manifest_id: int) -> None:
 def job_create_upload(
     *, manifest: Manifest, user: User, request: HttpRequest | None = None, options: dict[str, Any] | None = None
 ) -> TransferJob:
-    """Record an upload job (totals from the manifest) and enqueue it once committed; the worker makes
-    its items from the manifest's entries (job_prepare), so this stays well under a second."""
-    from transfers.tasks import run_job
+    """upload_asset: record the job and enqueue it (transfers.jobs.job_create); the worker makes its
+    items from the manifest's entries (job_prepare), so this stays well under a second."""
+    from transfers.jobs import job_create
 
-    _require(user, "run", manifest)
-    if manifest.account.kind != FarmAccount.Kind.LOCAL:
-        raise UnsupportedAccount(
-            f"farm account {manifest.account.name!r} is a {manifest.account.get_kind_display()} account; "
-            "this version of rvweb uploads only to local farm accounts"
-        )
-    if manifest.state != Manifest.State.READY:
-        raise ManifestNotReady(f"manifest {manifest.name!r} is {manifest.get_state_display().lower()}: nothing to upload")
-    with transaction.atomic():
-        job = TransferJob.objects.create(
-            kind=TransferJob.Kind.UPLOAD_ASSET,
-            account=manifest.account,
-            manifest=manifest,
-            options=options or {},
-            created_by=user if user.is_authenticated else None,
-            files_total=manifest.entry_count,
-            bytes_total=manifest.total_bytes,
-            prepared=False,
-        )
-        audit_record(
-            actor=user, action="job.create", target=job, request=request, after={"manifest": manifest.pk, "status": job.status}
-        )
-        transaction.on_commit(lambda: run_job.delay(job.pk))
-    return job
+    return job_create(
+        kind=TransferJob.Kind.UPLOAD_ASSET,
+        account=manifest.account,
+        manifest=manifest,
+        user=user,
+        request=request,
+        options=options,
+    )
 
 
-def job_prepare(*, job_id: int, keep_going: Callable[[], bool] = lambda: True) -> bool:
+def job_prepare(
+    *, job_id: int, keep_going: Callable[[], bool] = lambda: True, first_number: int = 1, area: str = "input"
+) -> bool:
     """Make the job's items from its manifest's entries and, after a retry, set its failed items
     pending again — _STORE_BATCH rows per short transaction, paced, so no other request waits on the
     database. True once prepared; False when keep_going() said stop (a pause, a cancel): the next
-    run continues from `items_prepared`, which moves in the same transaction as the rows it counts."""
+    run continues from `items_prepared`, which moves in the same transaction as the rows it counts.
+
+    Entry n becomes item `first_number + n - 1` in `area` (a kind with other items first moves them up)."""
     job = TransferJob.objects.only("manifest_id", "files_total", "items_prepared", "prepared").get(pk=job_id)
+    entries_total = job.files_total - (first_number - 1)
     if job.prepared:
         return True
     item, entry = TransferItem._meta, ManifestEntry._meta
@@ -234,17 +223,17 @@ def job_prepare(*, job_id: int, keep_going: Callable[[], bool] = lambda: True) -
     # INSERT ... SELECT: the rows never pass through Python (a 1.3M-entry job in well under a minute).
     insert = (
         f"INSERT INTO {quote(item.db_table)} ({columns}) "  # noqa: S608 - names are ours, values bound
-        f"SELECT %s, number, local, server, size, %s, 0, '', 0, '', '' FROM {quote(entry.db_table)} "
+        f"SELECT %s, number + %s, local, server, size, %s, %s, 0, '', 0, '', '' FROM {quote(entry.db_table)} "
         f"WHERE manifest_id = %s AND number > %s AND number <= %s"
     )
     done = job.items_prepared
-    while done < job.files_total and job.manifest_id is not None:
+    while done < entries_total and job.manifest_id is not None:
         if not keep_going():
             return False
-        upto = min(done + _STORE_BATCH, job.files_total)
+        upto = min(done + _STORE_BATCH, entries_total)
         started = time.monotonic()
         with transaction.atomic(), db_connection.cursor() as cursor:
-            cursor.execute(insert, [job_id, TransferItem.State.PENDING, job.manifest_id, done, upto])
+            cursor.execute(insert, [job_id, first_number - 1, area, TransferItem.State.PENDING, job.manifest_id, done, upto])
             if not TransferJob.objects.filter(pk=job_id, items_prepared=done).update(items_prepared=upto):
                 raise RuntimeError(f"job {job_id} is being prepared by another run")  # rolls the rows back
         done = upto
@@ -268,6 +257,7 @@ _ITEM_COLUMNS = [
     "local",
     "server",
     "size",
+    "area",
     "state",
     "bytes_done",
     "checksum",

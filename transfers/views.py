@@ -14,7 +14,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from transfers import manifest_store, selectors, services
+from transfers import kinds, manifest_store, selectors, services
 from transfers.forms import ManifestImportForm, SpeedForm, UploadOptionsForm
 from transfers.models import Manifest, TransferItem
 
@@ -71,7 +71,7 @@ def manifest_upload(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("manifest-detail", pk=manifest.pk)
     try:
         job = services.job_create_upload(manifest=manifest, user=request.user, request=request, options=form.options())
-    except (services.UnsupportedAccount, services.ManifestNotReady, PermissionDenied) as exc:
+    except (services.UnsupportedAccount, services.ManifestNotReady, kinds.OptionsInvalid, PermissionDenied) as exc:
         messages.error(request, str(exc))
         return redirect("manifest-detail", pk=manifest.pk)
     return redirect("job-detail", pk=job.pk)

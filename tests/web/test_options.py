@@ -33,7 +33,8 @@ def test_upload_stores_the_chosen_sdk_options_on_the_job(client, lead, manifest)
     with mock.patch("transfers.tasks.run_job.delay"):
         client.post(reverse("manifest-upload", args=[manifest.pk]), {"max_speed": "2048", "pool_size": "2", "is_db": "on"})
 
-    assert TransferJob.objects.get().options == {"max_speed": 2048, "pool_size": 2, "is_db": True}
+    options = TransferJob.objects.get().options
+    assert (options["max_speed"], options["pool_size"], options["is_db"]) == (2048, 2, True)
 
 
 def test_upload_refuses_a_negative_speed_and_creates_no_job(client, lead, manifest):

@@ -12,7 +12,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from transfers import selectors, services
+from transfers import kinds, selectors, services
 from transfers.api.serializers import (
     FarmAccountSerializer,
     JobOptionsSerializer,
@@ -92,7 +92,7 @@ class ManifestViewSet(viewsets.ReadOnlyModelViewSet):
             job = services.job_create_upload(
                 manifest=self.get_object(), user=request.user, request=request._request, options=options.validated_data
             )
-        except (services.UnsupportedAccount, services.ManifestNotReady) as exc:
+        except (services.UnsupportedAccount, services.ManifestNotReady, kinds.OptionsInvalid) as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         return Response(TransferJobSerializer(job).data, status=status.HTTP_201_CREATED)
 

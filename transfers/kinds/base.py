@@ -1,0 +1,65 @@
+"""What a job kind is: its options, the legs it moves files in, and how its items are made.
+
+Plain classes, no Django imports at module level: the models and services import the registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Generic, Literal, TypeVar
+
+from transfers.kinds import options as opts
+
+if TYPE_CHECKING:
+    from transfers.models import FarmAccount, Manifest, TransferJob
+
+OptionsT = TypeVar("OptionsT", bound=opts.Transfer)
+KeepGoing = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One pass of the engine over the job's items in one farm storage area, in one direction."""
+
+    area: str  # input, output or config: the farm storage area the items' server paths are in
+    direction: Literal["upload", "download"] = "upload"
+    ledger: bool = False  # skip files the ledger says are unchanged since they were last sent (is_db)
+
+
+@dataclass(frozen=True)
+class Totals:
+    """What a new job is known to hold before its worker has listed it (the page's first figures)."""
+
+    files: int = 0
+    bytes: int = 0
+
+
+class JobKind(Generic[OptionsT]):
+    """A job kind: one module with a subclass of this, plus its registration in transfers.kinds."""
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    Options: type[OptionsT]
+    uses_manifest: ClassVar[bool] = False  # the job sends a manifest's entries (it must be ready)
+
+    def plan(self, *, account: FarmAccount, manifest: Manifest | None, options: OptionsT, roots: list[Path]) -> Totals:
+        """Check what the job names before it is recorded (OptionsInvalid names the problem) and say
+        what it is known to hold. Quick: the request waits on it; listing is the worker's."""
+        raise NotImplementedError
+
+    def parse(self, raw: dict[str, object] | None) -> OptionsT:
+        """Options from a form, the API or a command, checked once; OptionsInvalid names the option."""
+        return opts.parse(self.Options, raw)
+
+    def options(self, job: TransferJob) -> OptionsT:
+        """A stored job's options, typed, with every default."""
+        return opts.load(self.Options, job.options)
+
+    def legs(self, options: OptionsT) -> list[Leg]:
+        raise NotImplementedError
+
+    def prepare(self, job: TransferJob, options: OptionsT, keep_going: KeepGoing) -> bool:
+        """Make the job's items (in the worker, in short batches); False when keep_going() said stop."""
+        raise NotImplementedError
