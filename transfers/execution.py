@@ -13,8 +13,6 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
-from pathlib import PurePosixPath
 from typing import Any
 
 from django.conf import settings
@@ -26,16 +24,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from transfers import kinds, progress
-from transfers.engine.events import Event, FileFinished
 from transfers.engine.paths import PathMap, PathRefused
 from transfers.engine.runner import Control, FileTask, RunSummary, TransferOptions, run_upload
 from transfers.engine.storage import LocalStorage
-from transfers.engine.tracker import Snapshot, Tracker
 from transfers.kinds.options import Transfer
 from transfers.ledger import DbLedger
 from transfers.locks import Lease, job_lock
 from transfers.models import TransferItem, TransferJob
 from transfers.progress import JobFigures
+from transfers.recorder import _DB_BATCH, Recorder
 from transfers.services import (
     audit_record,
     farm_storage,
@@ -50,176 +47,13 @@ logger = logging.getLogger(__name__)
 
 _TICK = 0.25  # seconds between progress offers (the throttle decides what is sent)
 _DB_EVERY = 1.0  # seconds between batched item/counter writes and looks at the job row
-_DB_BATCH = 1000  # ...or this many finished files, whichever comes first
 _DB_PATIENCE = 30  # consecutive failed writes (about as many seconds) before the run gives up
-_ACTIVE_SHOWN = 5
-_BACKLOG_MAX = 5 * _DB_BATCH  # finished files not yet stored before the engine waits for the database
 _PAGE = 2000  # pending items read per query
-_ITEM_UPDATE = (
-    f"UPDATE {TransferItem._meta.db_table} SET state = %s, size = %s, bytes_done = %s, checksum = %s, "  # noqa: S608 - ours
-    "attempts = %s, error_code = %s, error = %s WHERE id = %s"
-)
-# A file under way keeps the bytes it holds so far, unless it finished meanwhile (the state guard).
-_PARTIAL_UPDATE = f"UPDATE {TransferItem._meta.db_table} SET bytes_done = %s WHERE id = %s AND state = 'pending'"  # noqa: S608
+
+_Recorder = Recorder  # the name the tests know
 
 
-class _Recorder:
-    """Engine events in, batched database writes and progress messages out.
-
-    Memory stays bounded whatever the job's size: only items in flight (handed to the engine, not yet
-    stored) are remembered, and an engine that gets _BACKLOG_MAX finished files ahead of the
-    database waits for it, instead of piling up results and then storing them in one long write.
-    """
-
-    def __init__(self, job: TransferJob, storages: list[LocalStorage]) -> None:
-        self.job = job
-        self.storages = storages
-        self.names: dict[int, str] = {}  # in-flight item -> its server path (names the active files)
-        self.most_tracked = 0  # the high-water mark of in-flight items (the tests check the bound)
-        self.stopped = threading.Event()  # the run is over: an engine waiting for room goes on
-        self.status: str = TransferJob.Status.RUNNING  # as last read from the job row
-        # Bytes an earlier run left in the partial files of pending items (job_recount counted them in
-        # bytes_done). The engine reports them again as it resumes each file; until it has, they are
-        # shown from here, so the bar neither falls back at a resume nor counts them twice.
-        self.carried: dict[int, int] = dict(
-            job.items.filter(state=TransferItem.State.PENDING, bytes_done__gt=0).values_list("pk", "bytes_done")
-        )
-        self.sent_before = job.bytes_sent
-        self.tracker = Tracker(
-            files_total=job.files_total,
-            bytes_total=job.bytes_total,
-            files_done=job.files_done,
-            files_skipped=job.files_skipped,
-            files_failed=job.files_failed,
-            bytes_done=max(0, job.bytes_done - sum(self.carried.values())),
-        )
-        self.expected = self.tracker.expected  # in-flight item -> its size as the manifest said (shared)
-        self._lock = threading.Lock()
-        self._room = threading.Condition(self._lock)
-        self._finished: list[FileFinished] = []
-
-    def track(self, item_id: int, server: str, size: int | None) -> None:
-        """An item handed to the engine (from its thread); forgotten once its result is stored."""
-        self.names[item_id] = server
-        self.expected[item_id] = size
-        self.most_tracked = max(self.most_tracked, len(self.names))
-
-    def __call__(self, event: Event) -> None:
-        if isinstance(event, FileFinished):
-            with self._room:  # the tracker and `carried` change together: a snapshot sees both or neither
-                self.tracker(event)
-                self.carried.pop(event.item_id, None)
-                self._finished.append(event)
-                while len(self._finished) >= _BACKLOG_MAX and not self.stopped.is_set():
-                    self._room.wait(0.5)
-        else:
-            self.tracker(event)
-
-    def snapshot(self) -> tuple[Snapshot, JobFigures]:
-        """The tracker's snapshot and the figures the page shows for it (with the carried partial bytes)."""
-        with self._lock:
-            snap = self.tracker.snapshot()
-            carried = dict(self.carried)
-        counted = {f.item_id: f.done for f in snap.active}
-        view = TransferJob(
-            status=self.status,
-            files_total=snap.files_total,
-            files_done=snap.files_done,
-            files_skipped=snap.files_skipped,
-            files_failed=snap.files_failed,
-            bytes_total=snap.bytes_total,
-            bytes_done=snap.bytes_done + sum(max(0, b - counted.get(item, 0)) for item, b in carried.items()),
-            bytes_sent=self.sent_before + self.tracker.bytes_sent,
-            figures_at=timezone.now(),
-        )
-        return snap, view.figures()
-
-    def backlog(self) -> int:
-        with self._lock:
-            return len(self._finished)
-
-    def message(self) -> progress.JobProgress:
-        snap, figures = self.snapshot()
-        return progress.JobProgress(
-            type="job.progress",
-            job=self.job.pk,
-            **figures,
-            speed=round(snap.speed, 1),
-            eta=snap.eta,
-            active=[
-                progress.ActiveFile(name=PurePosixPath(name).name, done=f.done, size=f.size)
-                for f in snap.active[:_ACTIVE_SHOWN]
-                if (name := self.names.get(f.item_id)) is not None
-            ],
-        )
-
-    def write(self) -> None:
-        """Store finished items and the job's counters, _DB_BATCH items per short transaction (a
-        whole backlog in one would hold SQLite's write lock for minutes), once they are on disk.
-        What fails stays queued for the next try: nothing finished is forgotten."""
-        while True:
-            started = time.monotonic()
-            with self._lock:
-                batch = self._finished[:_DB_BATCH]
-            self._store(batch)
-            with self._room:
-                del self._finished[: len(batch)]
-                more = bool(self._finished)
-                self._room.notify_all()
-            for event in batch:
-                self.names.pop(event.item_id, None)
-                self.expected.pop(event.item_id, None)
-            if not more:
-                return
-            time.sleep(min(0.2, time.monotonic() - started))  # let a login or a Cancel take the lock
-
-    def _store(self, batch: list[FileFinished]) -> None:
-        snap, figures = self.snapshot()
-        with self._lock:
-            carried = dict(self.carried)
-        if batch:
-            for storage in self.storages:
-                storage.sync()
-        rows = [
-            (
-                (TransferItem.State.SKIPPED if e.skipped else TransferItem.State.DONE) if e.ok else TransferItem.State.FAILED,
-                e.size if e.ok else self.expected.get(e.item_id),
-                e.size,
-                e.checksum,
-                e.attempts,
-                e.error_code,
-                e.error,
-                e.item_id,
-            )
-            for e in batch
-        ]
-        # The files under way keep what they hold so far: a resumed run starts its figures from there.
-        partials = [(max(f.done, carried.get(f.item_id, 0)), f.item_id) for f in snap.active if f.item_id in self.names]
-        with transaction.atomic():
-            with db_connection.cursor() as cursor:
-                # One prepared UPDATE per row: ~118,000 rows/s on SQLite, where bulk_update's CASE per field
-                # managed ~520 (the 5-7 minute jumps of issue 6: its backlog grew faster than it was stored).
-                if rows:
-                    cursor.executemany(_ITEM_UPDATE, rows)
-                if partials:
-                    cursor.executemany(_PARTIAL_UPDATE, partials)
-            TransferJob.objects.filter(pk=self.job.pk).update(
-                files_done=figures["files_done"],
-                files_failed=figures["files_failed"],
-                files_skipped=figures["files_skipped"],
-                bytes_done=figures["bytes_done"],
-                bytes_total=figures["bytes_total"],
-                bytes_sent=figures["bytes_sent"],
-                figures_at=_measured_at(figures),
-            )
-
-
-def _measured_at(figures: JobFigures) -> datetime | None:
-    at = figures["figures_at"]
-    return datetime.fromtimestamp(at, tz=UTC) if at is not None else None
-
-
-def _pending(job: TransferJob, recorder: _Recorder, area: str) -> Iterator[FileTask]:
+def _pending(job: TransferJob, recorder: Recorder, area: str) -> Iterator[FileTask]:
     """The job's pending items in one area, read _PAGE at a time in primary-key order (never all at once)."""
     pending = TransferItem.objects.filter(job_id=job.pk, state=TransferItem.State.PENDING, area=area).order_by("pk")
     last = 0
@@ -347,7 +181,7 @@ def _run(job: TransferJob, lease: Lease) -> None:
         return  # paused or cancelled while its items were made: a resume continues them
     legs = kind.legs(options)
     storages = {leg.area: _area_storage(job, leg.area) for leg in legs}
-    recorder = _Recorder(job, list(storages.values()))
+    recorder = Recorder(job, list(storages.values()))
     throttle = progress.ProgressThrottle(job.pk)
     control = Control(options.max_speed)
     outcome: dict[str, RunSummary | BaseException] = {}
@@ -394,7 +228,7 @@ def _run(job: TransferJob, lease: Lease) -> None:
 def _watch(
     job: TransferJob,
     thread: threading.Thread,
-    recorder: _Recorder,
+    recorder: Recorder,
     throttle: progress.ProgressThrottle,
     control: Control,
     lease: Lease,
@@ -431,7 +265,7 @@ def _watch(
                 lease.lost.wait(1.0)  # pace the retries; wakes at once if the lease is lost
 
 
-def _finish(job: TransferJob, recorder: _Recorder, throttle: progress.ProgressThrottle, summary: RunSummary) -> None:
+def _finish(job: TransferJob, recorder: Recorder, throttle: progress.ProgressThrottle, summary: RunSummary) -> None:
     """End the run: its own final transition, or, when a user paused or cancelled it, tell the page
     the counters it stopped with (stored by the last write). Either way one job.finish event."""
     current = TransferJob.objects.filter(pk=job.pk).values_list("status", flat=True).first()
@@ -470,7 +304,7 @@ def job_stopped(*, job_id: int, status: str) -> None:
         transaction.on_commit(lambda: job_publish_state(job_id=job_id, status=status))
 
 
-def _follow_user(job: TransferJob, recorder: _Recorder, control: Control) -> None:
+def _follow_user(job: TransferJob, recorder: Recorder, control: Control) -> None:
     """Apply what a user changed since the last look: the speed limit, a pause, a cancel."""
     row = TransferJob.objects.filter(pk=job.pk).values_list("options", "status").first()
     if row is None:

@@ -90,7 +90,7 @@ class Throttle:
 def _recorder(job: TransferJob) -> execution._Recorder:
     services.job_recount(job_id=job.pk)
     job.refresh_from_db()
-    recorder = execution._Recorder(job, None)  # type: ignore[arg-type]
+    recorder = execution._Recorder(job, [])  # type: ignore[arg-type]
     for item in job.items.filter(state=TransferItem.State.PENDING):
         recorder.track(item.pk, item.server, item.size)  # as the engine is handed each pending item
     return recorder

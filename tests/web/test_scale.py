@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import wait_for
 from transfers import execution, manifest_store, services, tasks
+from transfers import recorder as recorder_module
 from transfers.engine.events import FileFinished
 from transfers.engine.manifest import ManifestInvalid
 from transfers.models import FarmAccount, Manifest, ManifestEntry, TransferItem, TransferJob
@@ -182,7 +183,7 @@ def _prepared_job(account: FarmAccount, allowed_dir: Path, lead: Any, count: int
 
 def test_a_backlog_is_stored_in_transactions_of_bounded_size(account, allowed_dir, lead, enqueued, unpaced, monkeypatch):
     job = _prepared_job(account, allowed_dir, lead, 2500)
-    recorder = execution._Recorder(job, _NoSync())  # type: ignore[arg-type]
+    recorder = execution._Recorder(job, [_NoSync()])  # type: ignore[arg-type]
     sizes: list[int] = []
     store = recorder._store
     monkeypatch.setattr(recorder, "_store", lambda batch: (sizes.append(len(batch)), store(batch)))
@@ -198,10 +199,10 @@ def test_a_backlog_is_stored_in_transactions_of_bounded_size(account, allowed_di
 
 
 def test_an_engine_far_ahead_of_the_database_waits_for_it(account, allowed_dir, lead, enqueued, unpaced, monkeypatch):
-    monkeypatch.setattr(execution, "_BACKLOG_MAX", 10)
+    monkeypatch.setattr(recorder_module, "_BACKLOG_MAX", 10)
     monkeypatch.setattr(execution.time, "sleep", lambda seconds: None)
     job = _prepared_job(account, allowed_dir, lead, 30)
-    recorder = execution._Recorder(job, _NoSync())  # type: ignore[arg-type]
+    recorder = execution._Recorder(job, [_NoSync()])  # type: ignore[arg-type]
     ids = list(job.items.values_list("pk", flat=True))
     engine = threading.Thread(target=lambda: [recorder(FileFinished(pk, ok=False, error="gone")) for pk in ids])
     engine.start()
@@ -222,7 +223,7 @@ def test_a_big_run_keeps_only_its_in_flight_items_in_memory_and_its_counters_tru
     lead = make_user("lead-big", team=team, role="lead")
     account = make_account(team, name="farm-big")
     monkeypatch.setattr(execution, "_PAGE", 500)
-    monkeypatch.setattr(execution, "_BACKLOG_MAX", 1000)
+    monkeypatch.setattr(recorder_module, "_BACKLOG_MAX", 1000)
     monkeypatch.setattr(tasks.run_job, "delay", lambda job_id: None)
     recorders: list[execution._Recorder] = []
 
@@ -231,7 +232,7 @@ def test_a_big_run_keeps_only_its_in_flight_items_in_memory_and_its_counters_tru
             super().__init__(*args)
             recorders.append(self)
 
-    monkeypatch.setattr(execution, "_Recorder", Watched)
+    monkeypatch.setattr(execution, "Recorder", Watched)
     count = 20_000
     job = services.job_create_upload(manifest=_big_manifest(account, allowed_dir, count), user=lead, options={"is_db": False})
 

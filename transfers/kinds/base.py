@@ -8,11 +8,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 from transfers.kinds import options as opts
 
 if TYPE_CHECKING:
+    from transfers.engine.endpoints import StoredFile
+    from transfers.engine.runner import RunSummary
     from transfers.models import FarmAccount, Manifest, TransferJob
 
 OptionsT = TypeVar("OptionsT", bound=opts.Transfer)
@@ -26,6 +28,43 @@ class Leg:
     area: str  # input, output or config: the farm storage area the items' server paths are in
     direction: Literal["upload", "download"] = "upload"
     ledger: bool = False  # skip files the ledger says are unchanged since they were last sent (is_db)
+
+
+@dataclass(frozen=True)
+class NewItem:
+    """A file a running job found to move (a download's output): its source and destination names."""
+
+    server: str  # in the farm's storage area
+    local: str  # below the job's local folder (a download) or the local path (an upload)
+    size: int | None = None
+
+
+class RunContext(Protocol):
+    """What the worker gives a kind while its job runs (transfers.execution)."""
+
+    job: TransferJob
+    taken: set[str]  # the server paths the job already has items for
+
+    def transfer(self, leg: Leg) -> RunSummary:
+        """Run the engine over the job's pending items of the leg's area; returns when they are done or stopped."""
+        ...
+
+    def add_items(self, items: list[NewItem], *, conflict: str = "overwrite") -> int:
+        """Store new pending items (a local file already at an item's name is handled by `conflict`) and
+        grow the job's totals; returns how many were added."""
+        ...
+
+    def list_output(self, prefix: str) -> list[StoredFile]:
+        """The files below `prefix` in the farm's output area."""
+        ...
+
+    def wait(self, seconds: float, *, wake: Callable[[], bool] | None = None) -> bool:
+        """Sleep (looking at `wake` twice a second when given, and at a stop); False when the run must stop."""
+        ...
+
+    def note_watch(self, watches: list[Any], *, next_poll: float) -> None:
+        """Tell the page what the watcher knows of each task and when it looks again."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -63,3 +102,12 @@ class JobKind(Generic[OptionsT]):
     def prepare(self, job: TransferJob, options: OptionsT, keep_going: KeepGoing) -> bool:
         """Make the job's items (in the worker, in short batches); False when keep_going() said stop."""
         raise NotImplementedError
+
+    def drive(self, ctx: RunContext, options: OptionsT) -> list[RunSummary]:
+        """The run, in the engine's thread: by default each leg once, in order, until one stops."""
+        summaries: list[RunSummary] = []
+        for leg in self.legs(options):
+            summaries.append(ctx.transfer(leg))
+            if summaries[-1].stopped:
+                break  # a pause, a cancel or a full disk: the next legs wait for the resume
+        return summaries

@@ -1,0 +1,139 @@
+"""download, auto_download and auto_download_after_task_completed: render outputs from the farm's output
+area into a local folder (reference/sdk-spec.md §4), each output once, each as soon as it is complete.
+
+* download: what is complete now (two listings a moment apart), once.
+* auto_download: every `sleep_time` seconds (and at once when the farm announces a frame, for farms
+  that send events), each newly complete output; ends after the listing that follows every task's end.
+* auto_download_after_task_completed: a task's outputs once that task has ended, task by task.
+
+What is complete, where it goes and what an existing local file means: transfers.downloads.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from typing import TYPE_CHECKING
+
+from transfers import downloads
+from transfers.farm import connector_for
+from transfers.kinds import register
+from transfers.kinds.base import JobKind, KeepGoing, Leg, NewItem, RunContext, Totals
+from transfers.kinds.options import AutoDownload, AutoDownloadAfterTaskCompleted, Download
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from transfers.engine.runner import RunSummary
+    from transfers.models import FarmAccount, Manifest, TransferJob
+
+_STABLE_GAP = 1.0  # seconds between the two listings of a one-shot download (a frame being written grows)
+
+
+class _Downloads(JobKind[Download]):
+    """What the three download kinds share: checks, the leg, and turning outputs into items."""
+
+    def plan(self, *, account: FarmAccount, manifest: Manifest | None, options: Download, roots: list[Path]) -> Totals:
+        downloads.local_root(options, roots)
+        downloads.check_server_paths(options)
+        if not options.server_paths:
+            downloads.check_tasks(connector_for(account), options.task_id_list)
+        return Totals()
+
+    def legs(self, options: Download) -> list[Leg]:
+        return [Leg("output", direction="download", ledger=options.conflict != "overwrite")]
+
+    def prepare(self, job: TransferJob, options: Download, keep_going: KeepGoing) -> bool:
+        from transfers.services import job_prepare
+
+        return job_prepare(job_id=job.pk, keep_going=keep_going)  # outputs are listed as the run goes
+
+    def take(self, ctx: RunContext, options: Download, outputs: list[tuple[str, int, str]]) -> int:
+        """Items for (server path, size, task's output folder) not taken before; returns how many."""
+        items = []
+        for server, size, folder in outputs:
+            if server in ctx.taken:
+                continue
+            local = downloads.local_name(server, folder, options)
+            items.append(NewItem(server=server, local=local, size=size))
+        return ctx.add_items(items, conflict=options.conflict)
+
+
+@register
+class DownloadKind(_Downloads):
+    name = "download"
+    label = "Download"
+    Options = Download
+
+    def drive(self, ctx: RunContext, options: Download) -> list[RunSummary]:
+        connector = connector_for(ctx.job.account)
+        if options.server_paths:
+            listings = [ctx.list_output(prefix) for prefix in downloads.check_server_paths(options)]
+            if not ctx.wait(_STABLE_GAP):
+                return []
+            again = [ctx.list_output(prefix) for prefix in downloads.check_server_paths(options)]
+            found = []
+            for before, after in zip(listings, again, strict=True):
+                sizes = {output.path: output.size for output in before}
+                found += [(o.path, o.size, "") for o in after if sizes.get(o.path) == o.size and o.size > 0]
+            self.take(ctx, options, found)
+        else:
+            watches = {task_id: downloads.TaskWatch(task_id) for task_id in options.task_id_list}
+            for listing in range(2):
+                if listing and not ctx.wait(_STABLE_GAP):
+                    return []
+                for watch in watches.values():
+                    task = connector.task(watch.task_id)
+                    outputs = connector.outputs(watch.task_id)
+                    complete = downloads.complete_outputs(watch, outputs, ended=False)
+                    self.take(ctx, options, [(o.path, o.size, task.output_folder) for o in complete])
+        return [ctx.transfer(self.legs(options)[0])]
+
+
+@register
+class AutoDownloadKind(_Downloads):
+    name = "auto_download"
+    label = "Auto download (each frame as it finishes)"
+    Options = AutoDownload
+    after_end_only = False
+
+    def plan(self, *, account: FarmAccount, manifest: Manifest | None, options: Download, roots: list[Path]) -> Totals:
+        downloads.local_root(options, roots)
+        downloads.check_tasks(connector_for(account), options.task_id_list)
+        return Totals()
+
+    def drive(self, ctx: RunContext, options: AutoDownload) -> list[RunSummary]:  # type: ignore[override]
+        connector = connector_for(ctx.job.account)
+        leg = self.legs(options)[0]
+        watches = {task_id: downloads.TaskWatch(task_id) for task_id in options.task_id_list}
+        summaries: list[RunSummary] = []
+        while True:
+            for watch in watches.values():
+                if watch.final_listing_done:
+                    continue
+                done, status = downloads.ended(connector, watch.task_id, is_test_stop=options.is_test_stop)
+                task = connector.task(watch.task_id)
+                watch.status, watch.frames_expected = status, task.frames_expected
+                if self.after_end_only and not done:
+                    continue
+                # The status is read before the listing: what a task wrote before it ended is in this listing.
+                complete = downloads.complete_outputs(watch, connector.outputs(watch.task_id), ended=done)
+                self.take(ctx, options, [(o.path, o.size, task.output_folder) for o in complete])
+                watch.ended = done
+                watch.final_listing_done = done and not watch.sizes  # unannounced files settle first
+            ctx.note_watch(list(watches.values()), next_poll=options.sleep_time)
+            summaries.append(ctx.transfer(leg))
+            if summaries[-1].stopped or all(watch.final_listing_done for watch in watches.values()):
+                return summaries
+            # Farms that announce frames wake the watcher at once (transfers.farm_events), not a poll later.
+            wake = partial(connector.announced_since, list(watches), time.time()) if connector.takes_events else None
+            if not ctx.wait(options.sleep_time, wake=wake):
+                return summaries
+
+
+@register
+class AutoDownloadAfterTaskCompletedKind(AutoDownloadKind):
+    name = "auto_download_after_task_completed"
+    label = "Auto download after the task ends"
+    Options = AutoDownloadAfterTaskCompleted
+    after_end_only = True
