@@ -45,6 +45,9 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
     async def job_state(self, event: progress.JobState) -> None:
         await self.send_json(event)
 
+    async def job_watch(self, event: progress.JobWatch) -> None:
+        await self.send_json(event)
+
     @database_sync_to_async
     def _may_see(self, user: Any, job_id: int) -> bool:
         return selectors.jobs_for(user).filter(pk=job_id).exists()

@@ -146,15 +146,20 @@ def local_name(server: str, output_folder: str, options: Download) -> str:
 _NUMBERED = re.compile(r"^(?P<stem>.*?)(?: \((?P<n>\d+)\))?(?P<ext>\.[^./]*)?$")
 
 
-def free_name(destination: LocalFolder, path: str) -> str:
-    """`a.exr`, else `a (2).exr`, `a (3).exr`...: the first name not taken (keep_both)."""
+def free_name(destination: LocalFolder, path: str, *, also_taken: set[str] = frozenset()) -> str:  # type: ignore[assignment]
+    """`a (2).exr`, `a (3).exr`...: the first name beside `path` that neither the folder nor `also_taken`
+    holds (keep_both)."""
     folder, _, name = path.rpartition("/")
     match = _NUMBERED.match(name)
     stem, ext = (match.group("stem"), match.group("ext") or "") if match else (name, "")
-    taken = destination.names(folder)
+    try:
+        taken = destination.names(folder)
+    except (OSError, PathRefused):
+        taken = set()
+    taken |= {other.rpartition("/")[2] for other in also_taken if other.rpartition("/")[0] == folder}
     number = 2
-    candidate = name
-    while candidate in taken or f".{candidate}.rvpart" in taken:
+    candidate = f"{stem} ({number}){ext}"
+    while candidate in taken:
         candidate = f"{stem} ({number}){ext}"
         number += 1
     return f"{folder}/{candidate}" if folder else candidate

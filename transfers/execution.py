@@ -12,10 +12,8 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
-from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.db import connection as db_connection
 from django.utils import timezone
@@ -24,18 +22,16 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from transfers import kinds, progress
-from transfers.engine.paths import PathMap, PathRefused
-from transfers.engine.runner import Control, FileTask, RunSummary, TransferOptions, run_upload
-from transfers.engine.storage import LocalStorage
+from transfers.engine.paths import PathRefused
+from transfers.engine.runner import Control, RunSummary
 from transfers.kinds.options import Transfer
-from transfers.ledger import DbLedger
 from transfers.locks import Lease, job_lock
 from transfers.models import TransferItem, TransferJob
 from transfers.progress import JobFigures
 from transfers.recorder import _DB_BATCH, Recorder
+from transfers.run_context import JobRun
 from transfers.services import (
     audit_record,
-    farm_storage,
     job_audit_end,
     job_publish_state,
     job_recount,
@@ -51,17 +47,6 @@ _DB_PATIENCE = 30  # consecutive failed writes (about as many seconds) before th
 _PAGE = 2000  # pending items read per query
 
 _Recorder = Recorder  # the name the tests know
-
-
-def _pending(job: TransferJob, recorder: Recorder, area: str) -> Iterator[FileTask]:
-    """The job's pending items in one area, read _PAGE at a time in primary-key order (never all at once)."""
-    pending = TransferItem.objects.filter(job_id=job.pk, state=TransferItem.State.PENDING, area=area).order_by("pk")
-    last = 0
-    while rows := list(pending.filter(pk__gt=last).values_list("pk", "local", "server", "size")[:_PAGE]):
-        for pk, local, server, size in rows:
-            recorder.track(pk, server, size)
-            yield FileTask(item_id=pk, local=local, server=server)
-        last = rows[-1][0]
 
 
 def _prepare(job: TransferJob, lease: Lease, kind: kinds.JobKind[Any], options: Transfer) -> bool:
@@ -81,10 +66,6 @@ def _prepare(job: TransferJob, lease: Lease, kind: kinds.JobKind[Any], options: 
     return True
 
 
-def transfer_options(options: Transfer) -> TransferOptions:
-    return TransferOptions(pool_size=options.pool_size, attempts=options.attempts)
-
-
 def _combined(summaries: list[RunSummary]) -> RunSummary:
     """One summary for a run of several legs: the counts added up, the stop of the leg that stopped."""
     stopped = next((summary for summary in summaries if summary.stopped), None)
@@ -97,12 +78,6 @@ def _combined(summaries: list[RunSummary]) -> RunSummary:
         stop_reason=stopped.stop_reason if stopped else "",
         files_not_sent=sum(s.files_not_sent for s in summaries),
         bytes_not_sent=sum(s.bytes_not_sent for s in summaries),
-    )
-
-
-def _area_storage(job: TransferJob, area: str) -> LocalStorage:
-    return LocalStorage(
-        farm_storage(account=job.account).area(area), label=f'{area} storage of farm account "{job.account.name}"'
     )
 
 
@@ -179,32 +154,14 @@ def _run(job: TransferJob, lease: Lease) -> None:
     options = kind.options(job)
     if not job.prepared and not _prepare(job, lease, kind, options):
         return  # paused or cancelled while its items were made: a resume continues them
-    legs = kind.legs(options)
-    storages = {leg.area: _area_storage(job, leg.area) for leg in legs}
-    recorder = Recorder(job, list(storages.values()))
+    recorder = Recorder(job, [])
     throttle = progress.ProgressThrottle(job.pk)
     control = Control(options.max_speed)
     outcome: dict[str, RunSummary | BaseException] = {}
 
     def engine() -> None:
         try:
-            summaries: list[RunSummary] = []
-            for leg in legs:
-                summaries.append(
-                    run_upload(
-                        _pending(job, recorder, leg.area),
-                        storage=storages[leg.area],
-                        allowed_roots=settings.ALLOWED_LOCAL_ROOTS,
-                        report=recorder,
-                        options=transfer_options(options),
-                        control=control,
-                        ledger=DbLedger(account_id=job.account_id, area=leg.area) if leg.ledger else None,
-                        path_map=PathMap(job.account.path_map),
-                    )
-                )
-                if summaries[-1].stopped:
-                    break  # a pause, a cancel or a full disk: the next legs wait for the resume
-            outcome["summary"] = _combined(summaries)
+            outcome["summary"] = _combined(kind.drive(JobRun(job, recorder, control, options), options))
         except BaseException as exc:  # noqa: BLE001 - handed to the task's thread below
             outcome["error"] = exc
         finally:
@@ -278,6 +235,10 @@ def _finish(job: TransferJob, recorder: Recorder, throttle: progress.ProgressThr
         throttle.discard()
         job_stopped(job_id=job.pk, status=current)
         return
+    # The items are the truth. A run that took over from one still stopping (after a Redis restart) may
+    # have read its starting counts a batch before the other's last write: the end is counted afresh.
+    job_recount(job_id=job.pk)
+    recorder.settle(TransferJob.objects.get(pk=job.pk))
     _, figures = recorder.snapshot()
     status, error = _final_status(figures, summary)
     recorder.status = status
@@ -331,10 +292,13 @@ def job_discard_partials(*, job_id: int) -> None:
             return
         if job.finished_at is None:
             job_stopped(job_id=job_id, status=job.status)  # its run died before it could say it ended
-        storages: dict[str, LocalStorage] = {}
+        kind = kinds.get(job.kind)
+        run = JobRun(job, Recorder(job, []), Control(), kind.options(job))
         unfinished = [TransferItem.State.PENDING, TransferItem.State.FAILED]  # a failed file may have left a partial
-        rows = job.items.filter(state__in=unfinished).values_list("area", "server")
-        for area, server in rows.iterator(chunk_size=2000):
-            storage = storages.get(area) or storages.setdefault(area, _area_storage(job, area))
-            with contextlib.suppress(PathRefused):  # a path refused in storage (its item failed so) has no partial
-                storage.discard_partial(server)
+        rows = job.items.filter(state__in=unfinished).values_list("area", "local", "server")
+        downloads_to = {leg.area for leg in kind.legs(run.options) if leg.direction == "download"}
+        for area, local, server in rows.iterator(chunk_size=2000):
+            # A download's partial files are in its local folder; an upload's in the farm's area.
+            where, path = (run.local_folder(), local) if area in downloads_to else (run.area(area), server)
+            with contextlib.suppress(PathRefused, OSError):  # a refused path (its item failed so) has no partial
+                where.discard_partial(path)

@@ -219,6 +219,8 @@ class TransferJob(models.Model):
     # failed items pending again): the web request only records the job, in well under a second.
     prepared = models.BooleanField(default=True)
     items_prepared = models.PositiveIntegerField(default=0)  # the last manifest entry number made into an item
+    # A download watcher's last news for the page (progress.WatchState): each task's status and frames, the next poll.
+    watch = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -308,6 +310,7 @@ class TransferJob(models.Model):
             "error": self.error,
             "preparing": not self.prepared and not self.is_terminal,
             "items_prepared": self.items_prepared,
+            "watch": self.watch,
         }
 
     @property

@@ -62,6 +62,7 @@ class JobLive(JobFigures):
     error: str
     preparing: bool  # the worker is still making the job's items from its manifest
     items_prepared: int
+    watch: WatchState | None  # a download watcher's last news (None for other jobs)
 
 
 class JobProgress(JobFigures):
@@ -73,6 +74,29 @@ class JobProgress(JobFigures):
     speed: float  # bytes per second, smoothed over the last seconds
     eta: float | None  # seconds
     active: list[ActiveFile]  # a few of the files being sent now
+
+
+class WatchTask(TypedDict):
+    """What a download's watcher knows of one render task."""
+
+    task_id: int
+    status: str  # the farm's status, in words (its leaves' for a parent)
+    ended: bool
+    frames_expected: int
+    outputs_seen: int  # output files in the task's folder at the last listing
+    settling: int  # of those, not announced and still growing (or seen once): taken at a later listing
+
+
+class WatchState(TypedDict):
+    tasks: list[WatchTask]
+    next_poll_at: str | None  # ISO time of the next listing
+    error: str  # the last listing's problem, if any
+
+
+class JobWatch(TypedDict):
+    type: Literal["job.watch"]
+    job: int
+    watch: WatchState
 
 
 class JobState(TypedDict, total=False):
@@ -94,7 +118,7 @@ _QUIET_AFTER_FAILURE = 5.0
 _quiet_until = 0.0
 
 
-def _send(groups: tuple[str, ...], message: JobProgress | JobState) -> None:
+def _send(groups: tuple[str, ...], message: JobProgress | JobState | JobWatch) -> None:
     global _quiet_until
     layer = get_channel_layer()
     if layer is None or time.monotonic() < _quiet_until:
@@ -124,6 +148,11 @@ def publish_state(job_id: int, *, status: str, live: JobLive | None = None) -> N
     if live is not None:
         message["live"] = live
     _send((job_group(job_id), DASHBOARD_GROUP), message)
+
+
+def publish_watch(job_id: int, watch: WatchState) -> None:
+    """A download watcher's news (after each listing): only the job's page shows it."""
+    _send((job_group(job_id),), JobWatch(type="job.watch", job=job_id, watch=watch))
 
 
 class ProgressThrottle:

@@ -69,6 +69,29 @@ class Recorder:
         self._room = threading.Condition(self._lock)
         self._finished: list[FileFinished] = []
 
+    def add_destination(self, destination: Any) -> None:
+        """A destination the engine writes into: synced before its finished files are stored."""
+        with self._lock:
+            if destination not in self.storages:
+                self.storages = [*self.storages, destination]
+
+    def settle(self, row: TransferJob) -> None:
+        """Take the counts the database holds (recounted from the items) once the engine is done."""
+        with self._lock:
+            self.tracker.settle(
+                files_done=row.files_done,
+                files_failed=row.files_failed,
+                files_skipped=row.files_skipped,
+                bytes_done=row.bytes_done,
+                bytes_total=row.bytes_total,
+            )
+            self.carried.clear()
+
+    def grow(self, *, files: int, size: int) -> None:
+        """Items added while the job runs (a download's new outputs): the totals grow with them."""
+        with self._lock:
+            self.tracker.grow(files=files, size=size)
+
     def track(self, item_id: int, server: str, size: int | None) -> None:
         """An item handed to the engine (from its thread); forgotten once its result is stored."""
         self.names[item_id] = server
@@ -149,7 +172,7 @@ class Recorder:
         with self._lock:
             carried = dict(self.carried)
         if batch:
-            for storage in self.storages:
+            for storage in list(self.storages):
                 storage.sync()
         rows = [
             (

@@ -54,6 +54,18 @@ class Tracker:
         self._active: dict[int, list[int]] = {}  # item -> [done, size]
         self._meter = RateMeter(clock=clock)
 
+    def settle(self, *, files_done: int, files_failed: int, files_skipped: int, bytes_done: int, bytes_total: int) -> None:
+        """Counts from the record of what happened (after the run), in place of what this run counted."""
+        with self._lock:
+            self.files_done, self.files_failed, self.files_skipped = files_done, files_failed, files_skipped
+            self.bytes_done, self.bytes_total = bytes_done, bytes_total
+
+    def grow(self, *, files: int, size: int) -> None:
+        """More files to come than known at the start (a download finds outputs as it goes)."""
+        with self._lock:
+            self.files_total += files
+            self.bytes_total += size
+
     def __call__(self, event: Event) -> None:
         with self._lock:
             if isinstance(event, BytesSent):

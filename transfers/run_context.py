@@ -1,0 +1,180 @@
+"""What a job kind works with while its job runs, in the engine's thread (kinds.base.RunContext): the
+endpoints of each leg, the engine over the job's pending items, new items found on the way (a
+download's outputs), waiting between polls, and the watcher's notes for the page.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Max
+from django.utils import timezone
+
+from transfers import downloads, progress
+from transfers.engine.endpoints import LocalFiles, LocalFolder, StoredFile
+from transfers.engine.paths import PathMap
+from transfers.engine.runner import Control, Move, RunSummary, Task, TransferOptions, run_transfer
+from transfers.farm import connector_for
+from transfers.kinds.base import Leg, NewItem
+from transfers.kinds.options import Download, Transfer
+from transfers.ledger import DbLedger
+from transfers.models import TransferItem, TransferJob
+from transfers.recorder import Recorder
+
+_PAGE = 2000  # pending items read per query
+
+
+def transfer_options(options: Transfer) -> TransferOptions:
+    return TransferOptions(pool_size=options.pool_size, attempts=options.attempts)
+
+
+class JobRun:
+    """One run of one job (kinds.base.RunContext)."""
+
+    def __init__(self, job: TransferJob, recorder: Recorder, control: Control, options: Transfer) -> None:
+        self.job = job
+        self.recorder = recorder
+        self.control = control
+        self.options = options
+        self.connector = connector_for(job.account)
+        self._taken: set[str] | None = None
+        self._next_number: int | None = None
+        self._local: LocalFolder | None = None
+        self._areas: dict[str, LocalFolder] = {}
+
+    # --- endpoints ----------------------------------------------------------------------------------
+
+    def area(self, name: str) -> LocalFolder:
+        """The farm account's storage area `name` as an endpoint."""
+        if name not in self._areas:
+            label = f'{name} storage of farm account "{self.job.account.name}"'
+            self._areas[name] = LocalFolder(self.connector.ensure().area_root(name), label=label, where="the farm storage")
+        return self._areas[name]
+
+    def local_folder(self) -> LocalFolder:
+        """A download's local folder (created under its allowed root on first use)."""
+        if self._local is None:
+            assert isinstance(self.options, Download)
+            roots = [Path(root) for root in settings.ALLOWED_LOCAL_ROOTS]
+            root = downloads.local_root(self.options, roots, create=True)
+            self._local = LocalFolder(root, label=f"local folder {root}", where="the local folder", allowed_roots=roots)
+        return self._local
+
+    # --- the engine ---------------------------------------------------------------------------------
+
+    def transfer(self, leg: Leg) -> RunSummary:
+        tasks = self._pending(leg)
+        report, options = self.recorder, transfer_options(self.options)
+        if leg.direction == "download":
+            source, destination = self.area(leg.area), self.local_folder()
+            ledger: Any = downloads.LocalFilesLedger(destination) if leg.ledger else None
+        else:
+            source = LocalFiles(list(settings.ALLOWED_LOCAL_ROOTS), PathMap(self.job.account.path_map))
+            destination = self.area(leg.area)
+            ledger = DbLedger(account_id=self.job.account_id, area=leg.area) if leg.ledger else None
+        self.recorder.add_destination(destination)
+        return run_transfer(source, destination, tasks, report=report, options=options, control=self.control, ledger=ledger)
+
+    def _pending(self, leg: Leg) -> Iterator[Task]:
+        """The job's pending items in the leg's area, _PAGE at a time in primary-key order (never all at once)."""
+        pending = TransferItem.objects.filter(job_id=self.job.pk, state=TransferItem.State.PENDING, area=leg.area)
+        last = 0
+        while rows := list(pending.filter(pk__gt=last).order_by("pk").values_list("pk", "local", "server", "size")[:_PAGE]):
+            for pk, local, server, size in rows:
+                self.recorder.track(pk, server, size)
+                if leg.direction == "download":
+                    yield Move(item_id=pk, source=server, destination=local)
+                else:
+                    yield Move(item_id=pk, source=local, destination=server)
+            last = rows[-1][0]
+
+    # --- items found on the way ---------------------------------------------------------------------
+
+    @property
+    def taken(self) -> set[str]:
+        if self._taken is None:
+            self._taken = set(TransferItem.objects.filter(job_id=self.job.pk).values_list("server", flat=True))
+        return self._taken
+
+    def add_items(self, items: list[NewItem], *, conflict: str = "overwrite") -> int:
+        items = [item for item in items if item.server not in self.taken]
+        if not items:
+            return 0
+        if self._next_number is None:
+            self._next_number = (TransferItem.objects.filter(job_id=self.job.pk).aggregate(n=Max("number"))["n"] or 0) + 1
+        if conflict == "keep_both":
+            items = self._beside_existing(items)
+        rows = []
+        for item in items:
+            rows.append(
+                TransferItem(
+                    job_id=self.job.pk,
+                    number=self._next_number,
+                    local=item.local,
+                    server=item.server,
+                    size=item.size,
+                    area="output",
+                )
+            )
+            self._next_number += 1
+        added_bytes = sum(item.size or 0 for item in items)
+        with transaction.atomic():
+            TransferItem.objects.bulk_create(rows, batch_size=1000)
+            TransferJob.objects.filter(pk=self.job.pk).update(
+                files_total=F("files_total") + len(rows), bytes_total=F("bytes_total") + added_bytes
+            )
+        self.recorder.grow(files=len(rows), size=added_bytes)
+        self.taken.update(item.server for item in items)
+        return len(rows)
+
+    def _beside_existing(self, items: list[NewItem]) -> list[NewItem]:
+        """keep_both: an output whose local name holds other bytes goes beside it, as `name (2).ext`."""
+        local, source = self.local_folder(), self.area("output")
+        placed, chosen = [], set()
+        for item in items:
+            name = item.local
+            there = local.stat(name)
+            if name in chosen or (there is not None and downloads.identical(source, item.server, local, name) is None):
+                name = downloads.free_name(local, name, also_taken=chosen)
+            chosen.add(name)
+            placed.append(NewItem(server=item.server, local=name, size=item.size))
+        return placed
+
+    def list_output(self, prefix: str) -> list[StoredFile]:
+        return list(self.area("output").list(prefix))
+
+    # --- waiting and telling ------------------------------------------------------------------------
+
+    def wait(self, seconds: float, *, wake: Callable[[], bool] | None = None) -> bool:
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if self.control.stop.wait(min(0.5, left)):
+                return False
+            if wake is not None and wake():
+                return True
+        return not self.control.stop.is_set()
+
+    def note_watch(self, watches: list[Any], *, next_poll: float) -> None:
+        state: progress.WatchState = {
+            "tasks": [
+                {
+                    "task_id": w.task_id,
+                    "status": w.status,
+                    "ended": w.ended,
+                    "frames_expected": w.frames_expected,
+                    "outputs_seen": w.outputs_seen,
+                    "settling": len(w.sizes),
+                }
+                for w in watches
+            ],
+            "next_poll_at": (timezone.now() + timedelta(seconds=next_poll)).isoformat(),
+            "error": "",
+        }
+        TransferJob.objects.filter(pk=self.job.pk).update(watch=state)
+        progress.publish_watch(self.job.pk, state)
