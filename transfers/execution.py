@@ -256,7 +256,7 @@ def job_run(*, job_id: int) -> None:
 
 def _run(job: TransferJob, lease: Lease) -> None:
     storage = LocalStorage(
-        farm_storage(account=job.account).area("input"), label=f'input storage of farm account "{job.account.name}"'
+        farm_storage(account=job.account).area_root("input"), label=f'input storage of farm account "{job.account.name}"'
     )
     rows = job.items.filter(state=TransferItem.State.PENDING).values_list("pk", "local", "server", "size")
     tasks, expected = {}, {}
@@ -405,7 +405,7 @@ def job_discard_partials(*, job_id: int) -> None:
             return
         if job.finished_at is None:
             job_stopped(job_id=job_id, status=job.status)  # its run died before it could say it ended
-        storage = LocalStorage(farm_storage(account=job.account).area("input"))
+        storage = LocalStorage(farm_storage(account=job.account).area_root("input"))
         unfinished = [TransferItem.State.PENDING, TransferItem.State.FAILED]  # a failed file may have left a partial
         for server in job.items.filter(state__in=unfinished).values_list("server", flat=True).iterator(chunk_size=2000):
             with contextlib.suppress(PathRefused):  # a path refused in storage (its item failed so) has no partial

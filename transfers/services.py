@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -24,14 +23,11 @@ from django.utils import timezone
 from transfers import progress, selectors
 from transfers.engine.manifest import ManifestInvalid, check_entries, expand_upload_list, read_upload_json, read_upload_list
 from transfers.engine.paths import PathMap
-from transfers.farm.local import LocalFarm
+from transfers.farm import FarmConnector, connector_for
+from transfers.farm import UnsupportedAccount as UnsupportedAccount  # for the callers of job_create_upload
 from transfers.models import AuditEvent, FarmAccount, Manifest, ManifestEntry, TransferItem, TransferJob
 
 User = AuthUser | AnonymousUser
-
-
-class UnsupportedAccount(ValueError):
-    """The account's farm has no connector in this version: nothing would reach it."""
 
 
 _BATCH = 2000
@@ -69,9 +65,9 @@ def _require(user: User | None, action: selectors.Action, obj: Any) -> None:
         raise PermissionDenied(f"you may not {action} this {obj._meta.verbose_name} (see your role in its team)")
 
 
-def farm_storage(*, account: FarmAccount) -> LocalFarm:
-    """The account's storage on the local farm, created on first use."""
-    return LocalFarm(Path(settings.FARM_ROOT) / f"account-{account.pk}").ensure()
+def farm_storage(*, account: FarmAccount) -> FarmConnector:
+    """The account's farm connector (chosen by its kind, see transfers.farm), its storage made on first use."""
+    return connector_for(account).ensure()
 
 
 def _size_or_none(path: str) -> int | None:
@@ -130,11 +126,7 @@ def job_create_upload(
     from transfers.tasks import run_job
 
     _require(user, "run", manifest)
-    if manifest.account.kind != FarmAccount.Kind.LOCAL:
-        raise UnsupportedAccount(
-            f"farm account {manifest.account.name!r} is a {manifest.account.get_kind_display()} account; "
-            "this version of rvweb uploads only to local farm accounts"
-        )
+    connector_for(manifest.account)  # UnsupportedAccount when no connector reaches the account's farm
     with transaction.atomic():
         job = TransferJob.objects.create(
             kind=TransferJob.Kind.UPLOAD_ASSET,
