@@ -37,7 +37,7 @@ def test_the_registry_dispatches_on_the_kind_alone(make_account, monkeypatch):
 def test_an_account_of_a_kind_without_a_connector_is_refused_saying_which_kinds_exist(make_account):
     account = make_account(name="fox", kind=FarmAccount.Kind.FOX)
 
-    with pytest.raises(UnsupportedAccount, match="has no connector for it.*local"):
+    with pytest.raises(UnsupportedAccount, match=r"has no connector for it.*local"):
         connector_for(account)
 
 

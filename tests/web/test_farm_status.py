@@ -48,7 +48,7 @@ def test_the_table_knows_exactly_the_codes_of_the_spec():
 
 
 def test_the_sdk_terminal_set_plus_the_user_stop_is_the_terminal_set():
-    assert status.TERMINAL_CODES == {10, 15, 20, 23, 25, 30, 35, 45}
+    assert {10, 15, 20, 23, 25, 30, 35, 45} == status.TERMINAL_CODES
 
 
 @pytest.mark.parametrize("code", [7, 99, -1, None, "25", 25.0, True])
