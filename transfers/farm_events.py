@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 EVENT_TYPES = ("task_created", "task_status", "frame_finished", "task_finished")
 FIRST_TASK_ID = 1001
 MAX_FRAMES = 1_000_000
+MAX_PATH = 1000  # FarmFrame.path
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$")  # a scene or layer name: one folder name, no tricks
 
 
@@ -290,6 +291,8 @@ def _frame_finished(account: FarmAccount, event: dict[str, Any], actor: Actor) -
         path = clean_server_path(raw)
     except PathRefused as exc:
         raise EventInvalid(str(exc)) from None
+    if len(path) > MAX_PATH:
+        raise EventInvalid(f"path is {len(path)} characters long; at most {MAX_PATH}")
     if not path.startswith(f"{task.output_folder}/"):
         raise EventInvalid(f"path {raw!r} is not in the output folder of task {task.task_id} ({task.output_folder}/)")
     connector = connector_for(account)

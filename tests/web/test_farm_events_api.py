@@ -268,6 +268,9 @@ def test_bad_json_is_400_with_a_clear_message(account, token, raw, message):
         ({"type": "frame_finished", "task_id": 16, "path": "16_shot/a\x00.exr", "size": 1}, "NUL byte"),
         ({"type": "frame_finished", "task_id": 16, "path": "16_shot/.a.exr.rvpart", "size": 1}, "reserved name"),
         ({"type": "frame_finished", "task_id": 16, "path": "16_shot/a.exr", "size": 1e300}, "size must be a whole number"),
+        ({"type": "frame_finished", "task_id": 16, "path": "16_shot/" + "a" * 1000, "size": 1}, "at most 1000"),
+        ({"type": "frame_finished", "task_id": 2**64, "path": "16_shot/a.exr", "size": 1}, "task_id must be between"),
+        ({"type": "task_status", "task_id": 16, "status": 2**40}, "status must be between"),
     ],
 )
 def test_a_bad_event_is_400_with_a_clear_message(account, token, make_farm_task, event, message):
