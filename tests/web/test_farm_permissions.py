@@ -15,9 +15,12 @@ import pytest
 from django.contrib.messages import get_messages
 from django.http import HttpResponse
 from django.test import Client
+from django.utils import timezone
 
+from transfers import selectors
 from transfers.farm_events import Actor, farm_token_generate
-from transfers.models import FarmAccount, FarmEventToken, FarmTask
+from transfers.fields import EncryptedTextField
+from transfers.models import FarmAccount, FarmEventToken, FarmFrame, FarmTask
 
 LOGIN = "login"  # sent to log in (pages), 401/403 "credentials not provided" (API)
 TOKEN = "token"  # 401: the farm events API wants the account's bearer token, whoever is logged in
@@ -242,3 +245,41 @@ def test_the_api_gives_a_new_token_once(world: World):
     token = answer.json()["token"]
     assert answer.status_code == 200 and token.startswith("rvf_")
     assert token not in listed.content.decode()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", ROLES)
+def test_the_selectors_give_the_tasks_and_frames_of_the_role_s_teams(world: World, role: str):
+    for account in (world.blue, world.red):
+        task = FarmTask.objects.get(account=account)
+        FarmFrame.objects.create(task=task, path=f"{task.output_folder}/f.exr", size=1, finished_at=timezone.now())
+    user = world.users[role]
+
+    tasks = {t.account.name for t in selectors.farm_tasks_for(user)}
+    frames = {f.task.account.name for f in selectors.farm_frames_for(user)}
+
+    expected = {
+        "anonymous": set(),
+        "no_team": set(),
+        "other_lead": {"Red farm"},
+        "staff": {"Blue farm", "Red farm"},
+    }.get(role, {"Blue farm"})
+    assert tasks == frames == expected
+    assert {t.frames_done for t in selectors.farm_tasks_for(user)} <= {1}
+    managed = {t.account.name for t in selectors.farm_tasks_for(user, action="manage")}
+    assert managed == (expected if role in ("lead", "other_lead", "staff") else set())
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", ["/farm/", "BLUE"])
+def test_no_farm_page_decrypts_an_access_key(world: World, url: str, monkeypatch):
+    world.blue.access_key = "blue-access-key-1e2d"
+    world.blue.save()
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("an access key was decrypted")
+
+    monkeypatch.setattr(EncryptedTextField, "from_db_value", refuse)
+    url = f"/farm/{world.blue.pk}/" if url == "BLUE" else url
+
+    assert _client(world, "staff").get(url).status_code == 200
