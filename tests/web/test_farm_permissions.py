@@ -41,6 +41,8 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "page POST farm token":            (LOGIN,    HIDDEN,  REFUSED, REFUSED, DONE,    HIDDEN,     DONE),
     "page POST farm token revoke":     (LOGIN,    HIDDEN,  REFUSED, REFUSED, DONE,    HIDDEN,     DONE),
     "api POST farm token":             (LOGIN,    HIDDEN,  REFUSED, REFUSED, DONE,    HIDDEN,     DONE),
+    "api GET farm tasks":              (LOGIN,    HIDDEN,  SEEN,    SEEN,    SEEN,    HIDDEN,     SEEN),
+    "api GET farm task":               (LOGIN,    HIDDEN,  SEEN,    SEEN,    SEEN,    HIDDEN,     SEEN),
     "api POST farm events":            (TOKEN,    TOKEN,   TOKEN,   TOKEN,   TOKEN,   TOKEN,      TOKEN),
 }
 # fmt: on
@@ -170,6 +172,26 @@ def _(world: World, client: Client) -> tuple[str, HttpResponse]:
     before = _digest(world)
     response = client.post(f"/api/farm/{world.blue.pk}/token/", content_type="application/json")
     return _acted(response, _digest(world) != before), response
+
+
+@probe("api GET farm tasks")
+def _(world: World, client: Client) -> tuple[str, HttpResponse]:
+    response = client.get(f"/api/farm/{world.blue.pk}/tasks/")
+    outcome = _read(response)
+    if outcome == SEEN:
+        assert [(t["task_id"], t["scene"], t["frames_done"], t["frames_expected"]) for t in response.json()["tasks"]] == [
+            (100, "blue-scene-7f3a", 0, 5)
+        ]
+    return outcome, response
+
+
+@probe("api GET farm task")
+def _(world: World, client: Client) -> tuple[str, HttpResponse]:
+    response = client.get(f"/api/farm/{world.blue.pk}/tasks/100/")
+    outcome = _read(response)
+    if outcome == SEEN:
+        assert (response.json()["task_id"], response.json()["outputs"]) == (100, [])
+    return outcome, response
 
 
 @probe("api POST farm events")

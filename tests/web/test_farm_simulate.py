@@ -127,3 +127,20 @@ def test_simulate_render_on_a_farm_without_a_connector_says_so(make_account):
 
     with pytest.raises(CommandError, match="has no connector"):
         call_command("simulate_render", account=account.pk, frames=1, interval=0.0)
+
+
+def test_the_api_shows_a_render_s_tasks_and_outputs(make_account, make_user, client):
+    account = make_account()
+    client.force_login(make_user(team=account.team, role="viewer"))
+    call_command("simulate_render", account=account.pk, frames=2, interval=0.0, children=2, scene="s", stdout=io.StringIO())
+    parent = FarmTask.objects.get(account=account, parent=None)
+
+    listed = client.get(f"/api/farm/{account.pk}/tasks/").json()["tasks"]
+    one = client.get(f"/api/farm/{account.pk}/tasks/{parent.task_id}/").json()
+
+    top = next(t for t in listed if t["task_id"] == parent.task_id)
+    assert (top["frames_done"], top["frames_expected"], top["outcome"], top["terminal"]) == (4, 4, "finished", True)
+    assert len(top["children"]) == 2 and all(t["parent_id"] == parent.task_id for t in listed if t["task_id"] != parent.task_id)
+    assert [o["path"] for o in one["outputs"]] == [f"{parent.task_id}_s/layer_{n}/s.000{f}.exr" for n in (1, 2) for f in (1, 2)]
+    assert all(o["finished"] and o["size"] == 64 * 1024 for o in one["outputs"])
+    assert client.get(f"/api/farm/{account.pk}/tasks/99999/").status_code == 404

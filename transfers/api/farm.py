@@ -7,8 +7,10 @@ token (wrong, revoked, another account's: one answer for all, which also hides w
 exists); 400 bad JSON or a refused event; 404 an unknown task; 409 a task id already taken; 413 a body or
 a list too large. A list is applied all or nothing. Never a 500 for what a client sends.
 
-And `POST /api/farm/<account_id>/token/` (a lead of the account's team, with the API's usual
-authentication): a new events token, in this answer only.
+And, with the API's usual authentication: `POST /api/farm/<account_id>/token/` (a lead of the account's
+team): a new events token, in this answer only; `GET /api/farm/<account_id>/tasks/` (whoever sees the
+account): its tasks with their status and frames done / expected; `GET /api/farm/<account_id>/tasks/<task_id>/`:
+one task with its output files (path, size, finished), as the account's farm connector reports them.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from transfers import selectors
-from transfers.farm import UnknownTask, UnsupportedAccount
+from transfers.farm import UnknownTask, UnsupportedAccount, connector_for
+from transfers.farm.status import status_of
 from transfers.farm_events import (
     Actor,
     EventInvalid,
@@ -39,6 +42,7 @@ from transfers.farm_events import (
     farm_token_account,
     farm_token_generate,
 )
+from transfers.models import FarmTask
 
 logger = logging.getLogger(__name__)
 
@@ -134,3 +138,50 @@ def farm_token(request: Request, account_id: int) -> Response:
         {"account": account.pk, "token": token, "detail": "shown once: store it now; a new token replaces it"},
         headers={"Cache-Control": "no-store"},
     )
+
+
+def _task_json(task: FarmTask, children: list[FarmTask]) -> dict[str, Any]:
+    """A task as the API shows it; a parent's frames are its children's."""
+    status = status_of(task.status)
+    frames = children or [task]
+    return {
+        "task_id": task.task_id,
+        "scene": task.scene,
+        "layer": task.layer,
+        "status": task.status,
+        "status_label": status.label,
+        "outcome": status.outcome.value,
+        "terminal": status.terminal(),
+        "parent_id": task.parent.task_id if task.parent else None,
+        "children": [child.task_id for child in children],
+        "output_folder": task.output_folder,
+        "frames_expected": sum(t.frames_expected for t in frames),
+        "frames_done": sum(t.frames_done for t in frames),  # type: ignore[attr-defined]
+        "updated_at": task.updated_at.isoformat(),
+    }
+
+
+@api_view(["GET"])
+def farm_tasks(request: Request, account_id: int) -> Response:
+    """The account's tasks, newest first (parents and children alike; a child names its parent)."""
+    account = get_object_or_404(selectors.accounts_for(request.user), pk=account_id)
+    tasks = list(selectors.farm_tasks_for(request.user).filter(account=account).order_by("-created_at", "-task_id")[:1000])
+    children: dict[int, list[FarmTask]] = {}
+    for task in sorted(tasks, key=lambda t: t.task_id):
+        if task.parent_id is not None:
+            children.setdefault(task.parent_id, []).append(task)
+    return Response({"account": account.pk, "tasks": [_task_json(t, children.get(t.pk, [])) for t in tasks]})
+
+
+@api_view(["GET"])
+def farm_task(request: Request, account_id: int, task_id: int) -> Response:
+    """One task and its output files (of its leaves, for a parent): path in the output area, size, finished."""
+    account = get_object_or_404(selectors.accounts_for(request.user), pk=account_id)
+    task = get_object_or_404(selectors.farm_tasks_for(request.user).filter(account=account), task_id=task_id)
+    children = list(selectors.farm_tasks_for(request.user).filter(parent=task).order_by("task_id"))
+    try:
+        outputs = connector_for(account).outputs(task.task_id)
+    except UnsupportedAccount as exc:
+        return Response({"detail": str(exc)}, status=400)
+    files = [{"path": o.path, "size": o.size, "finished": o.finished} for o in outputs]
+    return Response({**_task_json(task, children), "outputs": files})

@@ -14,4 +14,6 @@ urlpatterns = [
     *router.urls,
     path("farm/<int:account_id>/events/", farm.farm_events, name="farm-events"),
     path("farm/<int:account_id>/token/", farm.farm_token, name="farm-token"),
+    path("farm/<int:account_id>/tasks/", farm.farm_tasks, name="farm-tasks"),
+    path("farm/<int:account_id>/tasks/<int:task_id>/", farm.farm_task, name="farm-task"),
 ]
