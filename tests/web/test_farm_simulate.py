@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 from transfers.engine.paths import PARTIAL_SUFFIX
 from transfers.farm import connector_for
 from transfers.farm.simulate import render_run, render_start
-from transfers.farm_events import Actor
+from transfers.farm_events import Actor, farm_event_record
 from transfers.models import AuditEvent, FarmAccount, FarmFrame, FarmTask
 
 
@@ -144,3 +144,33 @@ def test_the_api_shows_a_render_s_tasks_and_outputs(make_account, make_user, cli
     assert [o["path"] for o in one["outputs"]] == [f"{parent.task_id}_s/layer_{n}/s.000{f}.exr" for n in (1, 2) for f in (1, 2)]
     assert all(o["finished"] and o["size"] == 64 * 1024 for o in one["outputs"])
     assert client.get(f"/api/farm/{account.pk}/tasks/99999/").status_code == 404
+
+
+@pytest.mark.parametrize("children", [0, 2])
+def test_a_render_whose_task_is_stopped_writes_no_more_frames(make_account, children):
+    account = make_account()
+    plan = render_start(account=account, scene="shot", frames=10, children=children, actor=Actor(), interval=0.0)
+
+    def stop_after_two(_seconds: float) -> None:
+        if FarmFrame.objects.filter(task__account=account).count() == 2:
+            farm_event_record(
+                account=account, event={"type": "task_finished", "task_id": plan.task_id, "status": 10}, actor=Actor()
+            )
+
+    written = render_run(plan, actor=Actor(), sleep=stop_after_two)
+
+    task = FarmTask.objects.get(account=account, task_id=plan.task_id)
+    assert written == 2 and task.status == 10
+    assert len(_files(connector_for(account).area_root("output"))) == 2
+    assert set(FarmTask.objects.filter(account=account).values_list("status", flat=True)) == {10}
+
+
+@pytest.mark.parametrize(
+    ("frames", "interval", "valid"), [(1000, 0.6, True), (1000, 0.61, False), (50, 5.0, True), (1000, 0.0, True)]
+)
+def test_the_simulate_form_keeps_a_render_to_ten_minutes(frames, interval, valid):
+    from transfers.farm.views import SimulateForm
+
+    form = SimulateForm({"scene": "s", "frames": frames, "children": 0, "interval": interval})
+
+    assert form.is_valid() == valid

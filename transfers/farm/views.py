@@ -23,6 +23,7 @@ from transfers.farm_events import Actor, EventInvalid, farm_token_generate, farm
 from transfers.models import FarmAccount, FarmEventToken, FarmTask
 
 _TASKS_SHOWN = 100
+MAX_RENDER_SECONDS = 600
 
 
 class SimulateForm(forms.Form):
@@ -32,6 +33,15 @@ class SimulateForm(forms.Form):
     frames = forms.IntegerField(initial=50, min_value=1, max_value=1000)
     children = forms.IntegerField(initial=0, min_value=0, max_value=8, label="Layers (child tasks)")
     interval = forms.FloatField(initial=0.2, min_value=0.0, max_value=5.0, label="Seconds per frame")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("frames") and data.get("interval") and data["frames"] * data["interval"] > MAX_RENDER_SECONDS:
+            # the render holds a worker slot for its whole length: keep a demo from starving uploads
+            raise forms.ValidationError(
+                f"a simulated render lasts at most {MAX_RENDER_SECONDS // 60} minutes (frames times seconds per frame)"
+            )
+        return data
 
 
 def _actor(request: HttpRequest) -> Actor:
