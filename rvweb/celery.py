@@ -12,3 +12,4 @@ kombu_fix.install()
 app = Celery("rvweb")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+app.autodiscover_tasks(["transfers.farm"])  # transfers.farm.tasks: the local farm's simulated renders

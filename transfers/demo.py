@@ -14,13 +14,15 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from transfers import services
-from transfers.models import FarmAccount, Manifest, Membership, Team
+from transfers.models import FarmAccount, FarmTask, Manifest, Membership, Team
 
 ADMIN_USERNAME = "admin"
 DEMO_TEAM = "Studio"
 DEMO_ACCOUNT = "Demo local farm"
 DEMO_MANIFEST = "Demo scene assets"
 DEMO_FILES = 300
+DEMO_SCENE = "demo_shot"
+DEMO_FRAMES = 24
 
 
 def admin_ensure(*, password: str | None) -> tuple[str, str | None]:
@@ -77,3 +79,18 @@ def demo_ensure(*, user: object | None = None) -> Manifest:
         data=json.dumps(document).encode(),
         user=user,  # type: ignore[arg-type]
     )
+
+
+def demo_render_ensure() -> FarmTask:
+    """A finished render on the demo account (DEMO_FRAMES frames in its output area), to download; made once."""
+    from transfers.farm.simulate import render_run, render_start
+    from transfers.farm_events import Actor
+
+    account = FarmAccount.objects.get(name=DEMO_ACCOUNT)
+    existing = FarmTask.objects.filter(account=account, scene=DEMO_SCENE, parent=None).order_by("task_id").first()
+    if existing is not None:
+        return existing
+    actor = Actor(user=None, request_id="bootstrap")
+    plan = render_start(account=account, scene=DEMO_SCENE, frames=DEMO_FRAMES, actor=actor, interval=0.0)
+    render_run(plan, actor=actor, sleep=lambda seconds: None)
+    return FarmTask.objects.get(account=account, task_id=plan.task_id)

@@ -16,7 +16,8 @@ from django.http import HttpRequest
 from transfers import kinds
 from transfers.kinds import options as kind_options
 from transfers.models import FarmAccount, Manifest, TransferJob
-from transfers.services import ManifestNotReady, UnsupportedAccount, User, _require, audit_record
+from transfers.farm import connector_for
+from transfers.services import ManifestNotReady, User, _require, audit_record
 
 
 def job_create(
@@ -44,11 +45,7 @@ def job_create(
     else:
         _require(user, "run", account)  # a member or a lead of the account's team
     checked = job_kind.parse(options)
-    if account.kind != FarmAccount.Kind.LOCAL:
-        raise UnsupportedAccount(
-            f"farm account {account.name!r} is a {account.get_kind_display()} account; "
-            "this version of rvweb reaches only local farm accounts"
-        )
+    connector_for(account)  # UnsupportedAccount when no connector reaches the account's farm
     if manifest is not None and manifest.state != Manifest.State.READY:
         raise ManifestNotReady(f"manifest {manifest.name!r} is {manifest.get_state_display().lower()}: nothing to upload")
     totals = job_kind.plan(account=account, manifest=manifest, options=checked, roots=list(settings.ALLOWED_LOCAL_ROOTS))

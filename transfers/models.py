@@ -416,3 +416,63 @@ class UploadRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.area}/{self.server} ({self.size} bytes)"
+
+
+class FarmTask(models.Model):
+    """A render task of a farm account: the SDK's task (reference/sdk-spec.md §6).
+
+    `task_id` is the farm's own id (unique per account); `status` is the farm's status code (§6.1, read
+    through transfers.farm.status: a code it does not know is kept and treated as not finished). A
+    parent ("shell") task holds child tasks (render layers, passes); its own status is not what tells
+    whether it ended, its leaves' are. `output_folder` is where its frames are, relative to the
+    account's output area: `<task_id>_<scene>` (a layer of a parent: a sub-folder of the parent's).
+    """
+
+    account = models.ForeignKey(FarmAccount, on_delete=models.CASCADE, related_name="farm_tasks")
+    task_id = models.PositiveBigIntegerField()
+    scene = models.CharField(max_length=200)
+    layer = models.CharField(max_length=100, blank=True)
+    output_folder = models.CharField(max_length=400)
+    status = models.IntegerField(default=0)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
+    frames_expected = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-task_id"]
+        constraints = [models.UniqueConstraint(fields=["account", "task_id"], name="farm_task_id_unique")]
+
+    def __str__(self) -> str:
+        return f"task {self.task_id} ({self.scene})"
+
+
+class FarmFrame(models.Model):
+    """One output file of a farm task: its path relative to the account's output area, its size, and when
+    it was announced finished (None: seen in the output area, not announced yet; it may be half-written)."""
+
+    task = models.ForeignKey(FarmTask, on_delete=models.CASCADE, related_name="frames")
+    path = models.CharField(max_length=1000)
+    size = models.PositiveBigIntegerField()
+    finished_at = models.DateTimeField(null=True)
+
+    class Meta:
+        ordering = ["task", "path"]
+        constraints = [models.UniqueConstraint(fields=["task", "path"], name="farm_frame_path_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.path} ({self.size} bytes)"
+
+
+class FarmEventToken(models.Model):
+    """The farm events token of an account, as a SHA-256 digest: the token itself is shown once, when a
+    lead generates it, and never stored. Deleting the row revokes it."""
+
+    account = models.OneToOneField(FarmAccount, on_delete=models.CASCADE, related_name="event_token")
+    digest = models.CharField(max_length=64)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"events token of account {self.account_id}"

@@ -4,10 +4,12 @@ Teams own farm accounts; manifests and jobs belong to a team through their accou
 A user's role in a team decides what they may do there:
 
     action        lead  member  viewer   (staff and superusers: everything; users in no team: nothing)
-    view          yes   yes     yes      accounts (never their keys), manifests, jobs, job websockets
+    view          yes   yes     yes      accounts (never their keys), manifests, jobs, job websockets,
+                                         farm tasks and their frames
     run           yes   yes     -        start an upload of a manifest
     control       yes   yes     -        pause, resume, cancel, retry, change max_speed of a job
-    manage        yes   -       -        create and edit accounts, import and delete manifests
+    manage        yes   -       -        create and edit accounts, import and delete manifests; simulate a
+                                         render, (re)generate and revoke an account's farm events token
 
 Reads of an object the user may not see are answered like a missing object (404); the callers check an
 action on an object they may see with `user_may`, and answer 403 (API) or an error message (pages).
@@ -17,9 +19,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
+from django.db.models import BooleanField, Count, ExpressionWrapper, Q, QuerySet
 
-from transfers.models import FarmAccount, Manifest, Membership, Team, TransferJob
+from transfers.models import FarmAccount, FarmFrame, FarmTask, Manifest, Membership, Team, TransferJob
 
 Action = Literal["view", "run", "control", "manage"]
 Role = Literal["viewer", "member", "lead"]
@@ -73,10 +75,28 @@ def jobs_for(user: Any, *, action: Literal["view", "control"] = "view") -> Query
     return _restrict(jobs, user, ROLES_FOR[action], "account__team")
 
 
-_TEAM_PATH: dict[type, str] = {Team: "pk", FarmAccount: "team", Manifest: "account__team", TransferJob: "account__team"}
+def farm_tasks_for(user: Any, *, action: Literal["view", "manage"] = "view") -> QuerySet[FarmTask]:
+    """Farm tasks of the accounts the user may see (or manage); their frames counted as `frames_done`."""
+    tasks = FarmTask.objects.select_related("account", "account__team", "parent").defer("account__access_key")
+    tasks = tasks.annotate(frames_done=Count("frames", filter=Q(frames__finished_at__isnull=False)))
+    return tasks.filter(account__in=accounts_for(user, action=action).values("pk"))
 
 
-def user_may(user: Any, action: Action, obj: FarmAccount | Manifest | TransferJob | Team) -> bool:
+def farm_frames_for(user: Any) -> QuerySet[FarmFrame]:
+    frames = FarmFrame.objects.select_related("task")
+    return frames.filter(task__account__in=accounts_for(user).values("pk"))
+
+
+_TEAM_PATH: dict[type, str] = {
+    Team: "pk",
+    FarmAccount: "team",
+    Manifest: "account__team",
+    TransferJob: "account__team",
+    FarmTask: "account__team",
+}
+
+
+def user_may(user: Any, action: Action, obj: FarmAccount | Manifest | TransferJob | Team | FarmTask) -> bool:
     """Whether the user may do `action` on this object (a team: `action` in that team, e.g. manage its accounts)."""
     if _sees_all(user):
         return True

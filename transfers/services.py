@@ -26,15 +26,12 @@ from django.utils import timezone
 
 from transfers import manifest_store, progress, selectors
 from transfers.engine.manifest import ManifestInvalid
-from transfers.farm.local import LocalFarm
+from transfers.farm import FarmConnector, connector_for
+from transfers.farm import UnsupportedAccount as UnsupportedAccount  # for the callers of job_create_upload
 from transfers.models import AuditEvent, FarmAccount, Manifest, ManifestEntry, TransferItem, TransferJob
 
 User = AuthUser | AnonymousUser
 logger = logging.getLogger(__name__)
-
-
-class UnsupportedAccount(ValueError):
-    """The account's farm has no connector in this version: nothing would reach it."""
 
 
 class ManifestNotReady(ValueError):
@@ -76,9 +73,9 @@ def _require(user: User | None, action: selectors.Action, obj: Any) -> None:
         raise PermissionDenied(f"you may not {action} this {obj._meta.verbose_name} (see your role in its team)")
 
 
-def farm_storage(*, account: FarmAccount) -> LocalFarm:
-    """The account's storage on the local farm, created on first use."""
-    return LocalFarm(Path(settings.FARM_ROOT) / f"account-{account.pk}").ensure()
+def farm_storage(*, account: FarmAccount) -> FarmConnector:
+    """The account's farm connector (chosen by its kind, see transfers.farm), its storage made on first use."""
+    return connector_for(account).ensure()
 
 
 def manifest_import(

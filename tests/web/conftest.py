@@ -19,7 +19,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from transfers import services
-from transfers.models import FarmAccount, Manifest, Membership, Team, TransferJob
+from transfers.models import FarmAccount, FarmTask, Manifest, Membership, Team, TransferJob
 
 _numbers = itertools.count(1)
 
@@ -109,5 +109,28 @@ def make_job(db: None) -> Callable[..., TransferJob]:
             assert manifest is not None, "make_job needs an account or a manifest"
             account = manifest.account
         return TransferJob.objects.create(account=account, manifest=manifest, status=status, created_by=created_by, **fields)
+
+    return make
+
+
+@pytest.fixture
+def farm_root(settings: Any, tmp_path: Path) -> Path:
+    """A fresh FARM_ROOT for the test: account ids repeat between tests, their farm folders must not."""
+    settings.FARM_ROOT = tmp_path / "farm"
+    return settings.FARM_ROOT
+
+
+@pytest.fixture
+def make_farm_task(db: None) -> Callable[..., FarmTask]:
+    """make_farm_task(account, task_id=1001, scene="shot", status=0, parent=None, frames_expected=10, layer=""):
+    the row only (its output folder as the farm names it); no frames, no events."""
+
+    def make(account: FarmAccount, *, task_id: int | None = None, scene: str = "shot", **fields: Any) -> FarmTask:
+        task_id = task_id or 1000 + next(_numbers)
+        parent = fields.get("parent")
+        layer = fields.get("layer", "")
+        folder = f"{parent.output_folder}/{layer}" if parent is not None and layer else f"{task_id}_{scene}"
+        fields.setdefault("output_folder", folder)
+        return FarmTask.objects.create(account=account, task_id=task_id, scene=scene, **fields)
 
     return make

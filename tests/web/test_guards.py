@@ -33,7 +33,7 @@ def test_an_upload_to_a_farm_without_a_connector_is_refused_with_the_reason(clie
     response = client.post(reverse("manifest-upload", args=[manifest.pk]), follow=True)
 
     assert TransferJob.objects.count() == 0
-    assert "uploads only to local farm accounts" in response.content.decode()
+    assert "has no connector for it" in response.content.decode()
 
 
 def test_the_api_refuses_an_upload_to_a_farm_without_a_connector(client, lead, allowed_dir):

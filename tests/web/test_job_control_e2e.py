@@ -25,7 +25,7 @@ def _job(lead, files: list[Path], options: dict | None = None) -> tuple[Transfer
     data = json.dumps({"asset": [{"local": str(p), "server": str(p)} for p in files]}).encode()
     manifest = services.manifest_import(name="m", account=account, data=data, user=lead)
     job = services.job_create_upload(manifest=manifest, user=lead, options=options or {})
-    return job, services.farm_storage(account=account).area("input")
+    return job, services.farm_storage(account=account).area_root("input")
 
 
 def _status(job: TransferJob, *statuses: str) -> bool:

@@ -142,7 +142,7 @@ def test_killing_redis_mid_job_leaves_the_worker_alive_and_the_job_completes(bro
     assert "interrupted" in log and "left running for recovery" in log, "the run must have been interrupted"
     assert "Unrecoverable error" not in log
     assert (finished.status, finished.files_done, finished.files_failed) == (TransferJob.Status.COMPLETED, FILES, 0)
-    inbox = services.farm_storage(account=finished.account).area("input")
+    inbox = services.farm_storage(account=finished.account).area_root("input")
     for path in files:
         assert (inbox / str(path).lstrip("/")).read_bytes() == path.read_bytes()
     assert not list((inbox / str(allowed_dir).lstrip("/")).rglob("*.rvpart*")), "no temporary file may remain"

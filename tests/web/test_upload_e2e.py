@@ -49,7 +49,7 @@ def test_upload_of_a_few_hundred_files_arrives_byte_for_byte(celery_worker, allo
     assert (job.files_done, job.files_failed, job.files_total) == (300, 0, 300)
     total = sum(p.stat().st_size for p in files)
     assert (job.bytes_done, job.bytes_total) == (total, total)
-    inbox = services.farm_storage(account=account).area("input")
+    inbox = services.farm_storage(account=account).area_root("input")
     for path in files:
         assert (inbox / str(path).lstrip("/")).read_bytes() == path.read_bytes()
     checksums = dict(job.items.values_list("local", "checksum"))
@@ -78,7 +78,7 @@ def test_missing_files_and_folders_fail_alone_and_the_job_completes_with_errors(
         "/gone.bin": f"local file not found: {allowed_dir / 'gone.bin'}",
         "/folder.bin": f"local path is a folder, not a file: {folder}",
     }
-    inbox = services.farm_storage(account=account).area("input")
+    inbox = services.farm_storage(account=account).area_root("input")
     assert all((inbox / str(p).lstrip("/")).read_bytes() == p.read_bytes() for p in files)
 
 
@@ -129,4 +129,4 @@ def test_lifting_the_speed_limit_of_a_running_job_takes_effect_at_once(celery_wo
     wait_for(lambda: _finished(job), timeout=30, what="the unlimited transfer to end")
 
     assert job.status == TransferJob.Status.COMPLETED
-    assert (services.farm_storage(account=account).area("input") / str(big).lstrip("/")).read_bytes() == big.read_bytes()
+    assert (services.farm_storage(account=account).area_root("input") / str(big).lstrip("/")).read_bytes() == big.read_bytes()

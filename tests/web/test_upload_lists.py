@@ -97,7 +97,7 @@ def test_a_windows_manifest_is_read_through_the_mapping_and_sent(celery_worker, 
         return job.is_terminal
 
     wait_for(ended, timeout=60, what="the job to end")
-    inbox = services.farm_storage(account=account).area("input")
+    inbox = services.farm_storage(account=account).area_root("input")
     assert job.status == TransferJob.Status.COMPLETED
     assert (inbox / "D/shots/a.exr").read_bytes() == b"a.exr"
     assert (inbox / "D/shots/sub/b.exr").read_bytes() == b"sub/b.exr"

@@ -1,5 +1,7 @@
+from django.urls import path
 from rest_framework.routers import DefaultRouter
 
+from transfers.api import farm
 from transfers.api.views import FarmAccountViewSet, ManifestViewSet, TransferJobViewSet
 
 app_name = "api"
@@ -8,4 +10,10 @@ router.register("accounts", FarmAccountViewSet, basename="account")
 router.register("manifests", ManifestViewSet, basename="manifest")
 router.register("jobs", TransferJobViewSet, basename="job")
 
-urlpatterns = router.urls
+urlpatterns = [
+    *router.urls,
+    path("farm/<int:account_id>/events/", farm.farm_events, name="farm-events"),
+    path("farm/<int:account_id>/token/", farm.farm_token, name="farm-token"),
+    path("farm/<int:account_id>/tasks/", farm.farm_tasks, name="farm-tasks"),
+    path("farm/<int:account_id>/tasks/<int:task_id>/", farm.farm_task, name="farm-task"),
+]

@@ -1,1 +1,43 @@
-"""Farm connectors: where a farm account's storage lives and how to reach it."""
+"""Farm connectors, one module per farm kind, chosen through CONNECTORS by the account's kind.
+
+Adding a farm is one module with a FarmConnector subclass (see transfers.farm.base) plus one line here.
+Nothing outside this table asks which kind an account is.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from transfers.farm.base import AREAS, FarmConnector, FarmOutput, FarmTaskInfo, TransferLine, UnknownTask, UnsupportedAccount
+from transfers.farm.local import LocalFarm
+
+if TYPE_CHECKING:
+    from transfers.models import FarmAccount
+
+__all__ = [
+    "AREAS",
+    "CONNECTORS",
+    "FarmConnector",
+    "FarmOutput",
+    "FarmTaskInfo",
+    "TransferLine",
+    "UnknownTask",
+    "UnsupportedAccount",
+    "connector_for",
+]
+
+CONNECTORS: dict[str, type[FarmConnector]] = {
+    LocalFarm.kind: LocalFarm,
+}
+
+
+def connector_for(account: FarmAccount) -> FarmConnector:
+    """The account's connector; UnsupportedAccount (saying which kinds this version reaches) when none."""
+    connector = CONNECTORS.get(account.kind)
+    if connector is None:
+        reached = ", ".join(sorted(CONNECTORS))
+        raise UnsupportedAccount(
+            f"farm account {account.name!r} is a {account.get_kind_display()} account, and this version of rvweb "
+            f"has no connector for it (farm kinds it reaches: {reached})"
+        )
+    return connector(account)

@@ -1,23 +1,109 @@
-"""The local farm: a folder per account with the farm's storage areas, on this machine's disk."""
+"""The local farm: a folder per account with the farm's storage areas, on this machine's disk.
+
+Its tasks are rows of FarmTask, made and moved by the farm events (transfers.farm_events): by
+`manage.py simulate_render`, the demo's "Simulate a render" button, or a studio's own render manager
+posting to the farm events API. Its frames are the files in the output area: the ones announced
+finished (FarmFrame rows), and the ones written there but not announced yet (maybe half-written).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from datetime import UTC, datetime
 from pathlib import Path
 
-AREAS = ("input", "output", "config")  # assets, rendered frames, task configuration files
+from django.conf import settings
+from django.db.models import Q
+
+from transfers.engine.paths import PARTIAL_SUFFIX
+from transfers.farm.base import AREAS, FarmConnector, FarmOutput, FarmTaskInfo, TransferLine, UnknownTask, check_area
+from transfers.models import FarmAccount, FarmFrame, FarmTask
 
 
-@dataclass(frozen=True)
-class LocalFarm:
-    root: Path
+def _info(task: FarmTask, children: tuple[int, ...], parent_task_id: int | None) -> FarmTaskInfo:
+    return FarmTaskInfo(
+        task_id=task.task_id,
+        scene=task.scene,
+        status_code=task.status,
+        output_folder=task.output_folder,
+        frames_expected=task.frames_expected,
+        parent_id=parent_task_id,
+        layer=task.layer,
+        children=children,
+    )
 
-    def area(self, name: str) -> Path:
-        if name not in AREAS:
-            raise ValueError(f"unknown storage area {name!r}; expected one of {', '.join(AREAS)}")
-        return self.root / name
+
+class LocalFarm(FarmConnector):
+    """The connector of a local farm account: storage under FARM_ROOT/account-<pk>/{input,output,config}."""
+
+    kind = FarmAccount.Kind.LOCAL
+    takes_events = True
+
+    @property
+    def root(self) -> Path:
+        return Path(settings.FARM_ROOT) / f"account-{self.account.pk}"
 
     def ensure(self) -> LocalFarm:
         for name in AREAS:
-            self.area(name).mkdir(parents=True, exist_ok=True)
+            self.area_root(name).mkdir(parents=True, exist_ok=True)
         return self
+
+    def area_root(self, name: str) -> Path:
+        return self.root / check_area(name)
+
+    def _rows(self) -> list[FarmTaskInfo]:
+        rows = list(FarmTask.objects.filter(account=self.account).select_related("parent").order_by("-created_at", "-task_id"))
+        children: dict[int, list[int]] = {}
+        for row in sorted(rows, key=lambda r: r.task_id):
+            if row.parent is not None:
+                children.setdefault(row.parent.task_id, []).append(row.task_id)
+        return [_info(row, tuple(children.get(row.task_id, ())), row.parent.task_id if row.parent else None) for row in rows]
+
+    def tasks(self) -> list[FarmTaskInfo]:
+        return self._rows()
+
+    def task(self, task_id: int) -> FarmTaskInfo:
+        row = FarmTask.objects.filter(account=self.account, task_id=task_id).select_related("parent").first()
+        if row is None:
+            raise UnknownTask(task_id, self.account.name)
+        children = tuple(row.children.order_by("task_id").values_list("task_id", flat=True))
+        return _info(row, children, row.parent.task_id if row.parent else None)
+
+    def outputs(self, task_id: int) -> list[FarmOutput]:
+        found: dict[str, FarmOutput] = {}
+        output = self.area_root("output")
+        for leaf in self.leaves(task_id):
+            announced = FarmFrame.objects.filter(
+                task__account=self.account, task__task_id=leaf.task_id, finished_at__isnull=False
+            )
+            for path, size in announced.values_list("path", "size"):
+                found[path] = FarmOutput(path=path, size=size, finished=True)
+            for path, size in _files_under(output, leaf.output_folder):
+                found.setdefault(path, FarmOutput(path=path, size=size, finished=False))
+        return [found[path] for path in sorted(found)]
+
+    def announced_since(self, task_ids: list[int], since: float) -> bool:
+        when = datetime.fromtimestamp(since, tz=UTC)
+        ours = Q(task__task_id__in=task_ids) | Q(task__parent__task_id__in=task_ids) | Q(task__parent__parent__task_id__in=task_ids)
+        return FarmFrame.objects.filter(ours, task__account=self.account, finished_at__gt=when).exists()
+
+    def lines(self) -> list[TransferLine]:
+        return [TransferLine(name="loopback", engine="local", server="127.0.0.1", port=0, is_default=True)]
+
+
+def _files_under(root: Path, folder: str) -> list[tuple[str, int]]:
+    """Regular files under root/folder (no symlinks, no partial files), as (path relative to root, size)."""
+    found = []
+    for where, dirs, files in os.walk(root / folder):
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(where, d))]
+        for name in files:
+            if PARTIAL_SUFFIX in name:
+                continue
+            full = os.path.join(where, name)
+            try:
+                info = os.stat(full, follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # renamed or removed meanwhile
+            if os.path.isfile(full) and not os.path.islink(full):
+                found.append((Path(full).relative_to(root).as_posix(), info.st_size))
+    return found

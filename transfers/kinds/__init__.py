@@ -37,4 +37,4 @@ def names() -> list[str]:
 
 
 # The registrations: one module per kind.
-from transfers.kinds import upload_asset, upload_config  # noqa: E402,F401  (upload_config registers upload too)
+from transfers.kinds import download, upload_asset, upload_config  # noqa: E402,F401  (upload_config registers upload too)

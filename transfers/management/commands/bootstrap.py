@@ -5,7 +5,7 @@ from transfers import demo
 
 
 class Command(BaseCommand):
-    help = "Make sure the admin account, the demo local farm account and the demo manifest exist."
+    help = "Make sure the admin account, the demo local farm account, its demo manifest and demo render exist."
 
     def handle(self, *args: object, **options: object) -> None:
         name, password = demo.admin_ensure(password=env_str("RVWEB_ADMIN_PASSWORD", "") or None)
@@ -21,3 +21,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Admin account {name} exists (its password was printed when it was created).")
         manifest = demo.demo_ensure()
         self.stdout.write(f"Demo manifest: {manifest.name!r}, {manifest.entry_count} files, farm account {manifest.account}.")
+        task = demo.demo_render_ensure()
+        self.stdout.write(
+            f"Demo render: task {task.task_id}, {task.frames.count()} frames in {task.output_folder}/ of the output area."
+        )

@@ -1,0 +1,129 @@
+"""What every farm connector gives, whatever the farm: storage areas, tasks, their outputs, transfer lines.
+
+A connector is made from a FarmAccount (transfers.farm.connector_for picks the class by the account's
+kind). Its answers are plain dataclasses, so pages, services and downloads read every farm alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from transfers.farm.status import TaskStatus, status_of
+
+if TYPE_CHECKING:
+    from transfers.models import FarmAccount
+
+AREAS = ("input", "output", "config")  # assets, rendered frames, task configuration files
+
+
+class UnsupportedAccount(ValueError):
+    """The account's farm has no connector in this version: nothing would reach it."""
+
+
+class UnknownTask(LookupError):
+    """The farm has no task with this id on this account (never an endless wait, §8 #8)."""
+
+    def __init__(self, task_id: int, account: str) -> None:
+        super().__init__(f"farm account {account!r} has no task {task_id}")
+        self.task_id = task_id
+
+
+@dataclass(frozen=True)
+class FarmTaskInfo:
+    """A task as the farm reports it; `children` are the ids of its child tasks (empty for a leaf)."""
+
+    task_id: int
+    scene: str
+    status_code: int | None
+    output_folder: str  # relative to the output area (the SDK's outputFileName)
+    frames_expected: int = 0
+    parent_id: int | None = None
+    layer: str = ""
+    children: tuple[int, ...] = ()
+
+    @property
+    def status(self) -> TaskStatus:
+        return status_of(self.status_code)
+
+    @property
+    def is_parent(self) -> bool:
+        return bool(self.children)
+
+
+@dataclass(frozen=True)
+class FarmOutput:
+    """One output file of a task: its path relative to the output area, its size, and whether the farm
+    says it is complete (a file not announced yet may still be being written)."""
+
+    path: str
+    size: int
+    finished: bool
+
+
+@dataclass(frozen=True)
+class TransferLine:
+    """A way to reach the farm's storage (the SDK's transfer line: name, server, port, engine)."""
+
+    name: str
+    engine: str
+    server: str
+    port: int
+    is_default: bool = False
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+class FarmConnector:
+    """The interface; one subclass per farm kind, registered in transfers.farm.CONNECTORS."""
+
+    kind: ClassVar[str]
+    takes_events: ClassVar[bool] = False  # whether its tasks are moved by farm events (transfers.farm_events)
+
+    def __init__(self, account: FarmAccount) -> None:
+        self.account = account
+
+    def ensure(self) -> FarmConnector:
+        """Make sure the account's storage areas exist (a no-op where the farm owns them)."""
+        return self
+
+    def area_root(self, name: str) -> Path:
+        """Where a storage area lives, as a local path (until the engine's endpoints wrap it)."""
+        raise NotImplementedError
+
+    def areas(self) -> dict[str, Path]:
+        return {name: self.area_root(name) for name in AREAS}
+
+    def tasks(self) -> list[FarmTaskInfo]:
+        """Every task of the account, parents and children, newest first."""
+        raise NotImplementedError
+
+    def task(self, task_id: int) -> FarmTaskInfo:
+        """One task; UnknownTask when the farm has none with this id."""
+        raise NotImplementedError
+
+    def leaves(self, task_id: int) -> list[FarmTaskInfo]:
+        """The leaf tasks under a task (itself when it has no children): the ones whose status counts."""
+        task = self.task(task_id)
+        if not task.children:
+            return [task]
+        return [leaf for child in task.children for leaf in self.leaves(child)]
+
+    def outputs(self, task_id: int) -> list[FarmOutput]:
+        """The output files of a task (of its leaves, for a parent), sorted by path."""
+        raise NotImplementedError
+
+    def lines(self) -> list[TransferLine]:
+        """The transfer lines to the account's storage, the default first."""
+        raise NotImplementedError
+
+    def announced_since(self, task_ids: list[int], since: float) -> bool:
+        """Whether the farm announced an output of these tasks (or their children) after `since` (a
+        UNIX time): a watcher waiting for its next poll looks at once. Farms without events: never."""
+        return False
+
+
+def check_area(name: str) -> str:
+    if name not in AREAS:
+        raise ValueError(f"unknown storage area {name!r}; expected one of {', '.join(AREAS)}")
+    return name
