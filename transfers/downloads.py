@@ -181,11 +181,11 @@ def identical(source: LocalFolder, source_path: str, destination: LocalFolder, d
 
 def _checksum(endpoint: LocalFolder, path: str, like: str | None = None) -> str:
     located, _ = endpoint.locate(path)
-    fd, _ = endpoint.open_source(located)
+    handle = endpoint.open_source(located)
     try:
-        return hashing.fd_checksum(fd, like=like)
+        return hashing.fd_checksum(handle.fileno(), like=like)
     finally:
-        os.close(fd)
+        handle.close()
 
 
 class LocalFilesLedger:

@@ -67,3 +67,57 @@ class UploadOptionsForm(forms.Form):
 
 class SpeedForm(forms.Form):
     max_speed = forms.IntegerField(required=False, min_value=1, label="max_speed (KB/s)", help_text="Empty: no limit.")
+
+
+class DownloadForm(forms.Form):
+    """The SDK's download options, with its names: which kind, which tasks, where, and what an existing file means."""
+
+    kind = forms.ChoiceField(
+        choices=[
+            ("auto_download", "auto_download: each frame as soon as it is rendered"),
+            ("auto_download_after_task_completed", "auto_download_after_task_completed: once each task has ended"),
+            ("download", "download: what is rendered now, once"),
+        ],
+        initial="auto_download",
+    )
+    task_id_list = forms.TypedMultipleChoiceField(coerce=int, widget=forms.CheckboxSelectMultiple, label="Tasks")
+    local_path = forms.CharField(
+        required=False, max_length=4096, help_text="A folder under an allowed local root. Empty: renderfarm_sdk, as the SDK."
+    )
+    download_filename_format = forms.BooleanField(
+        required=False, initial=True, label="download_filename_format: keep each task's <task_id>_<scene> folder"
+    )
+    conflict = forms.ChoiceField(
+        choices=[
+            ("skip_identical", "skip an identical local file, replace one that differs"),
+            ("keep_both", "keep a local file that differs, write beside it as name (2)"),
+            ("overwrite", "always overwrite"),
+        ],
+        initial="skip_identical",
+        label="A local file of the same name",
+    )
+    sleep_time = forms.FloatField(
+        required=False, min_value=0.2, max_value=3600, initial=10, label="sleep_time (s between listings)"
+    )
+    max_speed = forms.IntegerField(required=False, min_value=1, label="max_speed (KB/s)", help_text="Empty: no limit.")
+
+    def __init__(self, *args: object, task_ids: list[int], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        field = self.fields["task_id_list"]
+        assert isinstance(field, forms.TypedMultipleChoiceField)
+        field.choices = [(task_id, str(task_id)) for task_id in task_ids]
+
+    def options(self) -> dict[str, object]:
+        """The kind's options in the SDK's names (checked again, and typed, by the kind)."""
+        data = self.cleaned_data
+        chosen: dict[str, object] = {
+            "task_id_list": data["task_id_list"],
+            "download_filename_format": "true" if data.get("download_filename_format") else "false",
+            "conflict": data["conflict"],
+        }
+        for name in ("local_path", "max_speed"):
+            if data.get(name):
+                chosen[name] = data[name]
+        if data["kind"] != "download" and data.get("sleep_time"):
+            chosen["sleep_time"] = data["sleep_time"]
+        return chosen

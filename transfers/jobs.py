@@ -14,9 +14,9 @@ from django.db import transaction
 from django.http import HttpRequest
 
 from transfers import kinds
+from transfers.farm import connector_for
 from transfers.kinds import options as kind_options
 from transfers.models import FarmAccount, Manifest, TransferJob
-from transfers.farm import connector_for
 from transfers.services import ManifestNotReady, User, _require, audit_record
 
 

@@ -14,6 +14,7 @@ urlpatterns = [
     path("farm/", farm_views.farm_account_list, name="farm-accounts"),
     path("farm/<int:account_id>/", farm_views.farm_tasks, name="farm-tasks"),
     path("farm/<int:account_id>/simulate", farm_views.farm_simulate, name="farm-simulate"),
+    path("farm/<int:account_id>/download", farm_views.farm_download, name="farm-download"),
     path("farm/<int:account_id>/token", farm_views.farm_token, name="farm-token"),
     path("farm/<int:account_id>/token/revoke", farm_views.farm_token_revoke_view, name="farm-token-revoke"),
 ]

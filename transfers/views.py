@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 
 from transfers import kinds, manifest_store, selectors, services
 from transfers.forms import ManifestImportForm, SpeedForm, UploadOptionsForm
-from transfers.models import Manifest, TransferItem
+from transfers.models import Manifest, TransferItem, TransferJob
 
 _ENTRIES_SHOWN = 200
 _FAILURES_SHOWN = 50
@@ -141,8 +141,18 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "action_labels": _ACTION_LABELS,
         "failures": failures,
         "speed": speed,
+        "where": _where(job),
     }
     return render(request, "transfers/job_detail.html", context)
+
+
+def _where(job: TransferJob) -> str:
+    """What the job moves, from where to where, in words (its kind knows)."""
+    try:
+        kind = kinds.get(job.kind)
+        return kind.describe(kind.options(job), account=job.account.name)
+    except (kinds.UnknownKind, kinds.OptionsInvalid) as exc:
+        return f"— ({exc})"
 
 
 _ACTION_LABELS = [

@@ -73,7 +73,27 @@ function showState(s) {
   $("job-ran").textContent = !s.started_at ? "not yet"
     : clock(s.started_at) + (s.finished_at ? ` – ${clock(s.finished_at)} (${s.duration.toFixed(1)} s)` : "");
   showFigures(s);
+  showWatch(s.watch);
   if (s.settled) settle();
+}
+
+function showWatch(watch) {
+  // A download watcher's news: each render task's farm status and frames, and the next listing.
+  const panel = $("job-watch");
+  panel.hidden = !watch;
+  if (!watch) return;
+  $("watch-next").textContent = watch.next_poll_at && !state.terminal ? clock(watch.next_poll_at) : "—";
+  $("watch-tasks").replaceChildren(...watch.tasks.map((t) => {
+    const row = document.createElement("tr");
+    const cells = [t.task_id, t.status, t.outputs_seen + (t.frames_expected ? ` of ${t.frames_expected}` : ""), t.settling, t.ended ? "yes" : "no"];
+    for (const [index, value] of cells.entries()) {
+      const cell = document.createElement("td");
+      cell.textContent = String(value); // textContent: statuses come from the farm
+      if (index !== 1 && index !== 4) cell.className = "num";
+      row.append(cell);
+    }
+    return row;
+  }));
 }
 
 function showProgress(p) {
@@ -195,6 +215,7 @@ function connect() {
   socket.addEventListener("message", (event) => {
     const message = JSON.parse(event.data);
     if (message.type === "job.progress") showProgress(message);
+    if (message.type === "job.watch" && !done) showWatch(message.watch);
     if (message.type === "job.state" && message.live) {
       stateEpoch += 1;
       showState(message.live);

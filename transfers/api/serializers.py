@@ -95,3 +95,25 @@ class TransferJobSerializer(serializers.ModelSerializer):
 
     def get_live(self, job: TransferJob) -> JobLive:
         return job.as_live()
+
+
+class JobCreateSerializer(serializers.Serializer):
+    """POST /api/jobs/: any kind, by the SDK's name, with its options (checked by the kind: 400 names the option)."""
+
+    kind = serializers.ChoiceField(choices=[])
+    account = serializers.PrimaryKeyRelatedField(queryset=selectors.accounts_for(None), required=False)
+    manifest = serializers.PrimaryKeyRelatedField(queryset=selectors.manifests_for(None), required=False)
+    options = serializers.DictField(required=False, default=dict)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from transfers import kinds
+
+        self.fields["kind"].choices = kinds.names()
+        self.fields["account"].queryset = selectors.accounts_for(_user(self))
+        self.fields["manifest"].queryset = selectors.manifests_for(_user(self))
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "account" not in attrs and "manifest" not in attrs:
+            raise serializers.ValidationError("give the farm account (or, for an upload, the manifest)")
+        return attrs

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
+from django.http import QueryDict
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -15,12 +16,41 @@ from rest_framework.response import Response
 from transfers import kinds, selectors, services
 from transfers.api.serializers import (
     FarmAccountSerializer,
+    JobCreateSerializer,
     JobOptionsSerializer,
     ManifestImportSerializer,
     ManifestSerializer,
     TransferJobSerializer,
 )
 from transfers.models import FarmAccount, Manifest, TransferJob
+
+
+def _start(request: Request, *, kind: str, account: FarmAccount | None, manifest: Manifest | None, options: object) -> Response:
+    """Start a job of any kind (transfers.jobs.job_create): 201 with the job, 400 naming what is wrong."""
+    from transfers.jobs import job_create
+
+    if isinstance(options, QueryDict):  # a form post: one value per name, a list where repeated
+        options = {key: values if len(values) > 1 else values[0] for key, values in options.lists()}
+    if not isinstance(options, dict):
+        return Response({"options": ["an object of the kind's options, by the SDK's names"]}, status=status.HTTP_400_BAD_REQUEST)
+    target = account if account is not None else manifest.account if manifest is not None else None
+    try:
+        job = job_create(
+            kind=kind,
+            account=target,
+            manifest=manifest,
+            user=request.user,
+            options=options,
+            request=request._request,  # type: ignore[arg-type]
+        )
+    except (kinds.OptionsInvalid, kinds.UnknownKind, services.UnsupportedAccount, services.ManifestNotReady) as exc:
+        return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+    return Response(TransferJobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+
+# The SDK's names as URLs: /api/accounts/<id>/download/ and the like; /api/manifests/<id>/upload/.
+_ACCOUNT_KINDS = "|".join(name for name in kinds.names() if not kinds.get(name).uses_manifest)
+_MANIFEST_KINDS = "|".join(name for name in kinds.names() if kinds.get(name).uses_manifest and name != "upload_asset")
 
 
 class FarmAccountViewSet(
@@ -50,6 +80,12 @@ class FarmAccountViewSet(
     def update(self, request: Request, *args: object, **kwargs: object) -> Response:
         self._require_lead_of(self.get_object().team)  # before validation: a viewer learns nothing from a 400
         return super().update(request, *args, **kwargs)
+
+    @action(detail=True, methods=["post"], url_path=rf"(?P<kind>{_ACCOUNT_KINDS})")
+    def start(self, request: Request, pk: str | None = None, kind: str = "") -> Response:
+        """The SDK's download, auto_download, auto_download_after_task_completed, upload_config on this account;
+        the body is the kind's options."""
+        return _start(request, kind=kind, account=self.get_object(), manifest=None, options=request.data)
 
     def perform_update(self, serializer: FarmAccountSerializer) -> None:
         if "team" in serializer.validated_data:
@@ -83,6 +119,11 @@ class ManifestViewSet(viewsets.ReadOnlyModelViewSet):
         )
         return Response(ManifestSerializer(manifest).data, status=status.HTTP_202_ACCEPTED)
 
+    @action(detail=True, methods=["post"], url_path=rf"(?P<kind>{_MANIFEST_KINDS})")
+    def start(self, request: Request, pk: str | None = None, kind: str = "") -> Response:
+        """The SDK's upload (configuration files, then this manifest's assets); the body is its options."""
+        return _start(request, kind=kind, account=None, manifest=self.get_object(), options=request.data)
+
     @action(detail=True, methods=["post"])
     def upload_asset(self, request: Request, pk: str | None = None) -> Response:
         """The SDK's upload_asset: upload every file the manifest lists into the account's input storage."""
@@ -102,6 +143,15 @@ class TransferJobViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self) -> QuerySet[TransferJob]:
         return selectors.jobs_for(self.request.user)
+
+    def create(self, request: Request) -> Response:
+        """{"kind": one of the SDK's job kinds, "account" or "manifest", "options": {...}}."""
+        form = JobCreateSerializer(data=request.data, context=self.get_serializer_context())
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        return _start(
+            request, kind=data["kind"], account=data.get("account"), manifest=data.get("manifest"), options=data["options"]
+        )
 
     def _controlled_job(self) -> TransferJob:
         job = self.get_object()  # 404 when the user may not see it

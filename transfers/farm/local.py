@@ -84,7 +84,9 @@ class LocalFarm(FarmConnector):
 
     def announced_since(self, task_ids: list[int], since: float) -> bool:
         when = datetime.fromtimestamp(since, tz=UTC)
-        ours = Q(task__task_id__in=task_ids) | Q(task__parent__task_id__in=task_ids) | Q(task__parent__parent__task_id__in=task_ids)
+        ours = (
+            Q(task__task_id__in=task_ids) | Q(task__parent__task_id__in=task_ids) | Q(task__parent__parent__task_id__in=task_ids)
+        )
         return FarmFrame.objects.filter(ours, task__account=self.account, finished_at__gt=when).exists()
 
     def lines(self) -> list[TransferLine]:

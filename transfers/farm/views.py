@@ -20,6 +20,8 @@ from transfers import selectors
 from transfers.farm import UnsupportedAccount, connector_for
 from transfers.farm.status import status_of
 from transfers.farm_events import Actor, EventInvalid, farm_token_generate, farm_token_revoke
+from transfers.forms import DownloadForm
+from transfers.kinds import OptionsInvalid
 from transfers.models import FarmAccount, FarmEventToken, FarmTask
 
 _TASKS_SHOWN = 100
@@ -80,8 +82,16 @@ def _rows(account: FarmAccount, user: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def _page(request: HttpRequest, account: FarmAccount, *, token: str = "", form: SimulateForm | None = None) -> HttpResponse:
+def _page(
+    request: HttpRequest,
+    account: FarmAccount,
+    *,
+    token: str = "",
+    form: SimulateForm | None = None,
+    download: DownloadForm | None = None,
+) -> HttpResponse:
     may_manage = selectors.user_may(request.user, "manage", account)
+    rows = _rows(account, request.user)
     try:
         connector = connector_for(account)
         lines, unsupported = connector.lines(), ""
@@ -89,7 +99,9 @@ def _page(request: HttpRequest, account: FarmAccount, *, token: str = "", form: 
         lines, unsupported = [], str(exc)
     context = {
         "account": account,
-        "rows": _rows(account, request.user),
+        "rows": rows,
+        "may_run": selectors.user_may(request.user, "run", account),
+        "download": download or DownloadForm(task_ids=[row["task"].task_id for row in rows]),
         "lines": lines,
         "unsupported": unsupported,
         "may_manage": may_manage,
@@ -145,6 +157,27 @@ def farm_simulate(request: HttpRequest, account_id: int) -> HttpResponse:
             request, f"Task {plan.task_id} created: its frames appear in the output area as the worker renders them."
         )
     return redirect("farm-tasks", account_id=account.pk)
+
+
+@login_required
+@require_POST
+def farm_download(request: HttpRequest, account_id: int) -> HttpResponse:
+    """Start a download, an auto download or an auto download after completion of the chosen tasks."""
+    from transfers.jobs import job_create
+
+    account = get_object_or_404(selectors.accounts_for(request.user), pk=account_id)
+    task_ids = list(selectors.farm_tasks_for(request.user).filter(account=account, parent=None).values_list("task_id", flat=True))
+    form = DownloadForm(request.POST, task_ids=task_ids)
+    if not form.is_valid():
+        return _page(request, account, download=form)
+    try:
+        job = job_create(
+            kind=form.cleaned_data["kind"], account=account, user=request.user, options=form.options(), request=request
+        )
+    except (OptionsInvalid, UnsupportedAccount, PermissionDenied) as exc:
+        messages.error(request, str(exc))
+        return _page(request, account, download=form)
+    return redirect("job-detail", pk=job.pk)
 
 
 @login_required

@@ -99,6 +99,10 @@ class JobKind(Generic[OptionsT]):
     def legs(self, options: OptionsT) -> list[Leg]:
         raise NotImplementedError
 
+    def describe(self, options: OptionsT, *, account: str) -> str:
+        """What the job moves, from where to where, for its page."""
+        raise NotImplementedError
+
     def prepare(self, job: TransferJob, options: OptionsT, keep_going: KeepGoing) -> bool:
         """Make the job's items (in the worker, in short batches); False when keep_going() said stop."""
         raise NotImplementedError

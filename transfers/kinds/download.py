@@ -40,6 +40,15 @@ class _Downloads(JobKind[Download]):
             downloads.check_tasks(connector_for(account), options.task_id_list)
         return Totals()
 
+    def describe(self, options: Download, *, account: str) -> str:
+        what = (
+            f"the outputs of tasks {', '.join(map(str, options.task_id_list))}"
+            if options.task_id_list
+            else "the files of " + ", ".join(options.server_paths)
+        )
+        where = options.local_path or "renderfarm_sdk under the first allowed root"
+        return f'{what}, from the output storage of farm account "{account}" into {where}'
+
     def legs(self, options: Download) -> list[Leg]:
         return [Leg("output", direction="download", ledger=options.conflict != "overwrite")]
 

@@ -26,6 +26,9 @@ class UploadAssetKind(JobKind[UploadAsset]):
         assert manifest is not None
         return Totals(files=manifest.entry_count, bytes=manifest.total_bytes)
 
+    def describe(self, options: UploadAsset, *, account: str) -> str:
+        return f'the manifest\'s files into the input storage of farm account "{account}"'
+
     def legs(self, options: UploadAsset) -> list[Leg]:
         return [Leg("input", ledger=options.is_db)]
 

@@ -62,6 +62,10 @@ class UploadConfigKind(JobKind[UploadConfig]):
     def plan(self, *, account: FarmAccount, manifest: Manifest | None, options: UploadConfig, roots: list[Path]) -> Totals:
         return _check_config_files(account, options.config_file_list, roots)
 
+    def describe(self, options: UploadConfig, *, account: str) -> str:
+        count = len(options.config_file_list)
+        return f'{count} configuration files into /{options.task_id}/cfg/ of the config storage of farm account "{account}"'
+
     def legs(self, options: UploadConfig) -> list[Leg]:
         return [Leg("config")]
 
@@ -84,6 +88,12 @@ class UploadKind(JobKind[Upload]):
         assert manifest is not None
         config = _check_config_files(account, options.config_file_list, roots)
         return Totals(files=config.files + manifest.entry_count, bytes=config.bytes + manifest.total_bytes)
+
+    def describe(self, options: Upload, *, account: str) -> str:
+        return (
+            f"{len(options.config_file_list)} configuration files into /{options.task_id}/cfg/, then the manifest's files "
+            f'into the input storage of farm account "{account}"'
+        )
 
     def legs(self, options: Upload) -> list[Leg]:
         return [Leg("config"), Leg("input", ledger=options.is_db)]

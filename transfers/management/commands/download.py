@@ -1,0 +1,5 @@
+from transfers.management.job_command import KindCommand
+
+
+class Command(KindCommand):
+    kind = "download"
