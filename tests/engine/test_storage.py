@@ -201,12 +201,12 @@ def test_finalize_fails_when_another_file_takes_the_final_name_at_once(
     _write_partial(storage, "D/a.exr", b"content")
     real_replace = os.replace
 
-    def replace_then_overtaken(source: Any, target: Any) -> None:
-        real_replace(source, target)
-        if os.fspath(target).endswith("/D/a.exr"):  # a second writer of the name renames its file in
+    def replace_then_overtaken(source: Any, target: Any, **at: Any) -> None:
+        real_replace(source, target, **at)
+        if os.fspath(target) == "a.exr":  # a second writer of the name renames its file in
             intruder = storage.root / "D" / "intruder"
             intruder.write_bytes(b"another")
-            real_replace(intruder, target)
+            real_replace(intruder, storage.root / "D" / "a.exr")
 
     monkeypatch.setattr(os, "replace", replace_then_overtaken)
 

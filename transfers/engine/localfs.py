@@ -126,6 +126,26 @@ class LocalTree:
         finally:
             self._release(folder)
 
+    def hold(self, path: str, *, create: bool = False) -> _Folder:
+        """`folder` without the context manager, for hot paths: use `.fd`, then `let_go` it (try/finally)."""
+        root, device, parts = self._locate(path)
+        return self._acquire(path, root, device, parts, create=create)
+
+    def let_go(self, folder: _Folder) -> None:
+        self._release(folder)
+
+    def forget(self, path: str) -> None:
+        """Drop a cached folder (it was removed: the next use walks, and may make, it again)."""
+        root, _, parts = self._locate(path)
+        with self._lock:
+            folder = self._folders.pop((root.fd, "/".join(parts)), None) if parts else None
+            closing = folder is not None and folder.users == 0
+            if folder is not None:
+                folder.evicted = True
+        if closing:
+            assert folder is not None
+            os.close(folder.fd)
+
     def _locate(self, path: str) -> tuple[_Folder, int, list[str]]:
         if not path.startswith("/") or "\x00" in path:
             raise PathRefused(f"local path {path!r} is not an absolute path")

@@ -1,4 +1,4 @@
-"""Send one file into a storage backend: resumable, rate-limited, hashed while sending, verified.
+"""Send one file from a source endpoint into a destination endpoint: resumable, rate-limited, hashed while sending, verified.
 
 * Resume: a partial file left by a crash is kept; its prefix is verified against the source's first
   bytes before sending continues from there (a mismatch restarts the file).
@@ -26,13 +26,13 @@ from typing import BinaryIO
 import xxhash
 
 from transfers.engine import hashing
+from transfers.engine.endpoints.base import Destination, PartialBusy, Source, VerifyFailed, stamp
 from transfers.engine.localfs import NotAFile
 from transfers.engine.ratelimit import TokenBucket
-from transfers.engine.storage import PartialBusy, Storage, VerifyFailed, stamp
 
 OnBytes = Callable[[int, bool], None]  # (count, resumed): resumed bytes were verified, not sent
 SourcePath = str | Path
-Opener = Callable[[SourcePath], tuple[int, os.stat_result]]
+FARM = "the farm storage"  # how a destination is named in messages when it does not say
 
 
 @dataclass(frozen=True)
@@ -67,45 +67,64 @@ class SendFailed(Exception):
         self.stops_run = stops_run
 
 
-def source_error(exc: OSError, src: SourcePath) -> SendFailed:
+def source_error(exc: OSError, src: SourcePath, where: str | None = None) -> SendFailed:
+    """`where` None: a local file of the user's ("local file not found: /x"); else the endpoint's name."""
     if isinstance(exc, FileNotFoundError | NotADirectoryError):  # the latter: a folder on the way is a file
-        return SendFailed("missing_source", f"local file not found: {src}")
+        return SendFailed("missing_source", f"local file not found: {src}" if where is None else f"file not found on {where}: {src}")
     if isinstance(exc, PermissionError):
-        return SendFailed("permission", f"permission denied reading {src}")
+        return SendFailed("permission", f"permission denied reading {src}" + (f" on {where}" if where else ""))
     if isinstance(exc, IsADirectoryError):
-        return SendFailed("not_a_file", f"local path is a folder, not a file: {src}")
+        return SendFailed("not_a_file", f"{'local ' if where is None else ''}path is a folder, not a file: {src}")
     return SendFailed("read_error", f"cannot read {src}: {exc.strerror or exc}", retryable=True)
 
 
-def dest_error(exc: OSError, server: str) -> SendFailed:
+def dest_error(exc: OSError, server: str, where: str = FARM) -> SendFailed:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return SendFailed("disk_full", f"no space left on the farm storage writing {server}", stops_run=True)
+        return SendFailed("disk_full", f"no space left on {where} writing {server}", stops_run=True)
     if isinstance(exc, PermissionError):
-        return SendFailed("permission", f"permission denied writing {server} on the farm storage")
+        return SendFailed("permission", f"permission denied writing {server} on {where}")
     return SendFailed("write_error", f"cannot write {server}: {exc.strerror or exc}", retryable=True)
 
 
-def open_source(src: SourcePath, opener: Opener | None = None) -> tuple[int, os.stat_result]:
-    """An fd for a regular file; O_NONBLOCK so a FIFO cannot hang the worker before we refuse it.
+class PathSource:
+    """A source that opens what it is given as it is (for callers that trust the path; tests)."""
 
-    `opener` (the runner passes LocalTree.open_file) opens it without following any symlink below
-    its allowed root; without one, `src` is opened as it is (for callers that trust the path).
-    Raises PathRefused from the opener as it is.
+    label = "local files"
+    where: str | None = None
+
+    def locate(self, path: str) -> tuple[str, os.stat_result | None]:
+        try:
+            return path, os.stat(path)
+        except OSError:
+            return path, None
+
+    def open_source(self, located: str) -> tuple[int, os.stat_result]:
+        fd = os.open(located, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # O_NONBLOCK: a FIFO cannot hang us
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            reason = "a folder, not a file" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise NotAFile(f"local path is {reason}: {located}")
+        return fd, info  # O_NONBLOCK changes nothing for a regular file
+
+    def stat_source(self, located: str) -> os.stat_result:
+        return os.stat(located)
+
+    def close(self) -> None:
+        pass
+
+
+def open_source(src: SourcePath, source: Source) -> tuple[int, os.stat_result]:
+    """A read descriptor of a regular file (and its fstat), as the source endpoint opens it safely.
+
+    Raises SendFailed for what fails this file, PathRefused from the source as it is.
     """
     try:
-        if opener is not None:
-            return opener(src)
-        fd = os.open(src, os.O_RDONLY | os.O_NONBLOCK)
+        return source.open_source(str(src))
     except NotAFile as exc:
         raise SendFailed("not_a_file", str(exc)) from exc
     except OSError as exc:
-        raise source_error(exc, src) from exc
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        reason = "a folder, not a file" if stat.S_ISDIR(info.st_mode) else "not a regular file"
-        raise SendFailed("not_a_file", f"local path is {reason}: {src}")
-    return fd, info  # O_NONBLOCK changes nothing for a regular file
+        raise source_error(exc, src, source.where) from exc
 
 
 @dataclass
@@ -116,6 +135,8 @@ class _Span:
     server: str
     src_fd: int
     dst_fd: int
+    src_where: str | None
+    dst_where: str
     bucket: TokenBucket
     stop: threading.Event
     on_bytes: OnBytes
@@ -162,14 +183,14 @@ class _Span:
         try:
             got = os.preadv(self.src_fd, [memoryview(buffer)[:count]], position)
         except OSError as exc:
-            raise source_error(exc, self.src) from exc
+            raise source_error(exc, self.src, self.src_where) from exc
         return memoryview(buffer)[:got]
 
     def _read_back(self, buffer: bytearray, position: int, count: int) -> memoryview:
         try:
             got = os.preadv(self.dst_fd, [memoryview(buffer)[:count]], position)
         except OSError as exc:
-            raise dest_error(exc, self.server) from exc
+            raise dest_error(exc, self.server, self.dst_where) from exc
         return memoryview(buffer)[:got]
 
     def _write(self, data: memoryview, position: int) -> None:
@@ -178,7 +199,7 @@ class _Span:
             try:
                 written = os.pwrite(self.dst_fd, view, position)
             except OSError as exc:
-                raise dest_error(exc, self.server) from exc
+                raise dest_error(exc, self.server, self.dst_where) from exc
             view, position = view[written:], position + written
 
     def _kernel(self, position: int, count: int) -> int:
@@ -193,8 +214,8 @@ class _Span:
                     self._write(data, position)
                     return len(data)
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM):
-                    raise dest_error(exc, self.server) from exc
-                raise source_error(exc, self.src) from exc
+                    raise dest_error(exc, self.server, self.dst_where) from exc
+                raise source_error(exc, self.src, self.src_where) from exc
             if moved == 0:
                 break
             done += moved
@@ -206,7 +227,8 @@ class _File:
     src: SourcePath
     src_fd: int
     info: os.stat_result
-    storage: Storage
+    source: Source
+    storage: Destination
     server: str
     bucket: TokenBucket
     stop: threading.Event
@@ -216,47 +238,68 @@ class _File:
 
     def span(self, dst_fd: int, abort: threading.Event | None = None) -> _Span:
         return _Span(
-            self.src, self.server, self.src_fd, dst_fd, self.bucket, self.stop, self.on_bytes, self.options, self.kernel, abort
+            self.src,
+            self.server,
+            self.src_fd,
+            dst_fd,
+            self.source.where,
+            self.where,
+            self.bucket,
+            self.stop,
+            self.on_bytes,
+            self.options,
+            self.kernel,
+            abort,
         )
+
+    @property
+    def where(self) -> str:
+        return getattr(self.storage, "where", FARM)
+
+
+_PATHS = PathSource()
 
 
 def send_file(
     src: SourcePath,
-    storage: Storage,
+    storage: Destination,
     server: str,
     *,
     bucket: TokenBucket,
     stop: threading.Event,
     on_bytes: OnBytes,
     options: SendOptions = SendOptions(),
-    opener: Opener | None = None,
+    source: Source | None = None,
 ) -> Sent:
-    """Send `src` to `server` in `storage`, resuming a partial file when there is one.
+    """Send `src` (as `source` located it) to `server` in `storage`, resuming a partial file when there is one.
 
-    The partial file is held under an exclusive lock from opening to renaming: a second transfer to
-    the same server path (another job, a duplicate run) fails with a retryable "busy" instead of
-    interleaving its bytes.
+    Without `source`, `src` is a local path opened as it is. The partial file is held under an
+    exclusive lock from opening to renaming: a second transfer to the same path (another job, a
+    duplicate run) fails with a retryable "busy" instead of interleaving its bytes.
     """
-    src_fd, before = open_source(src, opener)
+    source = source or _PATHS
+    src_fd, before = open_source(src, source)
     dest: BinaryIO | None = None
     try:
+        # Both ends are descriptors here (the local transport): the kernel may copy, unless a speed limit is set.
         kernel = options.kernel_copy and bucket.rate is None and storage.native_path(server) is not None
-        job = _File(src, src_fd, before, storage, server, bucket, stop, on_bytes, options, kernel)
+        job = _File(src, src_fd, before, source, storage, server, bucket, stop, on_bytes, options, kernel)
         if before.st_size >= options.range_threshold and options.ranges_in_parallel > 1:
             dest, checksum, resumed = _send_ranges(job)
         else:
             dest, checksum, resumed = _send_stream(job)
         written = stamp(os.fstat(dest.fileno()))  # after this, any write to the partial moves its ctime
-        if _changed(src, src_fd, before):
+        if _changed(source, src, src_fd, before):
             storage.discard_partial(server)
-            raise SendFailed("source_changed", f"local file changed while it was being sent: {src}", retryable=True)
+            changed = "local file changed" if source.where is None else f"file on {source.where} changed"
+            raise SendFailed("source_changed", f"{changed} while it was being sent: {src}", retryable=True)
         try:
             # Every byte was read back from the partial file and checked while it was sent.
             storage.finalize(server, size=before.st_size, checksum=checksum, handle=dest, verified=written)
         except VerifyFailed as exc:
             raise SendFailed("verify_failed", str(exc), retryable=True) from exc
         except OSError as exc:
-            raise dest_error(exc, server) from exc
+            raise dest_error(exc, server, job.where) from exc
         return Sent(size=before.st_size, checksum=checksum, mtime_ns=before.st_mtime_ns, resumed_from=resumed)
     finally:
         if dest is not None:
@@ -264,11 +307,11 @@ def send_file(
         os.close(src_fd)
 
 
-def _changed(src: SourcePath, fd: int, before: os.stat_result) -> bool:
+def _changed(source: Source, src: SourcePath, fd: int, before: os.stat_result) -> bool:
     """Written to while we read it (size, mtime), or replaced at its path (a save by rename)."""
     after = os.fstat(fd)
     try:
-        now = os.stat(src)
+        now = source.stat_source(str(src))
     except OSError:
         return True
     return (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) or (now.st_dev, now.st_ino) != (
@@ -277,13 +320,13 @@ def _changed(src: SourcePath, fd: int, before: os.stat_result) -> bool:
     )
 
 
-def _open_dest(storage: Storage, server: str, offset: int, size: int | None = None) -> BinaryIO:
+def _open_dest(f: _File, offset: int, size: int | None = None) -> BinaryIO:
     try:
-        return storage.open_partial(server, offset, size=size)
+        return f.storage.open_partial(f.server, offset, size=size)
     except PartialBusy as exc:
-        raise SendFailed("busy", f"another transfer is writing {server} right now", retryable=True) from exc
+        raise SendFailed("busy", f"another transfer is writing {f.server} right now", retryable=True) from exc
     except OSError as exc:
-        raise dest_error(exc, server) from exc
+        raise dest_error(exc, f.server, f.where) from exc
 
 
 def _send_stream(f: _File) -> tuple[BinaryIO, str, int]:
@@ -292,7 +335,7 @@ def _send_stream(f: _File) -> tuple[BinaryIO, str, int]:
     offset = storage.partial_size(server)
     if offset and (offset > size or storage.read_marker(server) is not None):
         offset = 0  # a partial from another shape of send: start over
-    dest = _open_dest(storage, server, offset)  # locked, cut to `offset`
+    dest = _open_dest(f, offset)  # locked, cut to `offset`
     try:
         digest, arrived = xxhash.xxh3_128(), xxhash.xxh3_128()
         if offset:
@@ -316,7 +359,7 @@ def _check_arrived(f: _File, digest: xxhash.xxh3_128, arrived: xxhash.xxh3_128) 
     if digest.digest() != arrived.digest():
         f.storage.discard_partial(f.server)
         raise SendFailed(
-            "verify_failed", f"{f.server}: the bytes read back from the farm storage differ from the sent ones", retryable=True
+            "verify_failed", f"{f.server}: the bytes read back from {f.where} differ from the sent ones", retryable=True
         )
 
 
@@ -325,7 +368,7 @@ def _send_ranges(f: _File) -> tuple[BinaryIO, str, int]:
     size, range_size = info.st_size, options.range_size
     starts = list(range(0, size, range_size))
     identity = {"size": size, "mtime_ns": info.st_mtime_ns, "range_size": range_size}
-    dest = _open_dest(storage, server, 0, size=size)
+    dest = _open_dest(f, 0, size=size)
     try:
         done = _verified_ranges(f, starts, identity)
         if not done:
@@ -344,7 +387,7 @@ def _write_marker(f: _File, record: dict[str, object]) -> None:
     try:
         f.storage.write_marker(f.server, json.dumps(record).encode())
     except OSError as exc:  # a full disk shows here too: it must stop the run, not look like a bug
-        raise dest_error(exc, f.server) from exc
+        raise dest_error(exc, f.server, f.where) from exc
 
 
 def _verified_ranges(f: _File, starts: list[int], identity: dict[str, int]) -> dict[int, str]:
