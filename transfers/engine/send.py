@@ -70,7 +70,9 @@ class SendFailed(Exception):
 def source_error(exc: OSError, src: SourcePath, where: str | None = None) -> SendFailed:
     """`where` None: a local file of the user's ("local file not found: /x"); else the endpoint's name."""
     if isinstance(exc, FileNotFoundError | NotADirectoryError):  # the latter: a folder on the way is a file
-        return SendFailed("missing_source", f"local file not found: {src}" if where is None else f"file not found on {where}: {src}")
+        return SendFailed(
+            "missing_source", f"local file not found: {src}" if where is None else f"file not found on {where}: {src}"
+        )
     if isinstance(exc, PermissionError):
         return SendFailed("permission", f"permission denied reading {src}" + (f" on {where}" if where else ""))
     if isinstance(exc, IsADirectoryError):
@@ -364,7 +366,7 @@ def _check_arrived(f: _File, digest: xxhash.xxh3_128, arrived: xxhash.xxh3_128) 
 
 
 def _send_ranges(f: _File) -> tuple[BinaryIO, str, int]:
-    storage, server, options, info = f.storage, f.server, f.options, f.info
+    options, info = f.options, f.info
     size, range_size = info.st_size, options.range_size
     starts = list(range(0, size, range_size))
     identity = {"size": size, "mtime_ns": info.st_mtime_ns, "range_size": range_size}

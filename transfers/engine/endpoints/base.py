@@ -61,8 +61,10 @@ def stamp(info: os.stat_result) -> Stamp:
 class Destination(Protocol):
     """Where a run writes: partial files, verified and renamed into place by `finalize`."""
 
-    label: str
-    where: str
+    @property
+    def label(self) -> str: ...
+    @property
+    def where(self) -> str: ...
 
     def stat(self, path: str) -> StoredFile | None: ...
     def has(self, path: str) -> bool: ...
@@ -84,8 +86,10 @@ class Destination(Protocol):
 class Source(Protocol):
     """Where a run reads. `where` None: the files are the user's local files ("local file not found: ...")."""
 
-    label: str
-    where: str | None
+    @property
+    def label(self) -> str: ...
+    @property
+    def where(self) -> str | None: ...
 
     def locate(self, path: str) -> tuple[str, os.stat_result | None]:
         """(located name, its stat or None when missing) of the file a task names; raises PathRefused."""
@@ -106,3 +110,6 @@ class Source(Protocol):
 
 class Endpoint(Source, Destination, Protocol):
     """A place that can be either end of a run (what a transport's factory gives)."""
+
+    @property
+    def where(self) -> str: ...

@@ -356,7 +356,9 @@ class LocalFolder:
         folder = tree.hold(names.folder, create=True)
         try:
             temporary = names.marker + ".tmp"
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE, dir_fd=folder.fd)
+            fd = os.open(
+                temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE, dir_fd=folder.fd
+            )
             with open(fd, "wb") as handle:
                 handle.write(data)
             os.replace(temporary, names.marker, src_dir_fd=folder.fd, dst_dir_fd=folder.fd)
