@@ -29,7 +29,7 @@ from typing import BinaryIO
 
 from transfers.engine import hashing
 from transfers.engine.endpoints.base import PartialBusy, Stamp, StoredFile, VerifyFailed, stamp
-from transfers.engine.localfs import LocalTree
+from transfers.engine.localfs import LocalTree, Place, _Folder
 from transfers.engine.paths import PARTIAL_SUFFIX, PathMap, PathRefused, SourceResolver, clean_server_path
 
 __all__ = ["FILE_MODE", "FOLDER_MODE", "PARTIAL_SUFFIX", "LocalFiles", "LocalFolder", "LocalStorage", "stamp"]
@@ -87,6 +87,7 @@ class LocalFolder:
         self._tree: LocalTree | None = None
         self._opening = threading.Lock()
         self._names: dict[str, _Names] = {}
+        self._places: dict[str, Place] = {}  # folder -> parsed against the tree's root (the tree's lifetime)
         self._marked: set[str] = set()  # paths this instance wrote a range marker for
 
     def _walk_to_root(self, root: str | os.PathLike[str]) -> int:
@@ -104,6 +105,7 @@ class LocalFolder:
     def close(self) -> None:
         with self._opening:
             tree, self._tree = self._tree, None
+            self._places = {}  # they belong to the tree
         if tree is not None:
             tree.close()
 
@@ -151,6 +153,18 @@ class LocalFolder:
         self._names[path] = names
         return names
 
+    def _hold(self, tree: LocalTree, names: _Names, *, create: bool = False) -> _Folder:
+        return tree.hold(self._place(tree, names.folder), create=create)
+
+    def _place(self, tree: LocalTree, folder: str) -> Place:
+        place = self._places.get(folder)
+        if place is None:
+            place = tree.place(folder)
+            if len(self._places) >= 1024:
+                self._places.clear()
+            self._places[folder] = place
+        return place
+
     def native_path(self, path: str) -> Path | None:
         """Where the final file lives on this machine's disk."""
         return self.root / self._where(path).relative
@@ -159,7 +173,7 @@ class LocalFolder:
         """lstat of a name in the path's folder; None when it or its folder is missing."""
         tree = self.tree()
         try:
-            folder = tree.hold(names.folder)
+            folder = self._hold(tree, names)
         except (FileNotFoundError, NotADirectoryError):
             return None
         try:
@@ -187,7 +201,7 @@ class LocalFolder:
         base = f"{self._root}/{clean_server_path(folder)}" if folder.strip("/") else self._root
         tree = self.tree()
         try:
-            held = tree.hold(base)
+            held = tree.hold(self._place(tree, base))
         except (FileNotFoundError, NotADirectoryError):
             return set()
         try:
@@ -201,7 +215,7 @@ class LocalFolder:
         relative = clean_server_path(prefix) if prefix.strip("/") else ""
         tree = self.tree()
         try:
-            held = tree.hold(f"{self._root}/{relative}" if relative else self._root)
+            held = tree.hold(tree.place(f"{self._root}/{relative}" if relative else self._root))
         except (FileNotFoundError, NotADirectoryError):
             return
         try:
@@ -232,21 +246,19 @@ class LocalFolder:
         tree = self.tree()
         # Never O_TRUNC: only the lock holder may cut it. O_NOFOLLOW: never write through a symlink.
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-        folder = tree.hold(names.folder, create=True)
+        folder = self._hold(tree, names, create=True)
         try:
             try:
                 fd = os.open(names.partial, flags, FILE_MODE, dir_fd=folder.fd)
             except FileNotFoundError:  # the folder was removed since: make it again
                 tree.let_go(folder)
                 tree.forget(names.folder)
-                folder = tree.hold(names.folder, create=True)
+                folder = self._hold(tree, names, create=True)
                 fd = os.open(names.partial, flags, FILE_MODE, dir_fd=folder.fd)
         finally:
             tree.let_go(folder)
         handle = open(fd, "r+b", buffering=0)  # noqa: SIM115 - the caller closes it
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise PathRefused(f"{names.relative}: its partial file's name is taken by something that is not a file")
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -271,7 +283,7 @@ class LocalFolder:
 
     def _open_in(self, names: _Names, name: str, flags: int, mode: int = FILE_MODE) -> int:
         tree = self.tree()
-        folder = tree.hold(names.folder, create=bool(flags & os.O_CREAT))
+        folder = self._hold(tree, names, create=bool(flags & os.O_CREAT))
         try:
             return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=folder.fd)
         finally:
@@ -288,7 +300,7 @@ class LocalFolder:
         names = self._where(path)
         held = os.fstat(handle.fileno())
         tree = self.tree()
-        folder = tree.hold(names.folder)
+        folder = self._hold(tree, names)
         try:
             try:
                 at_path = os.stat(names.partial, dir_fd=folder.fd, follow_symlinks=False)
@@ -325,7 +337,7 @@ class LocalFolder:
     def _unlink(self, names: _Names, *targets: str) -> None:
         tree = self.tree()
         try:
-            folder = tree.hold(names.folder)
+            folder = self._hold(tree, names)
         except (FileNotFoundError, NotADirectoryError):
             return
         try:
@@ -353,7 +365,7 @@ class LocalFolder:
         self._marked.add(path)
         names = self._where(path)
         tree = self.tree()
-        folder = tree.hold(names.folder, create=True)
+        folder = self._hold(tree, names, create=True)
         try:
             temporary = names.marker + ".tmp"
             fd = os.open(
