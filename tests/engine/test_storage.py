@@ -313,3 +313,25 @@ def test_sync_flushes_without_error(storage: LocalStorage) -> None:
     storage.sync()
 
     assert (storage.root / "a.exr").read_bytes() == b"x"
+
+
+def test_a_folder_removed_after_first_use_is_made_again(storage: LocalStorage) -> None:
+    _write_partial(storage, "D/E/a.exr", b"content")
+    _finalize(storage, "D/E/a.exr", size=7, checksum=_checksum(b"content"))
+    shutil.rmtree(storage.root / "D")
+
+    _write_partial(storage, "D/E/b.exr", b"again")
+    _finalize(storage, "D/E/b.exr", size=5, checksum=_checksum(b"again"))
+
+    assert _files(storage.root) == ["D/E/b.exr"]
+
+
+def test_close_releases_the_descriptors_and_the_storage_opens_them_again(storage: LocalStorage) -> None:
+    _write_partial(storage, "D/a.exr", b"content")
+    opened = len(os.listdir("/proc/self/fd"))
+
+    storage.close()
+
+    assert len(os.listdir("/proc/self/fd")) < opened
+    _finalize(storage, "D/a.exr", size=7, checksum=_checksum(b"content"))
+    assert _files(storage.root) == ["D/a.exr"]

@@ -16,6 +16,8 @@ gives them; names holding `.rvpart` are refused, they are the endpoint's own):
   Nothing ever appears at the final name before that.
 * `discard_partial`, `remove`, `stat`, `has`, `names`, `list`, `free_space`, `sync`.
 * `read_marker` / `write_marker`: what a parallel-range send records beside its partial (for resume).
+* `native_path`: where the final file lies on this machine's disk, or None for a remote transport;
+  None turns off the kernel copy (`copy_file_range`) that the local transport gets.
 
 Source, per file: `locate` (for planning: which file a task names, and its stat; no I/O that could be
 redirected matters here), `open_source` (the safe open: the descriptor actually read, and its fstat),
