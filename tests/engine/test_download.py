@@ -174,7 +174,7 @@ def test_download_names_a_frame_missing_on_the_farm_and_fetches_the_others(farm:
 
 def test_download_retries_a_flaky_local_disk_until_it_passes(farm: Farm) -> None:
     report = Recorder()
-    flaky = FlakyStorage(farm.destination(), failures=2)  # type: ignore[arg-type]
+    flaky = FlakyStorage(farm.destination(), failures=2)
 
     _download(farm, _frames(farm, 1), report, destination=flaky, attempts=3, **QUICK_RETRIES)
 
@@ -185,7 +185,7 @@ def test_download_retries_a_flaky_local_disk_until_it_passes(farm: Farm) -> None
 
 def test_download_fails_after_the_last_attempt_naming_the_attempts(farm: Farm) -> None:
     report = Recorder()
-    flaky = FlakyStorage(farm.destination(), failures=99)  # type: ignore[arg-type]
+    flaky = FlakyStorage(farm.destination(), failures=99)
 
     _download(farm, _frames(farm, 1), report, destination=flaky, attempts=2, **QUICK_RETRIES)
 
@@ -197,7 +197,7 @@ def test_download_fails_after_the_last_attempt_naming_the_attempts(farm: Farm) -
 def test_download_refuses_bytes_that_arrived_wrong_and_fetches_the_frame_again(
     farm: Farm, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_pwrite, flipped = os.pwrite, []
+    real_pwrite, flipped = os.pwrite, list[int]()
 
     def flip_once(fd: int, data: Any, position: int) -> int:
         if not flipped:
