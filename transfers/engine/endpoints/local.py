@@ -246,17 +246,11 @@ class LocalFolder:
         tree = self.tree()
         # Never O_TRUNC: only the lock holder may cut it. O_NOFOLLOW: never write through a symlink.
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-        folder = self._hold(tree, names, create=True)
         try:
-            try:
-                fd = os.open(names.partial, flags, FILE_MODE, dir_fd=folder.fd)
-            except FileNotFoundError:  # the folder was removed since: make it again
-                tree.let_go(folder)
-                tree.forget(names.folder)
-                folder = self._hold(tree, names, create=True)
-                fd = os.open(names.partial, flags, FILE_MODE, dir_fd=folder.fd)
-        finally:
-            tree.let_go(folder)
+            fd = self._open_partial_fd(tree, names, flags)
+        except FileNotFoundError:  # its folder was removed since it was walked: walk (and make) it again
+            tree.forget(names.folder)
+            fd = self._open_partial_fd(tree, names, flags)
         handle = open(fd, "r+b", buffering=0)  # noqa: SIM115 - the caller closes it
         try:
             try:
@@ -272,6 +266,13 @@ class LocalFolder:
             handle.close()
             raise
         return handle
+
+    def _open_partial_fd(self, tree: LocalTree, names: _Names, flags: int) -> int:
+        folder = self._hold(tree, names, create=True)
+        try:
+            return os.open(names.partial, flags, FILE_MODE, dir_fd=folder.fd)
+        finally:
+            tree.let_go(folder)
 
     def partial_digest(self, path: str, start: int, length: int) -> bytes:
         names = self._where(path)
