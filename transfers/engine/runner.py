@@ -19,7 +19,6 @@ time, each failure kept to its own file. Direction-agnostic: an upload reads the
 from __future__ import annotations
 
 import logging
-import os
 import random
 import stat
 import threading
@@ -30,7 +29,6 @@ from itertools import islice
 from pathlib import Path
 from typing import Protocol
 
-from transfers.engine import hashing
 from transfers.engine.endpoints.base import Destination, Source
 from transfers.engine.endpoints.local import LocalFiles
 from transfers.engine.events import BytesSent, Event, FileFinished, FileNotSent, FileRetrying, FileStarted, Report
@@ -38,7 +36,7 @@ from transfers.engine.ledger import Ledger, LedgerRecord
 from transfers.engine.localfs import NotAFile
 from transfers.engine.paths import PathMap, PathRefused, clean_server_path
 from transfers.engine.ratelimit import TokenBucket, max_speed_to_rate
-from transfers.engine.send import SendFailed, SendOptions, Stopped, send_file, source_error
+from transfers.engine.send import SendFailed, SendOptions, Stopped, checksum_of, send_file, source_error
 from transfers.engine.space import SpaceBudget
 
 logger = logging.getLogger(__name__)
@@ -216,15 +214,16 @@ class _Run:
     def unchanged(self, task: Task, src: str, record: LedgerRecord) -> FileFinished | None:
         """A skip result when `src` still has the recorded content (with its new mtime, to record)."""
         try:
-            fd, info = self.source.open_source(src)  # what is actually read: opened safely
+            file = self.source.open_source(src)  # what is actually read: opened safely
         except (OSError, PathRefused, NotAFile):
             return None  # send() reports it
+        info = file.info
         try:
-            same = info.st_size == record.size and hashing.fd_checksum(fd, like=record.checksum) == record.checksum
+            same = info.st_size == record.size and checksum_of(file, info.st_size, like=record.checksum) == record.checksum
         except OSError:
             return None
         finally:
-            os.close(fd)
+            file.close()
         if not same:
             return None
         return FileFinished(

@@ -4,8 +4,9 @@
   bytes before sending continues from there (a mismatch restarts the file).
 * Large files go in parallel ranges; each range's digest is recorded beside the partial as it
   completes, so a resume skips the ranges already there (after re-verifying them).
-* Without a speed limit and with both ends on this machine, the bytes move by copy_file_range in the
-  kernel; the source is hashed from the page cache right behind it.
+* Without a speed limit and with both ends on this machine (both give a descriptor), the bytes move by
+  copy_file_range in the kernel; the source is hashed from the page cache right behind it. Otherwise
+  they go through the endpoints' `read_at` / `write_at`.
 * The source's size and mtime are compared before and after: a file changed during the copy is sent
   again (retryable), never stored half old, half new.
 """
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import stat
@@ -21,12 +23,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
 
 import xxhash
 
 from transfers.engine import hashing
-from transfers.engine.endpoints.base import Destination, PartialBusy, Source, VerifyFailed, stamp
+from transfers.engine.endpoints.base import Destination, PartialBusy, PartialFile, Source, SourceFile, Stamp, VerifyFailed, stamp
+from transfers.engine.endpoints.local import LocalSourceFile
 from transfers.engine.localfs import NotAFile
 from transfers.engine.ratelimit import TokenBucket
 
@@ -100,14 +103,14 @@ class PathSource:
         except OSError:
             return path, None
 
-    def open_source(self, located: str) -> tuple[int, os.stat_result]:
+    def open_source(self, located: str) -> LocalSourceFile:
         fd = os.open(located, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # O_NONBLOCK: a FIFO cannot hang us
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             os.close(fd)
             reason = "a folder, not a file" if stat.S_ISDIR(info.st_mode) else "not a regular file"
             raise NotAFile(f"local path is {reason}: {located}")
-        return fd, info  # O_NONBLOCK changes nothing for a regular file
+        return LocalSourceFile(fd, info)  # O_NONBLOCK changes nothing for a regular file
 
     def stat_source(self, located: str) -> os.stat_result:
         return os.stat(located)
@@ -116,8 +119,51 @@ class PathSource:
         pass
 
 
-def open_source(src: SourcePath, source: Source) -> tuple[int, os.stat_result]:
-    """A read descriptor of a regular file (and its fstat), as the source endpoint opens it safely.
+class _Positional(Protocol):
+    def read_at(self, buffer: memoryview, position: int) -> int: ...
+    def fileno(self) -> int: ...
+
+
+def descriptor(handle: _Positional) -> int | None:
+    """The handle's descriptor (the local fast path), or None (a remote transport's)."""
+    try:
+        return handle.fileno()
+    except io.UnsupportedOperation:
+        return None
+
+
+def feed(digest: xxhash.xxh3_128, handle: _Positional, start: int, length: int, *, chunk: int = 1 << 20) -> None:
+    """Hash `length` bytes of a handle from `start` into `digest` (a short file: what is there)."""
+    buffer = memoryview(bytearray(min(chunk, max(length, 1))))
+    position, end = start, start + length
+    while position < end:
+        got = handle.read_at(buffer[: min(chunk, end - position)], position)
+        if not got:
+            break
+        digest.update(buffer[:got])
+        position += got
+
+
+def checksum_of(file: SourceFile, size: int, *, like: str) -> str:
+    """The checksum of an opened source file in the scheme of `like` (from its descriptor when it has one)."""
+    fd = descriptor(file)
+    if fd is not None:
+        return hashing.fd_checksum(fd, like=like)
+    range_size = hashing.range_size_of(like)
+    if range_size is None:
+        digest = xxhash.xxh3_128()
+        feed(digest, file, 0, size)
+        return hashing.plain(digest.hexdigest())
+    digests = []
+    for start in range(0, size, range_size):
+        part = xxhash.xxh3_128()
+        feed(part, file, start, min(range_size, size - start))
+        digests.append(part.digest())
+    return hashing.ranged(range_size, digests)
+
+
+def open_source(src: SourcePath, source: Source) -> SourceFile:
+    """The regular file at `src`, as the source endpoint opens it safely.
 
     Raises SendFailed for what fails this file, PathRefused from the source as it is.
     """
@@ -131,10 +177,15 @@ def open_source(src: SourcePath, source: Source) -> tuple[int, os.stat_result]:
 
 @dataclass
 class _Span:
-    """Copy [start, start+length) from src_fd to dst_fd at the same offsets, hashing into `digest`."""
+    """Copy [start, start+length) from `source` to `dest` at the same offsets, hashing into `digest`.
+
+    `kernel`: both have descriptors (src_fd, dst_fd) and no speed limit applies: copy_file_range.
+    """
 
     src: SourcePath
     server: str
+    source: SourceFile
+    dest: PartialFile
     src_fd: int
     dst_fd: int
     src_where: str | None
@@ -183,14 +234,14 @@ class _Span:
 
     def _read(self, buffer: bytearray, position: int, count: int) -> memoryview:
         try:
-            got = os.preadv(self.src_fd, [memoryview(buffer)[:count]], position)
+            got = self.source.read_at(memoryview(buffer)[:count], position)
         except OSError as exc:
             raise source_error(exc, self.src, self.src_where) from exc
         return memoryview(buffer)[:got]
 
     def _read_back(self, buffer: bytearray, position: int, count: int) -> memoryview:
         try:
-            got = os.preadv(self.dst_fd, [memoryview(buffer)[:count]], position)
+            got = self.dest.read_at(memoryview(buffer)[:count], position)
         except OSError as exc:
             raise dest_error(exc, self.server, self.dst_where) from exc
         return memoryview(buffer)[:got]
@@ -199,7 +250,7 @@ class _Span:
         view = data
         while view:
             try:
-                written = os.pwrite(self.dst_fd, view, position)
+                written = self.dest.write_at(view, position)
             except OSError as exc:
                 raise dest_error(exc, self.server, self.dst_where) from exc
             view, position = view[written:], position + written
@@ -227,7 +278,7 @@ class _Span:
 @dataclass(frozen=True)
 class _File:
     src: SourcePath
-    src_fd: int
+    file: SourceFile
     info: os.stat_result
     source: Source
     storage: Destination
@@ -238,19 +289,24 @@ class _File:
     options: SendOptions
     kernel: bool
 
-    def span(self, dst_fd: int, abort: threading.Event | None = None) -> _Span:
+    def span(self, dest: PartialFile, abort: threading.Event | None = None) -> _Span:
+        dst_fd = descriptor(dest) if self.kernel else None
+        src_fd = descriptor(self.file) if dst_fd is not None else None
+        kernel = src_fd is not None and dst_fd is not None
         return _Span(
             self.src,
             self.server,
-            self.src_fd,
-            dst_fd,
+            self.file,
+            dest,
+            src_fd if src_fd is not None else -1,
+            dst_fd if dst_fd is not None else -1,
             self.source.where,
             self.where,
             self.bucket,
             self.stop,
             self.on_bytes,
             self.options,
-            self.kernel,
+            kernel,
             abort,
         )
 
@@ -280,18 +336,19 @@ def send_file(
     duplicate run) fails with a retryable "busy" instead of interleaving its bytes.
     """
     source = source or _PATHS
-    src_fd, before = open_source(src, source)
-    dest: BinaryIO | None = None
+    file = open_source(src, source)
+    before = file.info
+    dest: PartialFile | None = None
     try:
-        # Both ends are descriptors here (the local transport): the kernel may copy, unless a speed limit is set.
+        # Both ends on this machine (descriptors, see _File.span): the kernel may copy, unless a speed limit is set.
         kernel = options.kernel_copy and bucket.rate is None and storage.native_path(server) is not None
-        job = _File(src, src_fd, before, source, storage, server, bucket, stop, on_bytes, options, kernel)
+        job = _File(src, file, before, source, storage, server, bucket, stop, on_bytes, options, kernel)
         if before.st_size >= options.range_threshold and options.ranges_in_parallel > 1:
             dest, checksum, resumed = _send_ranges(job)
         else:
             dest, checksum, resumed = _send_stream(job)
-        written = stamp(os.fstat(dest.fileno()))  # after this, any write to the partial moves its ctime
-        if _changed(source, src, src_fd, before):
+        written = _stamp(dest)  # after this, any write to the partial moves its ctime
+        if _changed(source, src, file, before):
             storage.discard_partial(server)
             changed = "local file changed" if source.where is None else f"file on {source.where} changed"
             raise SendFailed("source_changed", f"{changed} while it was being sent: {src}", retryable=True)
@@ -306,12 +363,18 @@ def send_file(
     finally:
         if dest is not None:
             dest.close()
-        os.close(src_fd)
+        file.close()
 
 
-def _changed(source: Source, src: SourcePath, fd: int, before: os.stat_result) -> bool:
+def _stamp(dest: PartialFile) -> Stamp | None:
+    """The partial's stamp when it has a descriptor (finalize then skips its re-hash if nothing moved)."""
+    fd = descriptor(dest)
+    return stamp(os.fstat(fd)) if fd is not None else None
+
+
+def _changed(source: Source, src: SourcePath, file: SourceFile, before: os.stat_result) -> bool:
     """Written to while we read it (size, mtime), or replaced at its path (a save by rename)."""
-    after = os.fstat(fd)
+    after = file.now()
     try:
         now = source.stat_source(str(src))
     except OSError:
@@ -322,7 +385,7 @@ def _changed(source: Source, src: SourcePath, fd: int, before: os.stat_result) -
     )
 
 
-def _open_dest(f: _File, offset: int, size: int | None = None) -> BinaryIO:
+def _open_dest(f: _File, offset: int, size: int | None = None) -> PartialFile:
     try:
         return f.storage.open_partial(f.server, offset, size=size)
     except PartialBusy as exc:
@@ -331,8 +394,8 @@ def _open_dest(f: _File, offset: int, size: int | None = None) -> BinaryIO:
         raise dest_error(exc, f.server, f.where) from exc
 
 
-def _send_stream(f: _File) -> tuple[BinaryIO, str, int]:
-    storage, server, src_fd, on_bytes = f.storage, f.server, f.src_fd, f.on_bytes
+def _send_stream(f: _File) -> tuple[PartialFile, str, int]:
+    storage, server, on_bytes = f.storage, f.server, f.on_bytes
     size = f.info.st_size
     offset = storage.partial_size(server)
     if offset and (offset > size or storage.read_marker(server) is not None):
@@ -342,14 +405,14 @@ def _send_stream(f: _File) -> tuple[BinaryIO, str, int]:
         digest, arrived = xxhash.xxh3_128(), xxhash.xxh3_128()
         if offset:
             # The kept prefix must be the source's first bytes before sending goes on from there.
-            hashing.feed(digest, src_fd, 0, offset)
-            hashing.feed(arrived, dest.fileno(), 0, offset)
+            feed(digest, f.file, 0, offset)
+            feed(arrived, dest, 0, offset)
             if digest.digest() == arrived.digest():
                 on_bytes(offset, True)
             else:
                 dest.truncate(0)
                 offset, digest, arrived = 0, xxhash.xxh3_128(), xxhash.xxh3_128()
-        f.span(dest.fileno()).copy(offset, size - offset, digest, arrived)
+        f.span(dest).copy(offset, size - offset, digest, arrived)
         _check_arrived(f, digest, arrived)
     except BaseException:
         dest.close()
@@ -365,7 +428,7 @@ def _check_arrived(f: _File, digest: xxhash.xxh3_128, arrived: xxhash.xxh3_128) 
         )
 
 
-def _send_ranges(f: _File) -> tuple[BinaryIO, str, int]:
+def _send_ranges(f: _File) -> tuple[PartialFile, str, int]:
     options, info = f.options, f.info
     size, range_size = info.st_size, options.range_size
     starts = list(range(0, size, range_size))
@@ -378,7 +441,7 @@ def _send_ranges(f: _File) -> tuple[BinaryIO, str, int]:
         resumed = sum(min(range_size, size - starts[i]) for i in done)
         if resumed:
             f.on_bytes(resumed, True)
-        _copy_ranges(f, dest.fileno(), starts, [i for i in range(len(starts)) if i not in done], done, identity)
+        _copy_ranges(f, dest, starts, [i for i in range(len(starts)) if i not in done], done, identity)
     except BaseException:
         dest.close()
         raise
@@ -411,7 +474,7 @@ def _verified_ranges(f: _File, starts: list[int], identity: dict[str, int]) -> d
 
 
 def _copy_ranges(
-    f: _File, dst_fd: int, starts: list[int], todo: list[int], done: dict[int, str], identity: dict[str, int]
+    f: _File, dest: PartialFile, starts: list[int], todo: list[int], done: dict[int, str], identity: dict[str, int]
 ) -> None:
     size, range_size = identity["size"], identity["range_size"]
     lock, abort = threading.Lock(), threading.Event()
@@ -419,7 +482,7 @@ def _copy_ranges(
     def one(index: int) -> None:
         start = starts[index]
         digest, arrived = xxhash.xxh3_128(), xxhash.xxh3_128()
-        f.span(dst_fd, abort).copy(start, min(range_size, size - start), digest, arrived)
+        f.span(dest, abort).copy(start, min(range_size, size - start), digest, arrived)
         _check_arrived(f, digest, arrived)
         with lock:
             done[index] = digest.hexdigest()

@@ -9,9 +9,9 @@ Destination, per file (paths are relative to the endpoint and `/`-separated, as 
 gives them; names holding `.rvpart` are refused, they are the endpoint's own):
 
 * `partial_size` / `open_partial(path, offset)`: the partial file, locked for one writer, cut to the
-  resume offset (or sized for parallel ranges) and positioned there. Never the final name.
-* writing and reading back go through the handle it returns (a binary file with a `fileno()`);
-  `partial_digest` hashes a range of it (to trust a range an earlier attempt finished).
+  resume offset (or sized for parallel ranges). Never the final name.
+* writing and reading back go through the PartialFile it returns (`write_at`, `read_at`: bytes at
+  positions); `partial_digest` hashes a range of it (to trust a range an earlier attempt finished).
 * `finalize` (the commit): verify size and checksum of what arrived, then rename it into place.
   Nothing ever appears at the final name before that.
 * `discard_partial`, `remove`, `stat`, `has`, `names`, `list`, `free_space`, `sync`.
@@ -20,8 +20,12 @@ gives them; names holding `.rvpart` are refused, they are the endpoint's own):
   None turns off the kernel copy (`copy_file_range`) that the local transport gets.
 
 Source, per file: `locate` (for planning: which file a task names, and its stat; no I/O that could be
-redirected matters here), `open_source` (the safe open: the descriptor actually read, and its fstat),
+redirected matters here), `open_source` (the safe open: a SourceFile, what is actually read),
 `stat_source` (is the file at that name still the one opened; its size for a retry).
+
+The fast path: a PartialFile or SourceFile whose `fileno()` gives a descriptor (the local transport's)
+lets send.py copy with `copy_file_range` and hash from the page cache; a remote transport's raise
+io.UnsupportedOperation there and the bytes go through `read_at` / `write_at`.
 
 `where` names the endpoint in messages ("no space left on {where} writing ..."); `label` names it for
 the space budget's "destination full ... on {label}".
@@ -33,9 +37,21 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from types import TracebackType
+from typing import Protocol
 
-__all__ = ["Destination", "Endpoint", "PartialBusy", "Source", "Stamp", "StoredFile", "VerifyFailed", "stamp"]
+__all__ = [
+    "Destination",
+    "Endpoint",
+    "PartialBusy",
+    "PartialFile",
+    "Source",
+    "SourceFile",
+    "Stamp",
+    "StoredFile",
+    "VerifyFailed",
+    "stamp",
+]
 
 
 @dataclass(frozen=True)
@@ -60,6 +76,38 @@ def stamp(info: os.stat_result) -> Stamp:
     return (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
 
 
+class PartialFile(Protocol):
+    """An open partial file, locked for its one writer until closed."""
+
+    def write_at(self, data: bytes | memoryview, position: int) -> int: ...
+    def read_at(self, buffer: memoryview, position: int) -> int: ...
+    def truncate(self, size: int | None = None, /) -> int: ...
+    def fileno(self) -> int:
+        """Its descriptor (the fast path); io.UnsupportedOperation when it has none."""
+        ...
+
+    def close(self) -> None: ...
+    def __enter__(self) -> PartialFile: ...
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None: ...
+
+
+class SourceFile(Protocol):
+    """A source file opened for reading. `info`: its stat when opened (size, mtime, device, inode)."""
+
+    @property
+    def info(self) -> os.stat_result: ...
+    def read_at(self, buffer: memoryview, position: int) -> int: ...
+    def now(self) -> os.stat_result:
+        """Its stat now, through what was opened (a write during the copy shows in size or mtime)."""
+        ...
+
+    def fileno(self) -> int:
+        """Its descriptor (the fast path); io.UnsupportedOperation when it has none."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class Destination(Protocol):
     """Where a run writes: partial files, verified and renamed into place by `finalize`."""
 
@@ -73,9 +121,9 @@ class Destination(Protocol):
     def names(self, folder: str) -> set[str]: ...
     def list(self, prefix: str = "") -> Iterator[StoredFile]: ...
     def partial_size(self, path: str) -> int: ...
-    def open_partial(self, path: str, offset: int, *, size: int | None = None) -> BinaryIO: ...
+    def open_partial(self, path: str, offset: int, *, size: int | None = None) -> PartialFile: ...
     def partial_digest(self, path: str, start: int, length: int) -> bytes: ...
-    def finalize(self, path: str, *, size: int, checksum: str, handle: BinaryIO, verified: Stamp | None = None) -> None: ...
+    def finalize(self, path: str, *, size: int, checksum: str, handle: PartialFile, verified: Stamp | None = None) -> None: ...
     def discard_partial(self, path: str) -> None: ...
     def read_marker(self, path: str) -> bytes | None: ...
     def write_marker(self, path: str, data: bytes) -> None: ...
@@ -97,8 +145,8 @@ class Source(Protocol):
         """(located name, its stat or None when missing) of the file a task names; raises PathRefused."""
         ...
 
-    def open_source(self, located: str) -> tuple[int, os.stat_result]:
-        """A read descriptor of the regular file and its fstat; raises PathRefused, NotAFile or OSError."""
+    def open_source(self, located: str) -> SourceFile:
+        """The regular file, opened for reading; raises PathRefused, NotAFile or OSError."""
         ...
 
     def stat_source(self, located: str) -> os.stat_result:

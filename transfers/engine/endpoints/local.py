@@ -20,25 +20,66 @@ import ctypes
 import ctypes.util
 import errno
 import fcntl
+import io
 import os
 import stat
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO
 
 from transfers.engine import hashing
-from transfers.engine.endpoints.base import PartialBusy, Stamp, StoredFile, VerifyFailed, stamp
+from transfers.engine.endpoints.base import PartialBusy, PartialFile, Stamp, StoredFile, VerifyFailed, stamp
 from transfers.engine.localfs import LocalTree, Place, _Folder
 from transfers.engine.paths import PARTIAL_SUFFIX, PathMap, PathRefused, SourceResolver, clean_server_path
 
-__all__ = ["FILE_MODE", "FOLDER_MODE", "PARTIAL_SUFFIX", "LocalFiles", "LocalFolder", "LocalStorage", "stamp"]
+__all__ = [
+    "FILE_MODE",
+    "FOLDER_MODE",
+    "PARTIAL_SUFFIX",
+    "LocalFiles",
+    "LocalFolder",
+    "LocalPartial",
+    "LocalSourceFile",
+    "LocalStorage",
+    "stamp",
+]
 
 FILE_MODE, FOLDER_MODE = 0o644, 0o755  # what lands at the destination, whatever the source's mode or the umask
 
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _FSYNC_AT_LEAST = 4 << 20  # per-file fsync costs ~0.3 ms here: worth it only for files this big
+
+
+class LocalPartial(io.FileIO):
+    """A partial file on this machine: a plain unbuffered file, with bytes at positions (pwrite/preadv)."""
+
+    def write_at(self, data: bytes | memoryview, position: int) -> int:
+        return os.pwrite(self.fileno(), data, position)
+
+    def read_at(self, buffer: memoryview, position: int) -> int:
+        return os.preadv(self.fileno(), [buffer], position)
+
+
+class LocalSourceFile:
+    """A local file opened for reading (the descriptor a safe open gave), closed by close()."""
+
+    __slots__ = ("fd", "info")
+
+    def __init__(self, fd: int, info: os.stat_result) -> None:
+        self.fd, self.info = fd, info
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def read_at(self, buffer: memoryview, position: int) -> int:
+        return os.preadv(self.fd, [buffer], position)
+
+    def now(self) -> os.stat_result:
+        return os.fstat(self.fd)
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 class _Names:
@@ -236,7 +277,7 @@ class LocalFolder:
         info = self._lstat(names, names.partial)
         return info.st_size if info is not None else 0
 
-    def open_partial(self, path: str, offset: int, *, size: int | None = None) -> BinaryIO:
+    def open_partial(self, path: str, offset: int, *, size: int | None = None) -> LocalPartial:
         """The partial file, locked for this writer, cut to `offset` and positioned there.
 
         `size` instead sizes it for parallel ranges, keeping what it holds. Raises PartialBusy when
@@ -251,7 +292,7 @@ class LocalFolder:
         except FileNotFoundError:  # its folder was removed since it was walked: walk (and make) it again
             tree.forget(names.folder)
             fd = self._open_partial_fd(tree, names, flags)
-        handle = open(fd, "r+b", buffering=0)  # noqa: SIM115 - the caller closes it
+        handle = LocalPartial(fd, "r+")  # the caller closes it
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -290,7 +331,7 @@ class LocalFolder:
         finally:
             tree.let_go(folder)
 
-    def finalize(self, path: str, *, size: int, checksum: str, handle: BinaryIO, verified: Stamp | None = None) -> None:
+    def finalize(self, path: str, *, size: int, checksum: str, handle: PartialFile, verified: Stamp | None = None) -> None:
         """Verify what `handle` (the locked partial) holds, then rename it into place (the commit).
 
         `verified`: the writer already read every byte back from the partial file and checked it
@@ -402,8 +443,8 @@ class LocalFolder:
         names = self._where(path)
         return names.relative, self._lstat(names, names.final)
 
-    def open_source(self, located: str) -> tuple[int, os.stat_result]:
-        return self.tree().open_file(f"{self._root}/{self._where(located).relative}")
+    def open_source(self, located: str) -> LocalSourceFile:
+        return LocalSourceFile(*self.tree().open_file(f"{self._root}/{self._where(located).relative}"))
 
     def stat_source(self, located: str) -> os.stat_result:
         names = self._where(located)
@@ -440,14 +481,14 @@ class LocalFiles:
         except OSError:
             return mapped, None  # the open meets it and says what it is
 
-    def open_source(self, located: str) -> tuple[int, os.stat_result]:
+    def open_source(self, located: str) -> LocalSourceFile:
         tree = self._tree
         if tree is None:
             with self._opening:
                 if self._tree is None:
                     self._tree = LocalTree(self.allowed_roots)
                 tree = self._tree
-        return tree.open_file(located)
+        return LocalSourceFile(*tree.open_file(located))
 
     def stat_source(self, located: str) -> os.stat_result:
         return os.stat(located)
