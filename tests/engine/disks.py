@@ -5,6 +5,7 @@ the tests run either way."""
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import subprocess
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ def limited_disk(folder: Path, size: int, monkeypatch: pytest.MonkeyPatch, *, em
         yield mounted
     finally:
         if mounted:
+            gc.collect()  # endpoints left in a test's exception cycles hold descriptors of the folder: close them
             subprocess.run(["umount", str(folder)], check=True)
 
 

@@ -90,7 +90,7 @@ def test_clean_server_path_never_returns_a_reserved_name(server: str, before: st
     assert ".rvpart" not in (_clean_or_none(f"{server}{before}.rvpart{after}") or "")
 
 
-@pytest.mark.parametrize("server", ["/ ", "D/ /a.exr", "D/\t"])
+@pytest.mark.parametrize("server", ["/ ", "D/ /a.exr", "D/\t", "\\ \\", "D\\ \\a.exr"])
 def test_clean_server_path_refuses_a_blank_folder_or_file_name(server: str) -> None:
     with pytest.raises(PathRefused):
         clean_server_path(server)

@@ -201,12 +201,12 @@ def test_finalize_fails_when_another_file_takes_the_final_name_at_once(
     _write_partial(storage, "D/a.exr", b"content")
     real_replace = os.replace
 
-    def replace_then_overtaken(source: Any, target: Any) -> None:
-        real_replace(source, target)
-        if os.fspath(target).endswith("/D/a.exr"):  # a second writer of the name renames its file in
+    def replace_then_overtaken(source: Any, target: Any, **at: Any) -> None:
+        real_replace(source, target, **at)
+        if os.fspath(target) == "a.exr":  # a second writer of the name renames its file in
             intruder = storage.root / "D" / "intruder"
             intruder.write_bytes(b"another")
-            real_replace(intruder, target)
+            real_replace(intruder, storage.root / "D" / "a.exr")
 
     monkeypatch.setattr(os, "replace", replace_then_overtaken)
 
@@ -313,3 +313,25 @@ def test_sync_flushes_without_error(storage: LocalStorage) -> None:
     storage.sync()
 
     assert (storage.root / "a.exr").read_bytes() == b"x"
+
+
+def test_a_folder_removed_after_first_use_is_made_again(storage: LocalStorage) -> None:
+    _write_partial(storage, "D/E/a.exr", b"content")
+    _finalize(storage, "D/E/a.exr", size=7, checksum=_checksum(b"content"))
+    shutil.rmtree(storage.root / "D")
+
+    _write_partial(storage, "D/E/b.exr", b"again")
+    _finalize(storage, "D/E/b.exr", size=5, checksum=_checksum(b"again"))
+
+    assert _files(storage.root) == ["D/E/b.exr"]
+
+
+def test_close_releases_the_descriptors_and_the_storage_opens_them_again(storage: LocalStorage) -> None:
+    _write_partial(storage, "D/a.exr", b"content")
+    opened = len(os.listdir("/proc/self/fd"))
+
+    storage.close()
+
+    assert len(os.listdir("/proc/self/fd")) < opened
+    _finalize(storage, "D/a.exr", size=7, checksum=_checksum(b"content"))
+    assert _files(storage.root) == ["D/a.exr"]

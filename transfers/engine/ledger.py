@@ -13,8 +13,10 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class LedgerRecord:
-    server: str  # storage-relative path, as clean_server_path gives it
-    local: str
+    """What went where. The key is the destination's path: an upload's server path, a download's local one."""
+
+    server: str  # destination-relative path, as clean_server_path gives it
+    local: str  # the source's path as the task named it (an upload's local file, a download's farm path)
     size: int
     mtime_ns: int
     checksum: str

@@ -44,6 +44,16 @@ class _Folder:
         self.fd, self.users, self.evicted = fd, 0, False
 
 
+class Place:
+    """A folder path parsed once against the roots (for `hold`): its root, the root's device, its components."""
+
+    __slots__ = ("device", "key", "parts", "path", "root")
+
+    def __init__(self, path: str, root: _Folder, device: int, parts: list[str]) -> None:
+        self.path, self.root, self.device, self.parts = path, root, device, parts
+        self.key = (root.fd, "/".join(parts))
+
+
 class LocalTree:
     """The allowed roots of one run, opened once; `open_file` and `folder` never follow a symlink below them.
 
@@ -126,6 +136,30 @@ class LocalTree:
         finally:
             self._release(folder)
 
+    def place(self, path: str) -> Place:
+        """Where a folder path lies below the roots (raises PathRefused), to `hold` it many times without
+        parsing it again. Valid until close()."""
+        return Place(path, *self._locate(path))
+
+    def hold(self, place: Place, *, create: bool = False) -> _Folder:
+        """`folder` without the context manager, for hot paths: use `.fd`, then `let_go` it (try/finally)."""
+        return self._acquire(place.path, place.root, place.device, place.parts, create=create, key=place.key)
+
+    def let_go(self, folder: _Folder) -> None:
+        self._release(folder)
+
+    def forget(self, path: str) -> None:
+        """Drop a cached folder (it was removed: the next use walks, and may make, it again)."""
+        root, _, parts = self._locate(path)
+        with self._lock:
+            folder = self._folders.pop((root.fd, "/".join(parts)), None) if parts else None
+            closing = folder is not None and folder.users == 0
+            if folder is not None:
+                folder.evicted = True
+        if closing:
+            assert folder is not None
+            os.close(folder.fd)
+
     def _locate(self, path: str) -> tuple[_Folder, int, list[str]]:
         if not path.startswith("/") or "\x00" in path:
             raise PathRefused(f"local path {path!r} is not an absolute path")
@@ -137,9 +171,11 @@ class LocalTree:
                 return root, device, parts
         raise PathRefused(f"local path {path!r} is outside the allowed roots")
 
-    def _acquire(self, path: str, root: _Folder, device: int, parts: list[str], *, create: bool) -> _Folder:
+    def _acquire(
+        self, path: str, root: _Folder, device: int, parts: list[str], *, create: bool, key: tuple[int, str] | None = None
+    ) -> _Folder:
         """The folder `parts` below `root`, from the cache or walked; the caller must _release it."""
-        key = (root.fd, "/".join(parts))
+        key = key or (root.fd, "/".join(parts))
         with self._lock:
             folder = self._folders.get(key) if parts else root
             if folder is not None:

@@ -25,12 +25,13 @@ def clean_server_path(server: str) -> str:
         raise PathRefused("server path is empty")
     if "\x00" in server:
         raise PathRefused("server path contains a NUL byte")
-    parts = server.replace("\\", "/").split("/")
+    slashed = server.replace("\\", "/")
+    parts = slashed.split("/")
     if "" in parts or "." in parts:
         parts = [part for part in parts if part not in ("", ".")]
     if ".." in parts:
         raise PathRefused(f"server path {server!r} contains '..'")
-    rare = server != server.strip() or " /" in server or "/ " in server or "\t" in server  # only then look closer
+    rare = slashed != slashed.strip() or " /" in slashed or "/ " in slashed or "\t" in slashed  # only then look closer
     if rare and any(not part.strip() for part in parts):
         raise PathRefused(f"server path {server!r} has a blank folder or file name")
     if not parts:

@@ -1,4 +1,6 @@
-"""The transfer runner: many files, `pool_size` at a time, each failure kept to its own file.
+"""The transfer runner: many files from a source endpoint to a destination endpoint, `pool_size` at a
+time, each failure kept to its own file. Direction-agnostic: an upload reads the user's local files
+(endpoints.LocalFiles) into a farm storage area; a download reads a farm area into a local folder.
 
 * Unchanged files (size and mtime as the ledger last saw them, or the same content hash) are skipped.
 * Retryable errors (I/O hiccups, a source changed mid-copy, a failed verification) are retried with
@@ -7,17 +9,16 @@
 * A file starts only when the destination has room for it (engine.space); one that does not fit is
   not sent (FileNotSent, not FileFinished) and the others go on; a disk found full mid-file stops the
   run, keeping the partial file. Either way the run ends stopped, "destination full: needs X, has Y".
-* Local files are opened through engine.localfs: no symlink below the allowed root is followed at
-  open time, whatever the path looked like when the run planned it.
+* Files are opened through their source endpoint (the local one walks from the root's descriptor:
+  no symlink below it is followed at open time, whatever the path looked like when the run planned it).
 * Progress goes to one callback as events (engine.events). FileFinished events and ledger writes
-  happen in the thread that called run_upload; byte events come from the pool's threads.
+  happen in the thread that called run_transfer; byte events come from the pool's threads.
 * Control.stop (or the callback returning False) stops cooperatively: partial files stay for a resume.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import random
 import stat
 import threading
@@ -26,27 +27,70 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
+from typing import Protocol
 
-from transfers.engine import hashing
+from transfers.engine.endpoints.base import Destination, Source
+from transfers.engine.endpoints.local import LocalFiles
 from transfers.engine.events import BytesSent, Event, FileFinished, FileNotSent, FileRetrying, FileStarted, Report
 from transfers.engine.ledger import Ledger, LedgerRecord
-from transfers.engine.localfs import LocalTree, NotAFile
-from transfers.engine.paths import PathMap, PathRefused, SourceResolver, clean_server_path
+from transfers.engine.localfs import NotAFile
+from transfers.engine.paths import PathMap, PathRefused, clean_server_path
 from transfers.engine.ratelimit import TokenBucket, max_speed_to_rate
-from transfers.engine.send import SendFailed, SendOptions, Stopped, send_file
+from transfers.engine.send import SendFailed, SendOptions, Stopped, checksum_of, send_file, source_error
 from transfers.engine.space import SpaceBudget
-from transfers.engine.storage import Storage
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BytesSent", "Control", "FileFinished", "FileNotSent", "FileTask", "RunSummary", "TransferOptions", "run_upload"]
+__all__ = [
+    "BytesSent",
+    "Control",
+    "FileFinished",
+    "FileNotSent",
+    "FileTask",
+    "Move",
+    "RunSummary",
+    "Task",
+    "TransferOptions",
+    "run_transfer",
+    "run_upload",
+]
+
+
+class Task(Protocol):
+    """One file to move: its name at the source endpoint and at the destination endpoint."""
+
+    @property
+    def item_id(self) -> int: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def destination(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """A Task in the endpoints' own terms (a download: a farm area's path -> a local folder's path)."""
+
+    item_id: int
+    source: str
+    destination: str
 
 
 @dataclass(frozen=True)
 class FileTask:
+    """An upload's task, as a manifest names it: a local file and its server path."""
+
     item_id: int
     local: str
     server: str
+
+    @property
+    def source(self) -> str:
+        return self.local
+
+    @property
+    def destination(self) -> str:
+        return self.server
 
 
 @dataclass(frozen=True)
@@ -93,7 +137,7 @@ class RunSummary:
 
 @dataclass(slots=True)
 class _Plan:
-    task: FileTask
+    task: Task
     src: str | None = None  # to send (after a re-hash when `recheck` is set)
     decided: FileFinished | None = None  # no sending needed
     recheck: LedgerRecord | None = None
@@ -111,25 +155,20 @@ def backoff_delay(attempt: int, *, base: float, cap: float, rng: Callable[[], fl
 
 @dataclass
 class _Run:
-    storage: Storage
-    allowed_roots: Sequence[Path]
+    source: Source
+    storage: Destination
     report: Report
     options: TransferOptions
     control: Control
     ledger: Ledger | None
-    path_map: PathMap
     ok: int = 0
     failed: int = 0
     skipped: int = 0
     sent: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    sources: SourceResolver = field(init=False)
-    tree: LocalTree = field(init=False)
     space: SpaceBudget = field(init=False)
 
     def __post_init__(self) -> None:
-        self.sources = SourceResolver(self.allowed_roots)  # for planning: what to skip, what to send
-        self.tree = LocalTree(self.allowed_roots)  # for opening: what is actually read
         self.space = SpaceBudget(self.storage)
 
     def tell(self, event: Event) -> None:
@@ -138,20 +177,17 @@ class _Run:
 
     # --- deciding what to send ------------------------------------------------------------------
 
-    def plan(self, batch: list[FileTask]) -> Iterator[_Plan]:
+    def plan(self, batch: list[Task]) -> Iterator[_Plan]:
         """What to do with each task: decided at once (bad path, unchanged), or sent by the pool."""
         keys = _keys(batch)
         records = self.ledger.lookup(sorted(set(keys.values()))) if self.ledger else {}
         stored: dict[str, set[str]] = {}  # folder -> names, listed once per batch
         for task in batch:
             try:
-                src, info = self.sources.resolve_stat(self.path_map.apply(task.local))
-                key = keys.get(task.item_id) or _key(task.server)  # the latter raises with the reason
+                src, info = self.source.locate(task.source)  # for planning: what to skip, what to send
+                key = keys.get(task.item_id) or _key(task.destination)  # the latter raises with the reason
             except PathRefused as exc:
                 yield _Plan(task, decided=FileFinished(task.item_id, ok=False, error_code="bad_path", error=str(exc)))
-                continue
-            except OSError:
-                yield _Plan(task, self.path_map.apply(task.local))  # send() meets it and reports it on this file
                 continue
             record = records.get(key)
             if info is None or not stat.S_ISREG(info.st_mode):
@@ -168,25 +204,26 @@ class _Run:
                 present = name in stored[folder]
             if record is None or not present or record.size != info.st_size:
                 yield _Plan(task, src, size=info.st_size)
-            elif record.mtime_ns == info.st_mtime_ns and record.local == task.local:
+            elif record.mtime_ns == info.st_mtime_ns and record.local == task.source:
                 yield _Plan(
                     task, decided=FileFinished(task.item_id, ok=True, size=info.st_size, checksum=record.checksum, skipped=True)
                 )
             else:
                 yield _Plan(task, src, recheck=record, size=info.st_size)  # touched, same size: the pool re-hashes it
 
-    def unchanged(self, task: FileTask, src: str, record: LedgerRecord) -> FileFinished | None:
+    def unchanged(self, task: Task, src: str, record: LedgerRecord) -> FileFinished | None:
         """A skip result when `src` still has the recorded content (with its new mtime, to record)."""
         try:
-            fd, info = self.tree.open_file(src)
+            file = self.source.open_source(src)  # what is actually read: opened safely
         except (OSError, PathRefused, NotAFile):
             return None  # send() reports it
+        info = file.info
         try:
-            same = info.st_size == record.size and hashing.fd_checksum(fd, like=record.checksum) == record.checksum
+            same = info.st_size == record.size and checksum_of(file, info.st_size, like=record.checksum) == record.checksum
         except OSError:
             return None
         finally:
-            os.close(fd)
+            file.close()
         if not same:
             return None
         return FileFinished(
@@ -195,8 +232,8 @@ class _Run:
 
     # --- sending one file, with retries ---------------------------------------------------------
 
-    def send(self, task: FileTask, src: str, size: int | None = None) -> FileFinished | FileNotSent:
-        key = _key(task.server)
+    def send(self, task: Task, src: str, size: int | None = None) -> FileFinished | FileNotSent:
+        key = _key(task.destination)
         stop = self.control.stop
         space = self.space
 
@@ -208,7 +245,7 @@ class _Run:
         for attempt in range(1, self.options.attempts + 1):
             try:
                 if size is None or attempt > 1:
-                    size = os.stat(src).st_size
+                    size = self.source.stat_source(src).st_size
                 self.tell(FileStarted(task.item_id, size))
                 sent = send_file(
                     src,
@@ -218,7 +255,7 @@ class _Run:
                     stop=stop,
                     on_bytes=on_bytes,
                     options=self.options.send,
-                    opener=self.tree.open_file,
+                    source=self.source,
                 )
                 return FileFinished(
                     task.item_id,
@@ -231,8 +268,9 @@ class _Run:
                 )
             except PathRefused as exc:  # e.g. a symlink planted in the storage since the plan
                 return FileFinished(task.item_id, ok=False, error_code="bad_path", error=str(exc), attempts=attempt)
-            except (FileNotFoundError, NotADirectoryError):  # from the stat for the size
-                return FileFinished(task.item_id, ok=False, error_code="missing_source", error=f"local file not found: {src}")
+            except (FileNotFoundError, NotADirectoryError) as exc:  # from the stat for the size
+                failed = source_error(exc, src, self.source.where)
+                return FileFinished(task.item_id, ok=False, error_code=failed.code, error=str(failed))
             except SendFailed as exc:
                 if exc.code == "disk_full":
                     # Someone else filled it meanwhile: stop starting files; the partial stays for a resume.
@@ -299,14 +337,14 @@ class _Run:
         if size >= self.options.send.range_threshold:
             return False
         try:
-            kept = min(size, self.storage.partial_size(_key(plan.task.server)))
+            kept = min(size, self.storage.partial_size(_key(plan.task.destination)))
         except (OSError, PathRefused):
             return False
         return kept > 0 and self.space.reserve(plan.task.item_id, size - kept)
 
     # --- results --------------------------------------------------------------------------------
 
-    def finish(self, result: FileFinished | FileNotSent, task: FileTask, pending_records: list[LedgerRecord]) -> None:
+    def finish(self, result: FileFinished | FileNotSent, task: Task, pending_records: list[LedgerRecord]) -> None:
         with self._lock:  # pool threads and the planning thread both finish files
             if isinstance(result, FileNotSent):
                 pass  # counted by self.space
@@ -317,7 +355,7 @@ class _Run:
                 else:
                     self.sent += result.size - result.resumed
                 if self.ledger is not None and (not result.skipped or result.mtime_ns):
-                    record = LedgerRecord(_key(task.server), task.local, result.size, result.mtime_ns, result.checksum)
+                    record = LedgerRecord(_key(task.destination), task.source, result.size, result.mtime_ns, result.checksum)
                     pending_records.append(record)
             else:
                 self.failed += 1
@@ -331,18 +369,18 @@ def _key(server: str) -> str:
     return clean_server_path(server)
 
 
-def _keys(batch: list[FileTask]) -> dict[int, str]:
-    """Ledger keys (clean server paths) of the tasks whose server path is sound, by item."""
+def _keys(batch: list[Task]) -> dict[int, str]:
+    """Ledger keys (clean destination paths) of the tasks whose destination path is sound, by item."""
     keys = {}
     for task in batch:
         try:
-            keys[task.item_id] = _key(task.server)
+            keys[task.item_id] = _key(task.destination)
         except PathRefused:
             continue  # fails on its own in plan(), with the reason
     return keys
 
 
-def _batches(tasks: Iterable[FileTask], size: int) -> Iterator[list[FileTask]]:
+def _batches(tasks: Iterable[Task], size: int) -> Iterator[list[Task]]:
     iterator = iter(tasks)
     while batch := list(islice(iterator, size)):
         yield batch
@@ -351,7 +389,7 @@ def _batches(tasks: Iterable[FileTask], size: int) -> Iterator[list[FileTask]]:
 def run_upload(
     tasks: Iterable[FileTask],
     *,
-    storage: Storage,
+    storage: Destination,
     allowed_roots: Sequence[Path],
     report: Report,
     options: TransferOptions | None = None,
@@ -359,9 +397,32 @@ def run_upload(
     ledger: Ledger | None = None,
     path_map: PathMap | None = None,
 ) -> RunSummary:
+    """Local files (below `allowed_roots`, through `path_map`) into `storage`: run_transfer from LocalFiles."""
+    source = LocalFiles(allowed_roots, path_map)
+    try:
+        return run_transfer(source, storage, tasks, report=report, options=options, control=control, ledger=ledger)
+    finally:
+        source.close()
+
+
+def run_transfer(
+    source: Source,
+    destination: Destination,
+    tasks: Iterable[Task],
+    *,
+    report: Report,
+    options: TransferOptions | None = None,
+    control: Control | None = None,
+    ledger: Ledger | None = None,
+) -> RunSummary:
+    """Move each task's file from `source` to `destination`; the ledger is keyed by destination path.
+
+    Either endpoint may be used again after the run (it reopens what it needs); the caller closes it.
+    """
     options = options or TransferOptions()
     control = control or Control()
-    run = _Run(storage, allowed_roots, report, options, control, ledger, path_map or PathMap())
+    storage = destination
+    run = _Run(source, destination, report, options, control, ledger)
     records: list[LedgerRecord] = []  # appended by the pool threads under run._lock
     in_flight: set[Future[None]] = set()
 
@@ -376,7 +437,7 @@ def run_upload(
         if ledger is not None and full:
             ledger.record(full)
 
-    with run.tree, ThreadPoolExecutor(max_workers=options.pool_size, thread_name_prefix="rvweb-send") as pool:
+    with ThreadPoolExecutor(max_workers=options.pool_size, thread_name_prefix="rvweb-send") as pool:
 
         def submit(plans: list[_Plan]) -> None:
             in_flight.add(pool.submit(run.send_group, plans, records))

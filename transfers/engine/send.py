@@ -1,11 +1,12 @@
-"""Send one file into a storage backend: resumable, rate-limited, hashed while sending, verified.
+"""Send one file from a source endpoint into a destination endpoint: resumable, rate-limited, hashed while sending, verified.
 
 * Resume: a partial file left by a crash is kept; its prefix is verified against the source's first
   bytes before sending continues from there (a mismatch restarts the file).
 * Large files go in parallel ranges; each range's digest is recorded beside the partial as it
   completes, so a resume skips the ranges already there (after re-verifying them).
-* Without a speed limit and with both ends on this machine, the bytes move by copy_file_range in the
-  kernel; the source is hashed from the page cache right behind it.
+* Without a speed limit and with both ends on this machine (both give a descriptor), the bytes move by
+  copy_file_range in the kernel; the source is hashed from the page cache right behind it. Otherwise
+  they go through the endpoints' `read_at` / `write_at`.
 * The source's size and mtime are compared before and after: a file changed during the copy is sent
   again (retryable), never stored half old, half new.
 """
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import stat
@@ -21,18 +23,19 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
 
 import xxhash
 
 from transfers.engine import hashing
+from transfers.engine.endpoints.base import Destination, PartialBusy, PartialFile, Source, SourceFile, Stamp, VerifyFailed, stamp
+from transfers.engine.endpoints.local import LocalSourceFile
 from transfers.engine.localfs import NotAFile
 from transfers.engine.ratelimit import TokenBucket
-from transfers.engine.storage import PartialBusy, Storage, VerifyFailed, stamp
 
 OnBytes = Callable[[int, bool], None]  # (count, resumed): resumed bytes were verified, not sent
 SourcePath = str | Path
-Opener = Callable[[SourcePath], tuple[int, os.stat_result]]
+FARM = "the farm storage"  # how a destination is named in messages when it does not say
 
 
 @dataclass(frozen=True)
@@ -67,55 +70,126 @@ class SendFailed(Exception):
         self.stops_run = stops_run
 
 
-def source_error(exc: OSError, src: SourcePath) -> SendFailed:
+def source_error(exc: OSError, src: SourcePath, where: str | None = None) -> SendFailed:
+    """`where` None: a local file of the user's ("local file not found: /x"); else the endpoint's name."""
     if isinstance(exc, FileNotFoundError | NotADirectoryError):  # the latter: a folder on the way is a file
-        return SendFailed("missing_source", f"local file not found: {src}")
+        return SendFailed(
+            "missing_source", f"local file not found: {src}" if where is None else f"file not found on {where}: {src}"
+        )
     if isinstance(exc, PermissionError):
-        return SendFailed("permission", f"permission denied reading {src}")
+        return SendFailed("permission", f"permission denied reading {src}" + (f" on {where}" if where else ""))
     if isinstance(exc, IsADirectoryError):
-        return SendFailed("not_a_file", f"local path is a folder, not a file: {src}")
+        return SendFailed("not_a_file", f"{'local ' if where is None else ''}path is a folder, not a file: {src}")
     return SendFailed("read_error", f"cannot read {src}: {exc.strerror or exc}", retryable=True)
 
 
-def dest_error(exc: OSError, server: str) -> SendFailed:
+def dest_error(exc: OSError, server: str, where: str = FARM) -> SendFailed:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return SendFailed("disk_full", f"no space left on the farm storage writing {server}", stops_run=True)
+        return SendFailed("disk_full", f"no space left on {where} writing {server}", stops_run=True)
     if isinstance(exc, PermissionError):
-        return SendFailed("permission", f"permission denied writing {server} on the farm storage")
+        return SendFailed("permission", f"permission denied writing {server} on {where}")
     return SendFailed("write_error", f"cannot write {server}: {exc.strerror or exc}", retryable=True)
 
 
-def open_source(src: SourcePath, opener: Opener | None = None) -> tuple[int, os.stat_result]:
-    """An fd for a regular file; O_NONBLOCK so a FIFO cannot hang the worker before we refuse it.
+class PathSource:
+    """A source that opens what it is given as it is (for callers that trust the path; tests)."""
 
-    `opener` (the runner passes LocalTree.open_file) opens it without following any symlink below
-    its allowed root; without one, `src` is opened as it is (for callers that trust the path).
-    Raises PathRefused from the opener as it is.
+    label = "local files"
+    where: str | None = None
+
+    def locate(self, path: str) -> tuple[str, os.stat_result | None]:
+        try:
+            return path, os.stat(path)
+        except OSError:
+            return path, None
+
+    def open_source(self, located: str) -> LocalSourceFile:
+        fd = os.open(located, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # O_NONBLOCK: a FIFO cannot hang us
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            reason = "a folder, not a file" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise NotAFile(f"local path is {reason}: {located}")
+        return LocalSourceFile(fd, info)  # O_NONBLOCK changes nothing for a regular file
+
+    def stat_source(self, located: str) -> os.stat_result:
+        return os.stat(located)
+
+    def close(self) -> None:
+        pass
+
+
+class _Positional(Protocol):
+    def read_at(self, buffer: memoryview, position: int) -> int: ...
+    def fileno(self) -> int: ...
+
+
+def descriptor(handle: _Positional) -> int | None:
+    """The handle's descriptor (the local fast path), or None (a remote transport's)."""
+    try:
+        return handle.fileno()
+    except io.UnsupportedOperation:
+        return None
+
+
+def feed(digest: xxhash.xxh3_128, handle: _Positional, start: int, length: int, *, chunk: int = 1 << 20) -> None:
+    """Hash `length` bytes of a handle from `start` into `digest` (a short file: what is there)."""
+    buffer = memoryview(bytearray(min(chunk, max(length, 1))))
+    position, end = start, start + length
+    while position < end:
+        got = handle.read_at(buffer[: min(chunk, end - position)], position)
+        if not got:
+            break
+        digest.update(buffer[:got])
+        position += got
+
+
+def checksum_of(file: SourceFile, size: int, *, like: str) -> str:
+    """The checksum of an opened source file in the scheme of `like` (from its descriptor when it has one)."""
+    fd = descriptor(file)
+    if fd is not None:
+        return hashing.fd_checksum(fd, like=like)
+    range_size = hashing.range_size_of(like)
+    if range_size is None:
+        digest = xxhash.xxh3_128()
+        feed(digest, file, 0, size)
+        return hashing.plain(digest.hexdigest())
+    digests = []
+    for start in range(0, size, range_size):
+        part = xxhash.xxh3_128()
+        feed(part, file, start, min(range_size, size - start))
+        digests.append(part.digest())
+    return hashing.ranged(range_size, digests)
+
+
+def open_source(src: SourcePath, source: Source) -> SourceFile:
+    """The regular file at `src`, as the source endpoint opens it safely.
+
+    Raises SendFailed for what fails this file, PathRefused from the source as it is.
     """
     try:
-        if opener is not None:
-            return opener(src)
-        fd = os.open(src, os.O_RDONLY | os.O_NONBLOCK)
+        return source.open_source(str(src))
     except NotAFile as exc:
         raise SendFailed("not_a_file", str(exc)) from exc
     except OSError as exc:
-        raise source_error(exc, src) from exc
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        reason = "a folder, not a file" if stat.S_ISDIR(info.st_mode) else "not a regular file"
-        raise SendFailed("not_a_file", f"local path is {reason}: {src}")
-    return fd, info  # O_NONBLOCK changes nothing for a regular file
+        raise source_error(exc, src, source.where) from exc
 
 
 @dataclass
 class _Span:
-    """Copy [start, start+length) from src_fd to dst_fd at the same offsets, hashing into `digest`."""
+    """Copy [start, start+length) from `source` to `dest` at the same offsets, hashing into `digest`.
+
+    `kernel`: both have descriptors (src_fd, dst_fd) and no speed limit applies: copy_file_range.
+    """
 
     src: SourcePath
     server: str
+    source: SourceFile
+    dest: PartialFile
     src_fd: int
     dst_fd: int
+    src_where: str | None
+    dst_where: str
     bucket: TokenBucket
     stop: threading.Event
     on_bytes: OnBytes
@@ -160,25 +234,25 @@ class _Span:
 
     def _read(self, buffer: bytearray, position: int, count: int) -> memoryview:
         try:
-            got = os.preadv(self.src_fd, [memoryview(buffer)[:count]], position)
+            got = self.source.read_at(memoryview(buffer)[:count], position)
         except OSError as exc:
-            raise source_error(exc, self.src) from exc
+            raise source_error(exc, self.src, self.src_where) from exc
         return memoryview(buffer)[:got]
 
     def _read_back(self, buffer: bytearray, position: int, count: int) -> memoryview:
         try:
-            got = os.preadv(self.dst_fd, [memoryview(buffer)[:count]], position)
+            got = self.dest.read_at(memoryview(buffer)[:count], position)
         except OSError as exc:
-            raise dest_error(exc, self.server) from exc
+            raise dest_error(exc, self.server, self.dst_where) from exc
         return memoryview(buffer)[:got]
 
     def _write(self, data: memoryview, position: int) -> None:
         view = data
         while view:
             try:
-                written = os.pwrite(self.dst_fd, view, position)
+                written = self.dest.write_at(view, position)
             except OSError as exc:
-                raise dest_error(exc, self.server) from exc
+                raise dest_error(exc, self.server, self.dst_where) from exc
             view, position = view[written:], position + written
 
     def _kernel(self, position: int, count: int) -> int:
@@ -193,8 +267,8 @@ class _Span:
                     self._write(data, position)
                     return len(data)
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM):
-                    raise dest_error(exc, self.server) from exc
-                raise source_error(exc, self.src) from exc
+                    raise dest_error(exc, self.server, self.dst_where) from exc
+                raise source_error(exc, self.src, self.src_where) from exc
             if moved == 0:
                 break
             done += moved
@@ -204,9 +278,10 @@ class _Span:
 @dataclass(frozen=True)
 class _File:
     src: SourcePath
-    src_fd: int
+    file: SourceFile
     info: os.stat_result
-    storage: Storage
+    source: Source
+    storage: Destination
     server: str
     bucket: TokenBucket
     stop: threading.Event
@@ -214,61 +289,94 @@ class _File:
     options: SendOptions
     kernel: bool
 
-    def span(self, dst_fd: int, abort: threading.Event | None = None) -> _Span:
+    def span(self, dest: PartialFile, abort: threading.Event | None = None) -> _Span:
+        dst_fd = descriptor(dest) if self.kernel else None
+        src_fd = descriptor(self.file) if dst_fd is not None else None
+        kernel = src_fd is not None and dst_fd is not None
         return _Span(
-            self.src, self.server, self.src_fd, dst_fd, self.bucket, self.stop, self.on_bytes, self.options, self.kernel, abort
+            self.src,
+            self.server,
+            self.file,
+            dest,
+            src_fd if src_fd is not None else -1,
+            dst_fd if dst_fd is not None else -1,
+            self.source.where,
+            self.where,
+            self.bucket,
+            self.stop,
+            self.on_bytes,
+            self.options,
+            kernel,
+            abort,
         )
+
+    @property
+    def where(self) -> str:
+        return getattr(self.storage, "where", FARM)
+
+
+_PATHS = PathSource()
 
 
 def send_file(
     src: SourcePath,
-    storage: Storage,
+    storage: Destination,
     server: str,
     *,
     bucket: TokenBucket,
     stop: threading.Event,
     on_bytes: OnBytes,
     options: SendOptions = SendOptions(),
-    opener: Opener | None = None,
+    source: Source | None = None,
 ) -> Sent:
-    """Send `src` to `server` in `storage`, resuming a partial file when there is one.
+    """Send `src` (as `source` located it) to `server` in `storage`, resuming a partial file when there is one.
 
-    The partial file is held under an exclusive lock from opening to renaming: a second transfer to
-    the same server path (another job, a duplicate run) fails with a retryable "busy" instead of
-    interleaving its bytes.
+    Without `source`, `src` is a local path opened as it is. The partial file is held under an
+    exclusive lock from opening to renaming: a second transfer to the same path (another job, a
+    duplicate run) fails with a retryable "busy" instead of interleaving its bytes.
     """
-    src_fd, before = open_source(src, opener)
-    dest: BinaryIO | None = None
+    source = source or _PATHS
+    file = open_source(src, source)
+    before = file.info
+    dest: PartialFile | None = None
     try:
+        # Both ends on this machine (descriptors, see _File.span): the kernel may copy, unless a speed limit is set.
         kernel = options.kernel_copy and bucket.rate is None and storage.native_path(server) is not None
-        job = _File(src, src_fd, before, storage, server, bucket, stop, on_bytes, options, kernel)
+        job = _File(src, file, before, source, storage, server, bucket, stop, on_bytes, options, kernel)
         if before.st_size >= options.range_threshold and options.ranges_in_parallel > 1:
             dest, checksum, resumed = _send_ranges(job)
         else:
             dest, checksum, resumed = _send_stream(job)
-        written = stamp(os.fstat(dest.fileno()))  # after this, any write to the partial moves its ctime
-        if _changed(src, src_fd, before):
+        written = _stamp(dest)  # after this, any write to the partial moves its ctime
+        if _changed(source, src, file, before):
             storage.discard_partial(server)
-            raise SendFailed("source_changed", f"local file changed while it was being sent: {src}", retryable=True)
+            changed = "local file changed" if source.where is None else f"file on {source.where} changed"
+            raise SendFailed("source_changed", f"{changed} while it was being sent: {src}", retryable=True)
         try:
             # Every byte was read back from the partial file and checked while it was sent.
             storage.finalize(server, size=before.st_size, checksum=checksum, handle=dest, verified=written)
         except VerifyFailed as exc:
             raise SendFailed("verify_failed", str(exc), retryable=True) from exc
         except OSError as exc:
-            raise dest_error(exc, server) from exc
+            raise dest_error(exc, server, job.where) from exc
         return Sent(size=before.st_size, checksum=checksum, mtime_ns=before.st_mtime_ns, resumed_from=resumed)
     finally:
         if dest is not None:
             dest.close()
-        os.close(src_fd)
+        file.close()
 
 
-def _changed(src: SourcePath, fd: int, before: os.stat_result) -> bool:
+def _stamp(dest: PartialFile) -> Stamp | None:
+    """The partial's stamp when it has a descriptor (finalize then skips its re-hash if nothing moved)."""
+    fd = descriptor(dest)
+    return stamp(os.fstat(fd)) if fd is not None else None
+
+
+def _changed(source: Source, src: SourcePath, file: SourceFile, before: os.stat_result) -> bool:
     """Written to while we read it (size, mtime), or replaced at its path (a save by rename)."""
-    after = os.fstat(fd)
+    after = file.now()
     try:
-        now = os.stat(src)
+        now = source.stat_source(str(src))
     except OSError:
         return True
     return (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) or (now.st_dev, now.st_ino) != (
@@ -277,34 +385,34 @@ def _changed(src: SourcePath, fd: int, before: os.stat_result) -> bool:
     )
 
 
-def _open_dest(storage: Storage, server: str, offset: int, size: int | None = None) -> BinaryIO:
+def _open_dest(f: _File, offset: int, size: int | None = None) -> PartialFile:
     try:
-        return storage.open_partial(server, offset, size=size)
+        return f.storage.open_partial(f.server, offset, size=size)
     except PartialBusy as exc:
-        raise SendFailed("busy", f"another transfer is writing {server} right now", retryable=True) from exc
+        raise SendFailed("busy", f"another transfer is writing {f.server} right now", retryable=True) from exc
     except OSError as exc:
-        raise dest_error(exc, server) from exc
+        raise dest_error(exc, f.server, f.where) from exc
 
 
-def _send_stream(f: _File) -> tuple[BinaryIO, str, int]:
-    storage, server, src_fd, on_bytes = f.storage, f.server, f.src_fd, f.on_bytes
+def _send_stream(f: _File) -> tuple[PartialFile, str, int]:
+    storage, server, on_bytes = f.storage, f.server, f.on_bytes
     size = f.info.st_size
     offset = storage.partial_size(server)
     if offset and (offset > size or storage.read_marker(server) is not None):
         offset = 0  # a partial from another shape of send: start over
-    dest = _open_dest(storage, server, offset)  # locked, cut to `offset`
+    dest = _open_dest(f, offset)  # locked, cut to `offset`
     try:
         digest, arrived = xxhash.xxh3_128(), xxhash.xxh3_128()
         if offset:
             # The kept prefix must be the source's first bytes before sending goes on from there.
-            hashing.feed(digest, src_fd, 0, offset)
-            hashing.feed(arrived, dest.fileno(), 0, offset)
+            feed(digest, f.file, 0, offset)
+            feed(arrived, dest, 0, offset)
             if digest.digest() == arrived.digest():
                 on_bytes(offset, True)
             else:
                 dest.truncate(0)
                 offset, digest, arrived = 0, xxhash.xxh3_128(), xxhash.xxh3_128()
-        f.span(dest.fileno()).copy(offset, size - offset, digest, arrived)
+        f.span(dest).copy(offset, size - offset, digest, arrived)
         _check_arrived(f, digest, arrived)
     except BaseException:
         dest.close()
@@ -316,16 +424,16 @@ def _check_arrived(f: _File, digest: xxhash.xxh3_128, arrived: xxhash.xxh3_128) 
     if digest.digest() != arrived.digest():
         f.storage.discard_partial(f.server)
         raise SendFailed(
-            "verify_failed", f"{f.server}: the bytes read back from the farm storage differ from the sent ones", retryable=True
+            "verify_failed", f"{f.server}: the bytes read back from {f.where} differ from the sent ones", retryable=True
         )
 
 
-def _send_ranges(f: _File) -> tuple[BinaryIO, str, int]:
-    storage, server, options, info = f.storage, f.server, f.options, f.info
+def _send_ranges(f: _File) -> tuple[PartialFile, str, int]:
+    options, info = f.options, f.info
     size, range_size = info.st_size, options.range_size
     starts = list(range(0, size, range_size))
     identity = {"size": size, "mtime_ns": info.st_mtime_ns, "range_size": range_size}
-    dest = _open_dest(storage, server, 0, size=size)
+    dest = _open_dest(f, 0, size=size)
     try:
         done = _verified_ranges(f, starts, identity)
         if not done:
@@ -333,7 +441,7 @@ def _send_ranges(f: _File) -> tuple[BinaryIO, str, int]:
         resumed = sum(min(range_size, size - starts[i]) for i in done)
         if resumed:
             f.on_bytes(resumed, True)
-        _copy_ranges(f, dest.fileno(), starts, [i for i in range(len(starts)) if i not in done], done, identity)
+        _copy_ranges(f, dest, starts, [i for i in range(len(starts)) if i not in done], done, identity)
     except BaseException:
         dest.close()
         raise
@@ -344,7 +452,7 @@ def _write_marker(f: _File, record: dict[str, object]) -> None:
     try:
         f.storage.write_marker(f.server, json.dumps(record).encode())
     except OSError as exc:  # a full disk shows here too: it must stop the run, not look like a bug
-        raise dest_error(exc, f.server) from exc
+        raise dest_error(exc, f.server, f.where) from exc
 
 
 def _verified_ranges(f: _File, starts: list[int], identity: dict[str, int]) -> dict[int, str]:
@@ -366,7 +474,7 @@ def _verified_ranges(f: _File, starts: list[int], identity: dict[str, int]) -> d
 
 
 def _copy_ranges(
-    f: _File, dst_fd: int, starts: list[int], todo: list[int], done: dict[int, str], identity: dict[str, int]
+    f: _File, dest: PartialFile, starts: list[int], todo: list[int], done: dict[int, str], identity: dict[str, int]
 ) -> None:
     size, range_size = identity["size"], identity["range_size"]
     lock, abort = threading.Lock(), threading.Event()
@@ -374,7 +482,7 @@ def _copy_ranges(
     def one(index: int) -> None:
         start = starts[index]
         digest, arrived = xxhash.xxh3_128(), xxhash.xxh3_128()
-        f.span(dst_fd, abort).copy(start, min(range_size, size - start), digest, arrived)
+        f.span(dest, abort).copy(start, min(range_size, size - start), digest, arrived)
         _check_arrived(f, digest, arrived)
         with lock:
             done[index] = digest.hexdigest()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 
-from transfers.engine.storage import Storage
+from transfers.engine.endpoints.base import Destination
 
 MARGIN = 256 << 10  # kept free beyond the reservations: folders, inodes' blocks, a marker file
 _RECHECK = 0.5  # seconds between looks at the free space while waiting (someone may free some meanwhile)
@@ -28,7 +28,7 @@ def human_bytes(count: float) -> str:
 
 
 class SpaceBudget:
-    def __init__(self, storage: Storage, *, margin: int = MARGIN) -> None:
+    def __init__(self, storage: Destination, *, margin: int = MARGIN) -> None:
         self.storage = storage
         self.margin = margin
         self._changed = threading.Condition()

@@ -1,0 +1,43 @@
+"""Endpoints: the places a run moves files between, one module per transport, one registry of them.
+
+Adding a transport (SFTP, the vendor's transmitter, S3) is one module that implements the interface
+of `base.py` (a Destination and, for downloads, a Source) plus one line in TRANSPORTS below; its
+contract tests come for free (tests/engine/test_endpoint_contract.py runs every registered one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from transfers.engine.endpoints.base import Destination, Endpoint, PartialBusy, Source, Stamp, StoredFile, VerifyFailed, stamp
+from transfers.engine.endpoints.local import LocalFiles, LocalFolder, LocalStorage
+
+__all__ = [
+    "TRANSPORTS",
+    "Destination",
+    "Endpoint",
+    "LocalFiles",
+    "LocalFolder",
+    "LocalStorage",
+    "PartialBusy",
+    "Source",
+    "Stamp",
+    "StoredFile",
+    "VerifyFailed",
+    "open_endpoint",
+    "stamp",
+]
+
+# transport name -> factory of an endpoint (its keyword arguments are the transport's own settings)
+TRANSPORTS: dict[str, Callable[..., Endpoint]] = {
+    "local": LocalFolder,  # root, label, where, allowed_roots
+}
+
+
+def open_endpoint(transport: str, /, **settings: Any) -> Endpoint:
+    """An endpoint of a registered transport: `open_endpoint("local", root=..., label=...)`."""
+    factory = TRANSPORTS.get(transport)
+    if factory is None:
+        raise ValueError(f"unknown transport {transport!r} (known: {', '.join(sorted(TRANSPORTS))})")
+    return factory(**settings)
