@@ -23,6 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from transfers import kinds, progress
 from transfers.engine.paths import PathRefused
+from transfers.downloads import DownloadRefused
 from transfers.engine.runner import Control, RunSummary
 from transfers.kinds.options import Transfer
 from transfers.locks import Lease, job_lock
@@ -137,8 +138,8 @@ def job_run(*, job_id: int) -> None:
         except INFRASTRUCTURE_ERRORS as exc:
             logger.warning("job %s interrupted (%s: %s); left running for recovery to resume", job_id, type(exc).__name__, exc)
         except Exception as exc:
-            if isinstance(exc, (kinds.OptionsInvalid, kinds.UnknownKind)):
-                error = f"this job cannot run: {exc}"  # the user's to fix, said plainly; no traceback
+            if isinstance(exc, (kinds.OptionsInvalid, kinds.UnknownKind, DownloadRefused)):
+                error = f"this job cannot go on: {exc}"  # the user's to fix, said plainly; no traceback
                 logger.warning("job %s refused: %s", job_id, exc)
             else:
                 logger.exception("job %s failed", job_id)

@@ -37,7 +37,7 @@ class ManifestImportForm(forms.Form):
         return bool(self._choices)
 
 
-class FarmAccountForm(forms.ModelForm):
+class FarmAccountForm(forms.ModelForm):  # type: ignore[type-arg]
     access_key = forms.CharField(
         required=False,
         widget=forms.PasswordInput(render_value=False),

@@ -17,7 +17,7 @@ from django.db.models import F, Max
 from django.utils import timezone
 
 from transfers import downloads, progress
-from transfers.engine.endpoints import LocalFiles, LocalFolder, StoredFile
+from transfers.engine.endpoints import Destination, LocalFiles, LocalFolder, Source, StoredFile
 from transfers.engine.paths import PathMap
 from transfers.engine.runner import Control, Move, RunSummary, Task, TransferOptions, run_transfer
 from transfers.farm import connector_for
@@ -71,6 +71,8 @@ class JobRun:
     def transfer(self, leg: Leg) -> RunSummary:
         tasks = self._pending(leg)
         report, options = self.recorder, transfer_options(self.options)
+        source: Source
+        destination: Destination
         if leg.direction == "download":
             source, destination = self.area(leg.area), self.local_folder()
             ledger: Any = downloads.LocalFilesLedger(destination) if leg.ledger else None
@@ -136,7 +138,8 @@ class JobRun:
     def _beside_existing(self, items: list[NewItem]) -> list[NewItem]:
         """keep_both: an output whose local name holds other bytes goes beside it, as `name (2).ext`."""
         local, source = self.local_folder(), self.area("output")
-        placed, chosen = [], set()
+        placed: list[NewItem] = []
+        chosen: set[str] = set()
         for item in items:
             name = item.local
             there = local.stat(name)

@@ -97,7 +97,9 @@ def test_download_brings_every_frame_of_a_task_byte_for_byte_into_its_task_folde
 def test_download_filename_format_false_puts_the_frames_straight_into_the_local_folder(account, lead, local, enqueued):
     task = _render(account, frames=2)
 
-    job = _run(_start("download", account, lead, task_id_list=[task.task_id], local_path=str(local), download_filename_format="false"))
+    job = _run(
+        _start("download", account, lead, task_id_list=[task.task_id], local_path=str(local), download_filename_format="false")
+    )
 
     assert job.status == TransferJob.Status.COMPLETED, job.error
     assert _files(local) == ["shot.0001.exr", "shot.0002.exr"]
@@ -127,7 +129,10 @@ def test_a_parent_task_downloads_the_frames_of_every_child(account, lead, local,
     ("options", "message"),
     [
         ({"task_id_list": [987654]}, "task_id_list: farm account 'farm' has no task 987654"),
-        ({"task_id_list": [1], "local_path": "/etc/rvweb-frames"}, "local_path: '/etc/rvweb-frames' is not under an allowed local root"),
+        (
+            {"task_id_list": [1], "local_path": "/etc/rvweb-frames"},
+            "local_path: '/etc/rvweb-frames' is not under an allowed local root",
+        ),
         ({"task_id_list": [1], "local_path": "frames"}, "local_path: 'frames' is not absolute"),
         ({"server_path": "../../etc"}, "server_path[0]"),
         ({"server_path": ["ok", "/a/../../b"]}, "server_path[1]"),
@@ -191,7 +196,7 @@ def test_keep_both_writes_beside_a_local_file_that_differs(account, lead, local,
 
     assert job.status == TransferJob.Status.COMPLETED, job.error
     assert path.read_bytes() == b"an older render"
-    assert _same(path.with_name("shot (2).exr"), _output(account) / task.output_folder / "shot.0001.exr")
+    assert _same(path.with_name("shot.0001 (2).exr"), _output(account) / task.output_folder / "shot.0001.exr")
 
 
 def test_overwrite_replaces_even_an_identical_file(account, lead, local, enqueued):
@@ -223,7 +228,9 @@ def test_a_restarted_run_downloads_nothing_that_already_arrived(account, lead, l
 # --- frames still being written ------------------------------------------------------------------------
 
 
-def test_a_frame_still_being_written_is_not_taken_and_one_that_settled_is_taken_once(account, lead, local, enqueued, make_farm_task):
+def test_a_frame_still_being_written_is_not_taken_and_one_that_settled_is_taken_once(
+    account, lead, local, enqueued, make_farm_task
+):
     task = make_farm_task(account, scene="wip", status=25, frames_expected=2)
     folder = _output(account) / task.output_folder
     folder.mkdir(parents=True)
@@ -253,7 +260,9 @@ def test_a_frame_still_being_written_is_not_taken_and_one_that_settled_is_taken_
 # --- auto download ---------------------------------------------------------------------------------------
 
 
-def _render_in_background(account: Any, *, frames: int, children: int = 0, interval: float = 0.1) -> tuple[FarmTask, threading.Thread]:
+def _render_in_background(
+    account: Any, *, frames: int, children: int = 0, interval: float = 0.1
+) -> tuple[FarmTask, threading.Thread]:
     plan = render_start(account=account, scene="live", frames=frames, children=children, actor=SYSTEM, interval=interval)
 
     def run() -> None:
@@ -286,7 +295,9 @@ def test_auto_download_takes_each_frame_once_as_it_is_rendered_and_ends_with_the
 
 def test_auto_download_after_task_completed_waits_for_the_end_then_takes_everything(account, lead, local, enqueued):
     task, renderer = _render_in_background(account, frames=6, interval=0.1)
-    job = _start("auto_download_after_task_completed", account, lead, task_id_list=[task.task_id], local_path=str(local), sleep_time=0.3)
+    job = _start(
+        "auto_download_after_task_completed", account, lead, task_id_list=[task.task_id], local_path=str(local), sleep_time=0.3
+    )
     runner = threading.Thread(target=execution.job_run, kwargs={"job_id": job.pk}, daemon=True)
     runner.start()
 
@@ -329,7 +340,9 @@ def test_a_task_that_disappears_mid_watch_fails_the_job_saying_which(account, le
 
 
 @pytest.mark.parametrize("code", [15, 50, 100, 77])
-def test_a_status_the_sdk_crashes_on_keeps_the_watcher_waiting_then_the_end_finishes_it(account, lead, local, enqueued, make_farm_task, code):
+def test_a_status_the_sdk_crashes_on_keeps_the_watcher_waiting_then_the_end_finishes_it(
+    account, lead, local, enqueued, make_farm_task, code
+):
     task = make_farm_task(account, scene="odd", status=code)
     job = _start("auto_download", account, lead, task_id_list=[task.task_id], local_path=str(local), sleep_time=0.3)
     runner = threading.Thread(target=execution.job_run, kwargs={"job_id": job.pk}, daemon=True)
@@ -358,7 +371,9 @@ def test_the_watcher_wakes_at_once_when_the_farm_announces_a_frame(account, lead
     frame.write_bytes(os.urandom(5000))
 
     farm_event_record(
-        account=account, event={"type": "frame_finished", "task_id": task.task_id, "path": f"{task.output_folder}/ev.0001.exr", "size": 5000}, actor=SYSTEM
+        account=account,
+        event={"type": "frame_finished", "task_id": task.task_id, "path": f"{task.output_folder}/ev.0001.exr", "size": 5000},
+        actor=SYSTEM,
     )
 
     arrived = local / task.output_folder / "ev.0001.exr"

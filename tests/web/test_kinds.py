@@ -80,7 +80,7 @@ def test_an_unknown_kind_is_refused_by_name():
         ("download", {"task_id_list": [1], "download_filename_format": "yes"}, "download_filename_format"),
         ("download", {"task_id_list": [1], "conflict": "ask"}, "conflict"),
         ("auto_download", {"server_path": "a"}, "task_id_list: an auto download follows render tasks"),
-        ("auto_download", {"task_id_list": [1], "sleep_time": 0}, "sleep_time: expected `number` >= 0.2"),
+        ("auto_download", {"task_id_list": [1], "sleep_time": 0}, "sleep_time: expected `float` >= 0.2"),
     ],
 )
 def test_bad_options_are_refused_naming_the_option(kind, raw, message):
@@ -118,7 +118,7 @@ def test_upload_config_sends_each_file_to_its_task_s_cfg_folder_in_the_config_ar
     job = _run(job)
 
     assert job.status == TransferJob.Status.COMPLETED, job.error
-    config = services.farm_storage(account=account).area("config")
+    config = services.farm_storage(account=account).area_root("config")
     for local in config_files:
         assert (config / "77" / "cfg" / Path(local).name).read_bytes() == Path(local).read_bytes()
     assert set(job.items.values_list("area", flat=True)) == {"config"}
@@ -139,8 +139,8 @@ def test_upload_sends_the_configuration_then_the_assets_in_one_job(account, lead
     assert job.status == TransferJob.Status.COMPLETED, job.error
     assert (job.files_total, job.files_done) == (3, 3)
     farm = services.farm_storage(account=account)
-    assert (farm.area("config") / "9" / "cfg" / "upload.json").exists()
-    assert (farm.area("input") / "D" / "scene" / "a.exr").read_bytes() == asset.read_bytes()
+    assert (farm.area_root("config") / "9" / "cfg" / "upload.json").exists()
+    assert (farm.area_root("input") / "D" / "scene" / "a.exr").read_bytes() == asset.read_bytes()
     assert sorted(job.items.values_list("number", "area")) == [(1, "config"), (2, "config"), (3, "input")]
 
 
@@ -202,4 +202,4 @@ def test_a_stored_job_whose_options_no_longer_fit_fails_saying_why(account, lead
     job = _run(job)
 
     assert job.status == TransferJob.Status.FAILED
-    assert job.error == "this job cannot run: unknown option `colour`"
+    assert job.error == "this job cannot go on: unknown option `colour`"

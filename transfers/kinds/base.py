@@ -43,7 +43,11 @@ class RunContext(Protocol):
     """What the worker gives a kind while its job runs (transfers.execution)."""
 
     job: TransferJob
-    taken: set[str]  # the server paths the job already has items for
+
+    @property
+    def taken(self) -> set[str]:
+        """The server paths the job already has items for."""
+        ...
 
     def transfer(self, leg: Leg) -> RunSummary:
         """Run the engine over the job's pending items of the leg's area; returns when they are done or stopped."""
