@@ -22,8 +22,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from transfers import kinds, progress
-from transfers.engine.paths import PathRefused
 from transfers.downloads import DownloadRefused
+from transfers.engine.paths import PathRefused
 from transfers.engine.runner import Control, RunSummary
 from transfers.kinds.options import Transfer
 from transfers.locks import Lease, job_lock
