@@ -5,6 +5,7 @@ download's outputs), waiting between polls, and the watcher's notes for the page
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -28,6 +29,7 @@ from transfers.models import TransferItem, TransferJob
 from transfers.recorder import Recorder
 
 _PAGE = 2000  # pending items read per query
+logger = logging.getLogger(__name__)
 
 
 def transfer_options(options: Transfer) -> TransferOptions:
@@ -81,6 +83,7 @@ class JobRun:
             destination = self.area(leg.area)
             ledger = DbLedger(account_id=self.job.account_id, area=leg.area) if leg.ledger else None
         self.recorder.add_destination(destination)
+        logger.info("job %s: %s leg in %s, from %s to %s", self.job.pk, leg.direction, leg.area, source.label, destination.label)
         return run_transfer(source, destination, tasks, report=report, options=options, control=self.control, ledger=ledger)
 
     def _pending(self, leg: Leg) -> Iterator[Task]:
