@@ -18,8 +18,6 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from transfers import kinds, services
 from transfers.models import FarmAccount, Manifest, TransferJob
 
-_COMMON = {"verbosity", "settings", "pythonpath", "traceback", "no_color", "force_color", "skip_checks"}
-
 
 def _is_list(annotation: Any) -> bool:
     text = str(annotation)
@@ -47,11 +45,8 @@ class KindCommand(BaseCommand):
 
     def handle(self, *args: object, **given: Any) -> None:
         job_kind = kinds.get(self.kind)
-        options = {
-            key: value
-            for key, value in given.items()
-            if value is not None and key not in _COMMON | {"account", "manifest", "wait"}
-        }
+        fields = {field.name for field in msgspec.structs.fields(job_kind.Options)}
+        options = {key: value for key, value in given.items() if key in fields and value is not None}
         manifest = self._manifest(given.get("manifest")) if job_kind.uses_manifest else None
         account = manifest.account if manifest is not None else self._account(given.get("account"))
         from transfers.jobs import job_create
