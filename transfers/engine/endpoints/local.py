@@ -7,6 +7,7 @@
   at the final name is checked after the rename. Reads open each file through a LocalTree of the root
   (an O_NOFOLLOW walk from the root's descriptor, a regular file on the root's device).
   Given `allowed_roots`, the root itself must lie below one of them (walked the same way, made if missing).
+
 The user's own files by absolute path (an upload's source) are endpoints.files.LocalFiles.
 
 Both ends being descriptors is what lets send.py move the bytes with copy_file_range (the fast path).
@@ -28,7 +29,7 @@ from pathlib import Path
 
 from transfers.engine import hashing
 from transfers.engine.endpoints.base import PartialBusy, PartialFile, Stamp, StoredFile, VerifyFailed, stamp
-from transfers.engine.localfs import LocalTree, Place, _Folder
+from transfers.engine.localfs import Folder, LocalTree, Place
 from transfers.engine.paths import PARTIAL_SUFFIX, PathRefused, clean_server_path
 
 __all__ = [
@@ -192,7 +193,7 @@ class LocalFolder:
         self._names[path] = names
         return names
 
-    def _hold(self, tree: LocalTree, names: _Names, *, create: bool = False) -> _Folder:
+    def _hold(self, tree: LocalTree, names: _Names, *, create: bool = False) -> Folder:
         return tree.hold(self._place(tree, names.folder), create=create)
 
     def _place(self, tree: LocalTree, folder: str) -> Place:
