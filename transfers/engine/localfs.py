@@ -34,7 +34,7 @@ class NotAFile(Exception):
     """The path names a folder, a FIFO, a device or a socket: nothing to send or overwrite."""
 
 
-class _Folder:
+class Folder:
     """A checked folder's descriptor, closed once it is evicted and no thread uses it any more: closing
     it under a user could make that thread open relative to whatever the number is reused for."""
 
@@ -49,7 +49,7 @@ class Place:
 
     __slots__ = ("device", "key", "parts", "path", "root")
 
-    def __init__(self, path: str, root: _Folder, device: int, parts: list[str]) -> None:
+    def __init__(self, path: str, root: Folder, device: int, parts: list[str]) -> None:
         self.path, self.root, self.device, self.parts = path, root, device, parts
         self.key = (root.fd, "/".join(parts))
 
@@ -62,12 +62,12 @@ class LocalTree:
     """
 
     def __init__(self, roots: Sequence[str | os.PathLike[str]], *, cached_folders: int = 256) -> None:
-        self._roots: list[tuple[str, _Folder, int]] = []  # (spelling, root, st_dev), longest spelling first
-        self._opened: list[_Folder] = []
+        self._roots: list[tuple[str, Folder, int]] = []  # (spelling, root, st_dev), longest spelling first
+        self._opened: list[Folder] = []
         for root in roots:
             real = os.path.realpath(root)
             try:
-                folder = _Folder(os.open(real, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+                folder = Folder(os.open(real, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
             except OSError:
                 continue  # a root that is not there allows nothing
             self._opened.append(folder)
@@ -75,7 +75,7 @@ class LocalTree:
             for spelling in {os.fspath(root).rstrip("/") or "/", real}:
                 self._roots.append((spelling, folder, device))
         self._roots.sort(key=lambda root: len(root[0]), reverse=True)
-        self._folders: OrderedDict[tuple[int, str], _Folder] = OrderedDict()  # (root fd, relative folder)
+        self._folders: OrderedDict[tuple[int, str], Folder] = OrderedDict()  # (root fd, relative folder)
         self._cached = max(1, cached_folders)
         self._lock = threading.Lock()
 
@@ -141,11 +141,11 @@ class LocalTree:
         parsing it again. Valid until close()."""
         return Place(path, *self._locate(path))
 
-    def hold(self, place: Place, *, create: bool = False) -> _Folder:
+    def hold(self, place: Place, *, create: bool = False) -> Folder:
         """`folder` without the context manager, for hot paths: use `.fd`, then `let_go` it (try/finally)."""
         return self._acquire(place.path, place.root, place.device, place.parts, create=create, key=place.key)
 
-    def let_go(self, folder: _Folder) -> None:
+    def let_go(self, folder: Folder) -> None:
         self._release(folder)
 
     def forget(self, path: str) -> None:
@@ -160,7 +160,7 @@ class LocalTree:
             assert folder is not None
             os.close(folder.fd)
 
-    def _locate(self, path: str) -> tuple[_Folder, int, list[str]]:
+    def _locate(self, path: str) -> tuple[Folder, int, list[str]]:
         if not path.startswith("/") or "\x00" in path:
             raise PathRefused(f"local path {path!r} is not an absolute path")
         for spelling, root, device in self._roots:
@@ -172,8 +172,8 @@ class LocalTree:
         raise PathRefused(f"local path {path!r} is outside the allowed roots")
 
     def _acquire(
-        self, path: str, root: _Folder, device: int, parts: list[str], *, create: bool, key: tuple[int, str] | None = None
-    ) -> _Folder:
+        self, path: str, root: Folder, device: int, parts: list[str], *, create: bool, key: tuple[int, str] | None = None
+    ) -> Folder:
         """The folder `parts` below `root`, from the cache or walked; the caller must _release it."""
         key = key or (root.fd, "/".join(parts))
         with self._lock:
@@ -187,7 +187,7 @@ class LocalTree:
         with self._lock:
             folder = self._folders.get(key)
             if folder is None:
-                folder = self._folders[key] = _Folder(fd)
+                folder = self._folders[key] = Folder(fd)
                 fd = -1
             folder.users += 1
             evicted = []
@@ -202,7 +202,7 @@ class LocalTree:
             os.close(number)
         return folder
 
-    def _release(self, folder: _Folder) -> None:
+    def _release(self, folder: Folder) -> None:
         with self._lock:
             folder.users -= 1
             closing = folder.evicted and folder.users == 0

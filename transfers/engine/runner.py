@@ -29,14 +29,14 @@ from itertools import islice
 from pathlib import Path
 from typing import Protocol
 
-from transfers.engine.endpoints.base import Destination, Source
-from transfers.engine.endpoints.local import LocalFiles
+from transfers.engine.endpoints.base import Destination, Source, checksum_of
+from transfers.engine.endpoints.files import LocalFiles
 from transfers.engine.events import BytesSent, Event, FileFinished, FileNotSent, FileRetrying, FileStarted, Report
 from transfers.engine.ledger import Ledger, LedgerRecord
 from transfers.engine.localfs import NotAFile
 from transfers.engine.paths import PathMap, PathRefused, clean_server_path
 from transfers.engine.ratelimit import TokenBucket, max_speed_to_rate
-from transfers.engine.send import SendFailed, SendOptions, Stopped, checksum_of, send_file, source_error
+from transfers.engine.send import SendFailed, SendOptions, Stopped, send_file, source_error
 from transfers.engine.space import SpaceBudget
 
 logger = logging.getLogger(__name__)

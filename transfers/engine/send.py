@@ -14,22 +14,30 @@
 from __future__ import annotations
 
 import errno
-import io
 import json
 import os
-import stat
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import xxhash
 
 from transfers.engine import hashing
-from transfers.engine.endpoints.base import Destination, PartialBusy, PartialFile, Source, SourceFile, Stamp, VerifyFailed, stamp
-from transfers.engine.endpoints.local import LocalSourceFile
+from transfers.engine.endpoints.base import (
+    Destination,
+    PartialBusy,
+    PartialFile,
+    Source,
+    SourceFile,
+    Stamp,
+    VerifyFailed,
+    descriptor,
+    feed,
+    stamp,
+)
+from transfers.engine.endpoints.files import PathSource
 from transfers.engine.localfs import NotAFile
 from transfers.engine.ratelimit import TokenBucket
 
@@ -89,77 +97,6 @@ def dest_error(exc: OSError, server: str, where: str = FARM) -> SendFailed:
     if isinstance(exc, PermissionError):
         return SendFailed("permission", f"permission denied writing {server} on {where}")
     return SendFailed("write_error", f"cannot write {server}: {exc.strerror or exc}", retryable=True)
-
-
-class PathSource:
-    """A source that opens what it is given as it is (for callers that trust the path; tests)."""
-
-    label = "local files"
-    where: str | None = None
-
-    def locate(self, path: str) -> tuple[str, os.stat_result | None]:
-        try:
-            return path, os.stat(path)
-        except OSError:
-            return path, None
-
-    def open_source(self, located: str) -> LocalSourceFile:
-        fd = os.open(located, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # O_NONBLOCK: a FIFO cannot hang us
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            os.close(fd)
-            reason = "a folder, not a file" if stat.S_ISDIR(info.st_mode) else "not a regular file"
-            raise NotAFile(f"local path is {reason}: {located}")
-        return LocalSourceFile(fd, info)  # O_NONBLOCK changes nothing for a regular file
-
-    def stat_source(self, located: str) -> os.stat_result:
-        return os.stat(located)
-
-    def close(self) -> None:
-        pass
-
-
-class _Positional(Protocol):
-    def read_at(self, buffer: memoryview, position: int) -> int: ...
-    def fileno(self) -> int: ...
-
-
-def descriptor(handle: _Positional) -> int | None:
-    """The handle's descriptor (the local fast path), or None (a remote transport's)."""
-    try:
-        return handle.fileno()
-    except io.UnsupportedOperation:
-        return None
-
-
-def feed(digest: xxhash.xxh3_128, handle: _Positional, start: int, length: int, *, chunk: int = 1 << 20) -> None:
-    """Hash `length` bytes of a handle from `start` into `digest` (a short file: what is there)."""
-    buffer = memoryview(bytearray(min(chunk, max(length, 1))))
-    position, end = start, start + length
-    while position < end:
-        got = handle.read_at(buffer[: min(chunk, end - position)], position)
-        if not got:
-            break
-        digest.update(buffer[:got])
-        position += got
-
-
-def checksum_of(file: SourceFile, size: int, *, like: str) -> str:
-    """The checksum of an opened source file in the scheme of `like` (from its descriptor when it has one)."""
-    fd = descriptor(file)
-    if fd is not None:
-        return hashing.fd_checksum(fd, like=like)
-    range_size = hashing.range_size_of(like)
-    if range_size is None:
-        digest = xxhash.xxh3_128()
-        feed(digest, file, 0, size)
-        return hashing.plain(digest.hexdigest())
-    digests = []
-    for start in range(0, size, range_size):
-        part = xxhash.xxh3_128()
-        feed(part, file, start, min(range_size, size - start))
-        digests.append(part.digest())
-    return hashing.ranged(range_size, digests)
 
 
 def open_source(src: SourcePath, source: Source) -> SourceFile:

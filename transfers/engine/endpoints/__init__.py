@@ -11,7 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 from transfers.engine.endpoints.base import Destination, Endpoint, PartialBusy, Source, Stamp, StoredFile, VerifyFailed, stamp
-from transfers.engine.endpoints.local import LocalFiles, LocalFolder, LocalStorage
+from transfers.engine.endpoints.files import LocalFiles, PathSource
+from transfers.engine.endpoints.local import LocalFolder, LocalStorage
 
 __all__ = [
     "TRANSPORTS",
@@ -21,6 +22,7 @@ __all__ = [
     "LocalFolder",
     "LocalStorage",
     "PartialBusy",
+    "PathSource",
     "Source",
     "Stamp",
     "StoredFile",

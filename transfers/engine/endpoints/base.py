@@ -33,12 +33,17 @@ the space budget's "destination full ... on {label}".
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol
+
+import xxhash
+
+from transfers.engine import hashing
 
 __all__ = [
     "Destination",
@@ -50,6 +55,9 @@ __all__ = [
     "Stamp",
     "StoredFile",
     "VerifyFailed",
+    "checksum_of",
+    "descriptor",
+    "feed",
     "stamp",
 ]
 
@@ -163,3 +171,49 @@ class Endpoint(Source, Destination, Protocol):
 
     @property
     def where(self) -> str: ...
+
+
+# --- bytes at positions: what the runner and send.py need of any handle ---------------------------
+
+
+class _Positional(Protocol):
+    def read_at(self, buffer: memoryview, position: int) -> int: ...
+    def fileno(self) -> int: ...
+
+
+def descriptor(handle: _Positional) -> int | None:
+    """The handle's descriptor (the local fast path), or None (a remote transport's)."""
+    try:
+        return handle.fileno()
+    except io.UnsupportedOperation:
+        return None
+
+
+def feed(digest: xxhash.xxh3_128, handle: _Positional, start: int, length: int, *, chunk: int = 1 << 20) -> None:
+    """Hash `length` bytes of a handle from `start` into `digest` (a short file: what is there)."""
+    buffer = memoryview(bytearray(min(chunk, max(length, 1))))
+    position, end = start, start + length
+    while position < end:
+        got = handle.read_at(buffer[: min(chunk, end - position)], position)
+        if not got:
+            break
+        digest.update(buffer[:got])
+        position += got
+
+
+def checksum_of(file: SourceFile, size: int, *, like: str) -> str:
+    """The checksum of an opened source file in the scheme of `like` (from its descriptor when it has one)."""
+    fd = descriptor(file)
+    if fd is not None:
+        return hashing.fd_checksum(fd, like=like)
+    range_size = hashing.range_size_of(like)
+    if range_size is None:
+        digest = xxhash.xxh3_128()
+        feed(digest, file, 0, size)
+        return hashing.plain(digest.hexdigest())
+    digests = []
+    for start in range(0, size, range_size):
+        part = xxhash.xxh3_128()
+        feed(part, file, start, min(range_size, size - start))
+        digests.append(part.digest())
+    return hashing.ranged(range_size, digests)

@@ -7,8 +7,8 @@
   at the final name is checked after the rename. Reads open each file through a LocalTree of the root
   (an O_NOFOLLOW walk from the root's descriptor, a regular file on the root's device).
   Given `allowed_roots`, the root itself must lie below one of them (walked the same way, made if missing).
-* `LocalFiles`: the user's local files by absolute path (an upload's source), mapped through the
-  account's PathMap and opened below the allowed roots the same safe way.
+
+The user's own files by absolute path (an upload's source) are endpoints.files.LocalFiles.
 
 Both ends being descriptors is what lets send.py move the bytes with copy_file_range (the fast path).
 """
@@ -29,14 +29,13 @@ from pathlib import Path
 
 from transfers.engine import hashing
 from transfers.engine.endpoints.base import PartialBusy, PartialFile, Stamp, StoredFile, VerifyFailed, stamp
-from transfers.engine.localfs import LocalTree, Place, _Folder
-from transfers.engine.paths import PARTIAL_SUFFIX, PathMap, PathRefused, SourceResolver, clean_server_path
+from transfers.engine.localfs import Folder, LocalTree, Place
+from transfers.engine.paths import PARTIAL_SUFFIX, PathRefused, clean_server_path
 
 __all__ = [
     "FILE_MODE",
     "FOLDER_MODE",
     "PARTIAL_SUFFIX",
-    "LocalFiles",
     "LocalFolder",
     "LocalPartial",
     "LocalSourceFile",
@@ -194,7 +193,7 @@ class LocalFolder:
         self._names[path] = names
         return names
 
-    def _hold(self, tree: LocalTree, names: _Names, *, create: bool = False) -> _Folder:
+    def _hold(self, tree: LocalTree, names: _Names, *, create: bool = False) -> Folder:
         return tree.hold(self._place(tree, names.folder), create=create)
 
     def _place(self, tree: LocalTree, folder: str) -> Place:
@@ -455,49 +454,6 @@ class LocalFolder:
 
 
 LocalStorage = LocalFolder  # its name before endpoints: the farm's storage areas
-
-
-class LocalFiles:
-    """The user's local files by absolute path (an upload's source), below the allowed roots.
-
-    A task's path goes through the account's PathMap; planning resolves it (symlinks that stay inside
-    an allowed root are fine then); the open walks from the allowed root's descriptor and follows none.
-    """
-
-    where: str | None = None  # messages say "local file ..."
-
-    def __init__(self, allowed_roots: Sequence[Path], path_map: PathMap | None = None, *, label: str = "local files") -> None:
-        self.allowed_roots = list(allowed_roots)
-        self.path_map = path_map or PathMap()
-        self.label = label
-        self._resolver = SourceResolver(self.allowed_roots)
-        self._tree: LocalTree | None = None
-        self._opening = threading.Lock()
-
-    def locate(self, path: str) -> tuple[str, os.stat_result | None]:
-        mapped = self.path_map.apply(path)
-        try:
-            return self._resolver.resolve_stat(mapped)
-        except OSError:
-            return mapped, None  # the open meets it and says what it is
-
-    def open_source(self, located: str) -> LocalSourceFile:
-        tree = self._tree
-        if tree is None:
-            with self._opening:
-                if self._tree is None:
-                    self._tree = LocalTree(self.allowed_roots)
-                tree = self._tree
-        return LocalSourceFile(*tree.open_file(located))
-
-    def stat_source(self, located: str) -> os.stat_result:
-        return os.stat(located)
-
-    def close(self) -> None:
-        with self._opening:
-            tree, self._tree = self._tree, None
-        if tree is not None:
-            tree.close()
 
 
 def _fsync(fd: int) -> None:
