@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from transfers.engine import hashing
-from transfers.engine.endpoints import LocalFolder
+from transfers.engine.endpoints import Endpoint
+from transfers.engine.endpoints.base import checksum_of
 from transfers.engine.ledger import LedgerRecord
 from transfers.engine.paths import PathRefused, clean_server_path
 from transfers.farm import FarmConnector, FarmOutput, UnknownTask
@@ -146,7 +147,7 @@ def local_name(server: str, output_folder: str, options: Download) -> str:
 _NUMBERED = re.compile(r"^(?P<stem>.*?)(?: \((?P<n>\d+)\))?(?P<ext>\.[^./]*)?$")
 
 
-def free_name(destination: LocalFolder, path: str, *, also_taken: set[str] = frozenset()) -> str:  # type: ignore[assignment]
+def free_name(destination: Endpoint, path: str, *, also_taken: set[str] = frozenset()) -> str:  # type: ignore[assignment]
     """`a (2).exr`, `a (3).exr`...: the first name beside `path` that neither the folder nor `also_taken`
     holds (keep_both)."""
     folder, _, name = path.rpartition("/")
@@ -165,7 +166,7 @@ def free_name(destination: LocalFolder, path: str, *, also_taken: set[str] = fro
     return f"{folder}/{candidate}" if folder else candidate
 
 
-def identical(source: LocalFolder, source_path: str, destination: LocalFolder, destination_path: str) -> str | None:
+def identical(source: Endpoint, source_path: str, destination: Endpoint, destination_path: str) -> str | None:
     """The checksum when the local file at destination_path holds exactly the source's bytes, else None."""
     try:
         there = destination.stat(destination_path)
@@ -179,11 +180,11 @@ def identical(source: LocalFolder, source_path: str, destination: LocalFolder, d
     return theirs if theirs == ours else None
 
 
-def _checksum(endpoint: LocalFolder, path: str, like: str | None = None) -> str:
+def _checksum(endpoint: Endpoint, path: str, like: str | None = None) -> str:
     located, _ = endpoint.locate(path)
     handle = endpoint.open_source(located)
     try:
-        return hashing.fd_checksum(handle.fileno(), like=like)
+        return checksum_of(handle, handle.info.st_size, like=like or hashing.plain(""))
     finally:
         handle.close()
 
@@ -194,7 +195,7 @@ class LocalFilesLedger:
     source to compare). So a worker restarted after it wrote a file, but before it stored that,
     downloads nothing again."""
 
-    def __init__(self, destination: LocalFolder) -> None:
+    def __init__(self, destination: Endpoint) -> None:
         self.destination = destination
 
     def lookup(self, servers: Sequence[str]) -> dict[str, LedgerRecord]:

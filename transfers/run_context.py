@@ -18,7 +18,7 @@ from django.db.models import F, Max
 from django.utils import timezone
 
 from transfers import downloads, progress
-from transfers.engine.endpoints import Destination, LocalFiles, LocalFolder, Source, StoredFile
+from transfers.engine.endpoints import Destination, Endpoint, LocalFiles, LocalFolder, Source, StoredFile
 from transfers.engine.paths import PathMap
 from transfers.engine.runner import Control, Move, RunSummary, Task, TransferOptions, run_transfer
 from transfers.farm import connector_for
@@ -48,15 +48,14 @@ class JobRun:
         self._taken: set[str] | None = None
         self._next_number: int | None = None
         self._local: LocalFolder | None = None
-        self._areas: dict[str, LocalFolder] = {}
+        self._areas: dict[str, Endpoint] = {}
 
     # --- endpoints ----------------------------------------------------------------------------------
 
-    def area(self, name: str) -> LocalFolder:
-        """The farm account's storage area `name` as an endpoint."""
+    def area(self, name: str) -> Endpoint:
+        """The farm account's storage area `name` as an endpoint (its connector's)."""
         if name not in self._areas:
-            label = f'{name} storage of farm account "{self.job.account.name}"'
-            self._areas[name] = LocalFolder(self.connector.ensure().area_root(name), label=label, where="the farm storage")
+            self._areas[name] = self.connector.endpoint(name)
         return self._areas[name]
 
     def local_folder(self) -> LocalFolder:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+from transfers.engine.endpoints import Endpoint, open_endpoint
 from transfers.farm.status import TaskStatus, status_of
 
 if TYPE_CHECKING:
@@ -90,6 +91,12 @@ class FarmConnector:
     def area_root(self, name: str) -> Path:
         """Where a storage area lives, as a local path (until the engine's endpoints wrap it)."""
         raise NotImplementedError
+
+    def endpoint(self, name: str) -> Endpoint:
+        """A storage area as an engine endpoint (what a run reads from or writes into). This default
+        serves farms whose areas are local folders; a remote farm returns its transport's endpoint."""
+        label = f'{check_area(name)} storage of farm account "{self.account.name}"'
+        return open_endpoint("local", root=self.ensure().area_root(name), label=label, where="the farm storage")
 
     def areas(self) -> dict[str, Path]:
         return {name: self.area_root(name) for name in AREAS}
