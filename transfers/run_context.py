@@ -69,6 +69,10 @@ class JobRun:
     # --- the engine ---------------------------------------------------------------------------------
 
     def transfer(self, leg: Leg) -> RunSummary:
+        # A watcher's next round must not take again what the last one finished but the recorder has not
+        # stored yet (still PENDING in the table): the file would come again, or count as "unchanged".
+        while self.recorder.backlog() and not self.control.stop.is_set():
+            time.sleep(0.05)
         tasks = self._pending(leg)
         report, options = self.recorder, transfer_options(self.options)
         source: Source

@@ -285,7 +285,7 @@ def test_auto_download_takes_each_frame_once_as_it_is_rendered_and_ends_with_the
     renderer.join()
 
     assert job.status == TransferJob.Status.COMPLETED, job.error
-    assert (job.files_total, job.files_done) == (24, 24)
+    assert (job.files_total, job.files_done, job.files_skipped) == (24, 24, 0)
     assert job.items.values("server").distinct().count() == 24, "every frame exactly once"
     for name in _files(_output(account)):
         assert _same(_output(account) / name, local / name)
