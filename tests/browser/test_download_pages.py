@@ -26,6 +26,7 @@ PASSWORD = "browser-pw-4711"
 JOB_URL = re.compile(r"/jobs/(\d+)/$")
 LAYERS, FRAMES = 2, 8
 FINISH_MS = 90_000
+SECONDS = "0.4"
 
 # Records every text #job-files shows, so the test can tell that the counter went up in steps on this
 # one page (not jumped from the first to the last figure, and not through a reload).
@@ -59,7 +60,7 @@ def _simulate(page: Page, scene: str) -> None:
     page.get_by_label("Scene").fill(scene)
     page.get_by_label("Frames").fill(str(FRAMES))
     page.get_by_label("Layers (child tasks)").fill(str(LAYERS))
-    page.get_by_label("Seconds per frame").fill("0.4")
+    page.get_by_label("Seconds per frame").fill(SECONDS)
     page.get_by_role("button", name="Simulate a render").click()
     expect(page.locator(".message.success")).to_contain_text("created")
 
@@ -68,7 +69,7 @@ def _fill_download(page: Page, task_id: int, local_path: str) -> None:
     page.get_by_text("Download frames", exact=True).click()  # open the details
     form = page.locator("#download-form")
     form.get_by_label("Kind").select_option("auto_download")
-    form.get_by_label(str(task_id), exact=True).check()
+    form.get_by_label(re.compile(rf"(^|\s){task_id}\s")).check()  # "<id> <scene> (<status>)"
     form.get_by_label("Local path").fill(local_path)
     form.get_by_label("sleep_time (s between listings)").fill("0.5")
 
@@ -104,11 +105,14 @@ def test_a_lead_auto_downloads_a_simulated_render_and_watches_the_frames_arrive_
 
     watch = page.locator("#job-watch")
     expect(watch).to_be_visible(timeout=FINISH_MS)
+    expect(page.locator("#job-files-more")).to_be_visible()  # while it watches, the totals are not final
     expect(watch.locator("#watch-tasks tr").first.locator("td").first).to_have_text(str(task.task_id))
     expect(watch.locator("#watch-tasks tr").first.locator("td").nth(1)).not_to_be_empty()
     expect(page.locator("#job-status")).to_have_text("Completed", timeout=FINISH_MS)
     expect(page.locator("#job-files")).to_have_text(f"{LAYERS * FRAMES} of {LAYERS * FRAMES} done")
+    expect(page.locator("#job-files-more")).to_be_hidden()
     expect(watch.locator("#watch-tasks tr").first.locator("td").nth(4)).to_have_text("yes")
+    expect(page.locator("#watch-next")).to_have_text("—")  # a finished watcher lists nothing more
     assert page.evaluate("window.__rvwebMarker") == "same page", "the job page was reloaded"
 
     seen = page.evaluate("window.__filesSeen")
