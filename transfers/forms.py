@@ -101,11 +101,13 @@ class DownloadForm(forms.Form):
     )
     max_speed = forms.IntegerField(required=False, min_value=1, label="max_speed (KB/s)", help_text="Empty: no limit.")
 
-    def __init__(self, *args: object, task_ids: list[int], **kwargs: object) -> None:
+    def __init__(self, *args: object, task_ids: list[int], labels: dict[int, str] | None = None, **kwargs: object) -> None:
+        """`labels`: what the page shows beside each task id (its scene and status), so tasks can be told apart."""
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         field = self.fields["task_id_list"]
         assert isinstance(field, forms.TypedMultipleChoiceField)
-        field.choices = [(task_id, str(task_id)) for task_id in task_ids]
+        labels = labels or {}
+        field.choices = [(task_id, f"{task_id} {labels[task_id]}" if task_id in labels else str(task_id)) for task_id in task_ids]
 
     def options(self) -> dict[str, object]:
         """The kind's options in the SDK's names (checked again, and typed, by the kind)."""

@@ -86,11 +86,18 @@ class JobRun:
         return run_transfer(source, destination, tasks, report=report, options=options, control=self.control, ledger=ledger)
 
     def _pending(self, leg: Leg) -> Iterator[Task]:
-        """The job's pending items in the leg's area, _PAGE at a time in primary-key order (never all at once)."""
+        """The job's pending items in the leg's area, _PAGE at a time in primary-key order (never all at once).
+
+        Not those an earlier transfer of this run (a watcher's last round) handed to the engine: finished,
+        but maybe not stored yet, they still read as pending and would be sent again (or, with a ledger,
+        count as "unchanged"). Taken before the query: an item stored since then reads as done."""
+        handed = set(self.recorder.names)
         pending = TransferItem.objects.filter(job_id=self.job.pk, state=TransferItem.State.PENDING, area=leg.area)
         last = 0
         while rows := list(pending.filter(pk__gt=last).order_by("pk").values_list("pk", "local", "server", "size")[:_PAGE]):
             for pk, local, server, size in rows:
+                if pk in handed:
+                    continue
                 self.recorder.track(pk, server, size)
                 if leg.direction == "download":
                     yield Move(item_id=pk, source=server, destination=local)

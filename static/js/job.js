@@ -47,6 +47,9 @@ function showFigures(f) {
     + (state.terminal && f.files_not_sent ? `, ${f.files_not_sent} not sent` : "");
 }
 
+// A download watcher still running: the farm may render more frames, so the totals are not final.
+const watching = () => Boolean(state.watch) && !state.terminal;
+
 function showState(s) {
   state = s;
   const status = $("job-status");
@@ -80,9 +83,12 @@ function showState(s) {
 function showWatch(watch) {
   // A download watcher's news: each render task's farm status and frames, and the next listing.
   const panel = $("job-watch");
+  state.watch = watch; // job.watch messages come between job.state ones
   panel.hidden = !watch;
+  $("job-files-more").hidden = !watching();
   if (!watch) return;
-  $("watch-next").textContent = watch.next_poll_at && !state.terminal ? clock(watch.next_poll_at) : "—";
+  // Only while running: a paused or stopped watcher lists nothing (a resumed one lists at once).
+  $("watch-next").textContent = watch.next_poll_at && state.running ? clock(watch.next_poll_at) : "—";
   $("watch-tasks").replaceChildren(...watch.tasks.map((t) => {
     const row = document.createElement("tr");
     const cells = [t.task_id, t.status, t.outputs_seen + (t.frames_expected ? ` of ${t.frames_expected}` : ""), t.settling, t.ended ? "yes" : "no"];
@@ -101,7 +107,7 @@ function showProgress(p) {
   showFigures(p);
   if (!state.running) return; // a message sent before a pause or a stop: no speed claimed for it
   $("job-speed").textContent = `${size(p.speed)}/s`;
-  $("job-eta").textContent = duration(p.eta);
+  $("job-eta").textContent = watching() ? "—" : duration(p.eta); // the frames still to render are not counted
   showActive(p.active);
 }
 

@@ -285,12 +285,34 @@ def test_auto_download_takes_each_frame_once_as_it_is_rendered_and_ends_with_the
     renderer.join()
 
     assert job.status == TransferJob.Status.COMPLETED, job.error
-    assert (job.files_total, job.files_done) == (24, 24)
+    assert (job.files_total, job.files_done, job.files_skipped) == (24, 24, 0)
     assert job.items.values("server").distinct().count() == 24, "every frame exactly once"
     for name in _files(_output(account)):
         assert _same(_output(account) / name, local / name)
     assert _files(local) == _files(_output(account))
     assert job.watch is not None and job.watch["tasks"][0]["ended"] is True
+
+
+def test_auto_download_that_overwrites_sends_each_frame_once_across_its_rounds(account, lead, local, enqueued):
+    # A round must not take again what the previous round finished but had not stored yet.
+    task, renderer = _render_in_background(account, frames=10, children=2, interval=0.1)
+
+    job = _run(
+        _start(
+            "auto_download",
+            account,
+            lead,
+            task_id_list=[task.task_id],
+            local_path=str(local),
+            sleep_time=0.3,
+            conflict="overwrite",
+        )
+    )
+    renderer.join()
+
+    assert job.status == TransferJob.Status.COMPLETED, job.error
+    assert (job.files_total, job.files_done, job.files_skipped) == (20, 20, 0)
+    assert job.bytes_sent == job.bytes_total == sum((_output(account) / name).stat().st_size for name in _files(local))
 
 
 def test_auto_download_after_task_completed_waits_for_the_end_then_takes_everything(account, lead, local, enqueued):

@@ -92,6 +92,7 @@ def _page(
 ) -> HttpResponse:
     may_manage = selectors.user_may(request.user, "manage", account)
     rows = _rows(account, request.user)
+    labels = {row["task"].task_id: f"{row['task'].scene} ({row['status'].label})" for row in rows}
     try:
         connector = connector_for(account)
         lines, unsupported = connector.lines(), ""
@@ -101,7 +102,7 @@ def _page(
         "account": account,
         "rows": rows,
         "may_run": selectors.user_may(request.user, "run", account),
-        "download": download or DownloadForm(task_ids=[row["task"].task_id for row in rows]),
+        "download": download or DownloadForm(task_ids=[row["task"].task_id for row in rows], labels=labels),
         "lines": lines,
         "unsupported": unsupported,
         "may_manage": may_manage,
@@ -166,8 +167,9 @@ def farm_download(request: HttpRequest, account_id: int) -> HttpResponse:
     from transfers.jobs import job_create
 
     account = get_object_or_404(selectors.accounts_for(request.user), pk=account_id)
-    task_ids = list(selectors.farm_tasks_for(request.user).filter(account=account, parent=None).values_list("task_id", flat=True))
-    form = DownloadForm(request.POST, task_ids=task_ids)
+    tops = selectors.farm_tasks_for(request.user).filter(account=account, parent=None).values_list("task_id", "scene", "status")
+    labels = {task_id: f"{scene} ({status_of(status).label})" for task_id, scene, status in tops}
+    form = DownloadForm(request.POST, task_ids=list(labels), labels=labels)
     if not form.is_valid():
         return _page(request, account, download=form)
     try:
