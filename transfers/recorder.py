@@ -94,8 +94,14 @@ class Recorder:
 
     def track(self, item_id: int, server: str, size: int | None) -> None:
         """An item handed to the engine (from its thread); forgotten once its result is stored."""
-        self.names[item_id] = server
-        self.expected[item_id] = size
+        with self._lock:
+            self.names[item_id] = server
+            self.expected[item_id] = size
+
+    def in_flight(self) -> set[int]:
+        """The items handed to the engine whose results are not stored yet."""
+        with self._lock:
+            return set(self.names)
         self.most_tracked = max(self.most_tracked, len(self.names))
 
     def __call__(self, event: Event) -> None:
@@ -160,9 +166,9 @@ class Recorder:
                 del self._finished[: len(batch)]
                 more = bool(self._finished)
                 self._room.notify_all()
-            for event in batch:
-                self.names.pop(event.item_id, None)
-                self.expected.pop(event.item_id, None)
+                for event in batch:  # under the lock: in_flight() copies `names` from the engine's thread
+                    self.names.pop(event.item_id, None)
+                    self.expected.pop(event.item_id, None)
             if not more:
                 return
             time.sleep(min(0.2, time.monotonic() - started))  # let a login or a Cancel take the lock

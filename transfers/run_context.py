@@ -91,7 +91,7 @@ class JobRun:
         Not those an earlier transfer of this run (a watcher's last round) handed to the engine: finished,
         but maybe not stored yet, they still read as pending and would be sent again (or, with a ledger,
         count as "unchanged"). Taken before the query: an item stored since then reads as done."""
-        handed = set(self.recorder.names)
+        handed = self.recorder.in_flight()
         pending = TransferItem.objects.filter(job_id=self.job.pk, state=TransferItem.State.PENDING, area=leg.area)
         last = 0
         while rows := list(pending.filter(pk__gt=last).order_by("pk").values_list("pk", "local", "server", "size")[:_PAGE]):

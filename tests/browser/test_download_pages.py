@@ -98,7 +98,7 @@ def test_a_lead_auto_downloads_a_simulated_render_and_watches_the_frames_arrive_
         expect(page).to_have_url(JOB_URL)
         expect(page.get_by_role("heading", name=re.compile(r"^Job \d+: "))).to_contain_text("uto")
         expect(page.locator("#job-status")).to_have_text("Queued")
-        expect(page.locator("#job-where")).to_contain_text(f"tasks {task.task_id}")
+        expect(page.locator("#job-where")).to_contain_text(f"the outputs of task {task.task_id}")
         expect(page.locator("#job-where")).to_contain_text(str(local))
         expect(page.locator("#job-live")).to_have_text("live")
         page.evaluate(RECORD_FILES_JS)

@@ -168,5 +168,5 @@ def test_a_download_job_page_says_what_it_moves(team, make_user, account, task, 
 
     page = html.unescape(client.get(f"/jobs/{response.json()['id']}/").content.decode())
 
-    assert f'the outputs of tasks {task.task_id}, from the output storage of farm account "farm" into {allowed_dir / "d"}' in page
+    assert f'the outputs of task {task.task_id}, from the output storage of farm account "farm" into {allowed_dir / "d"}' in page
     assert Path(allowed_dir).exists()

@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import time
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from django.conf import settings
 
 from transfers import downloads
 from transfers.farm import connector_for
 from transfers.kinds import register
 from transfers.kinds.base import JobKind, KeepGoing, Leg, NewItem, RunContext, Totals
-from transfers.kinds.options import AutoDownload, AutoDownloadAfterTaskCompleted, Download
+from transfers.kinds.options import AutoDownload, AutoDownloadAfterTaskCompleted, Download, OptionsInvalid
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from transfers.engine.runner import RunSummary
     from transfers.models import FarmAccount, Manifest, TransferJob
 
@@ -41,12 +42,15 @@ class _Downloads(JobKind[Download]):
         return Totals()
 
     def describe(self, options: Download, *, account: str) -> str:
-        what = (
-            f"the outputs of tasks {', '.join(map(str, options.task_id_list))}"
-            if options.task_id_list
-            else "the files of " + ", ".join(options.server_paths)
-        )
-        where = options.local_path or "renderfarm_sdk under the first allowed root"
+        ids = options.task_id_list
+        if ids:
+            what = f"the outputs of task{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))}"
+        else:
+            what = "the files of " + ", ".join(options.server_paths)
+        try:
+            where = str(downloads.local_root(options, [Path(root) for root in settings.ALLOWED_LOCAL_ROOTS]))
+        except OptionsInvalid:
+            where = options.local_path or downloads.DEFAULT_FOLDER
         return f'{what}, from the output storage of farm account "{account}" into {where}'
 
     def legs(self, options: Download) -> list[Leg]:
@@ -122,7 +126,8 @@ class AutoDownloadKind(_Downloads):
                     continue
                 done, status = downloads.ended(connector, watch.task_id, is_test_stop=options.is_test_stop)
                 task = connector.task(watch.task_id)
-                watch.status, watch.frames_expected = status, task.frames_expected
+                leaves = connector.leaves(watch.task_id)
+                watch.status, watch.frames_expected = status, sum(leaf.frames_expected for leaf in leaves)
                 if self.after_end_only and not done:
                     continue
                 # The status is read before the listing: what a task wrote before it ended is in this listing.
