@@ -146,14 +146,20 @@ def local_name(server: str, output_folder: str, options: Download) -> str:
 _NUMBERED = re.compile(r"^(?P<stem>.*?)(?: \((?P<n>\d+)\))?(?P<ext>\.[^./]*)?$")
 
 
-def free_name(destination: LocalFolder, path: str, *, also_taken: set[str] = frozenset()) -> str:  # type: ignore[assignment]
-    """`a (2).exr`, `a (3).exr`...: the first name beside `path` that neither the folder nor `also_taken`
-    holds (keep_both)."""
+def free_name(
+    destination: LocalFolder,
+    path: str,
+    *,
+    also_taken: set[str] = frozenset(),  # type: ignore[assignment]
+    on_disk: bool = True,
+) -> str:
+    """`a (2).exr`, `a (3).exr`...: the first name beside `path` that neither the folder (unless on_disk is
+    False) nor `also_taken` holds (keep_both; two outputs of one job with one local name)."""
     folder, _, name = path.rpartition("/")
     match = _NUMBERED.match(name)
     stem, ext = (match.group("stem"), match.group("ext") or "") if match else (name, "")
     try:
-        taken = destination.names(folder)
+        taken = destination.names(folder) if on_disk else set()
     except (OSError, PathRefused):
         taken = set()
     taken |= {other.rpartition("/")[2] for other in also_taken if other.rpartition("/")[0] == folder}

@@ -46,6 +46,7 @@ class JobRun:
         self.options = options
         self.connector = connector_for(job.account)
         self._taken: set[str] | None = None
+        self._locals: set[str] | None = None
         self._next_number: int | None = None
         self._local: LocalFolder | None = None
         self._areas: dict[str, LocalFolder] = {}
@@ -115,6 +116,7 @@ class JobRun:
             self._next_number = (TransferItem.objects.filter(job_id=self.job.pk).aggregate(n=Max("number"))["n"] or 0) + 1
         if conflict == "keep_both":
             items = self._beside_existing(items)
+        items = self._apart(items, keep_both=conflict == "keep_both")
         rows = []
         for item in items:
             rows.append(
@@ -137,6 +139,27 @@ class JobRun:
         self.recorder.grow(files=len(rows), size=added_bytes)
         self.taken.update(item.server for item in items)
         return len(rows)
+
+    def _apart(self, items: list[NewItem], *, keep_both: bool) -> list[NewItem]:
+        """Two outputs never share a local name in one job (download_filename_format "false" with two tasks of
+        one scene): the later one goes beside the earlier, as `name (2).ext`, never over it."""
+        if self._locals is None:
+            self._locals = set(TransferItem.objects.filter(job_id=self.job.pk).values_list("local", flat=True))
+        placed: list[NewItem] = []
+        for item in items:
+            name = item.local
+            if name in self._locals:
+                name = downloads.free_name(self.local_folder(), name, also_taken=self._locals, on_disk=keep_both)
+                logger.warning(
+                    "job %s: %s and an earlier output share the local name %s: written as %s",
+                    self.job.pk,
+                    item.server,
+                    item.local,
+                    name,
+                )
+            self._locals.add(name)
+            placed.append(NewItem(server=item.server, local=name, size=item.size))
+        return placed
 
     def _beside_existing(self, items: list[NewItem]) -> list[NewItem]:
         """keep_both: an output whose local name holds other bytes goes beside it, as `name (2).ext`."""
