@@ -16,7 +16,8 @@ import msgspec
 KBps = Annotated[int, msgspec.Meta(ge=1, le=10_485_760, description="KB/s, as in the SDK")]
 Port = Annotated[int, msgspec.Meta(ge=1, le=65_535)]
 TaskId = Annotated[int, msgspec.Meta(ge=1, le=2**53)]
-LocalPath = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+# No NUL: no file name holds one, and the path functions raise ValueError on it (a 500, a traceback).
+LocalPath = Annotated[str, msgspec.Meta(min_length=1, max_length=4096, pattern="^[^\x00]*$")]
 
 
 class OptionsInvalid(ValueError):
