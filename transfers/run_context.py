@@ -6,6 +6,7 @@ download's outputs), waiting between polls, and the watcher's notes for the page
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -169,7 +170,9 @@ class JobRun:
         for item in items:
             name = item.local
             there = local.stat(name)
-            if name in chosen or (there is not None and downloads.identical(source, item.server, local, name) is None):
+            # A folder (or anything not a file) at the name is kept too: the frame goes beside it.
+            other = there is None and os.path.lexists(local.native_path(name) or "")
+            if name in chosen or other or (there is not None and downloads.identical(source, item.server, local, name) is None):
                 name = downloads.free_name(local, name, also_taken=chosen)
             chosen.add(name)
             placed.append(NewItem(server=item.server, local=name, size=item.size))

@@ -27,6 +27,14 @@ __all__ = ["account", "enqueued", "lead", "local"]  # fixtures shared with test_
 SYSTEM = Actor(user=None)
 
 
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A folder outside the allowed roots and the farm (the farm lives in tmp_path/farm)."""
+    path = tmp_path / "outside"
+    path.mkdir()
+    return path
+
+
 def _client(user: Any) -> Client:
     client = Client()
     client.force_login(user)
@@ -174,3 +182,176 @@ def test_a_thousand_task_ids_make_one_job_quickly(account, lead, local, make_far
 
     assert response.status_code == 201, response.content[:300]
     assert time.monotonic() - started < 5, "the request only records the job"
+
+
+# --- local paths that try to escape --------------------------------------------------------------------------
+
+
+def test_a_local_path_through_a_symlink_out_of_the_allowed_roots_is_refused(account, lead, allowed_dir, outside):
+    task = _render(account, frames=1)
+    (allowed_dir / "out").symlink_to(outside)
+
+    for path in (allowed_dir / "out", allowed_dir / "out" / "deeper", allowed_dir / "x" / ".." / "out"):
+        with pytest.raises(kinds.OptionsInvalid, match="not under an allowed local root"):
+            _start("download", account, lead, task_id_list=[task.task_id], local_path=str(path))
+    assert not TransferJob.objects.exists()
+
+
+def test_a_local_path_swapped_for_a_symlink_after_the_job_was_made_writes_nothing_outside(
+    account, lead, local, outside, enqueued
+):
+    task = _render(account, frames=2)
+    local.mkdir()
+    job = _start("download", account, lead, task_id_list=[task.task_id], local_path=str(local))
+    local.rmdir()
+    local.symlink_to(outside)
+
+    job = _run(job)
+
+    assert job.status == TransferJob.Status.FAILED
+    assert "local_path" in job.error and "not under an allowed local root" in job.error
+    assert list(outside.iterdir()) == []
+
+
+def test_a_task_folder_inside_the_local_path_that_is_a_symlink_out_is_never_written_through(
+    account, lead, local, outside, enqueued
+):
+    task = _render(account, frames=2)
+    local.mkdir()
+    (local / task.output_folder).symlink_to(outside)
+
+    job = _run(_start("download", account, lead, task_id_list=[task.task_id], local_path=str(local)))
+
+    assert list(outside.iterdir()) == [], "nothing written through the symlink"
+    assert job.status != TransferJob.Status.COMPLETED
+    assert job.files_failed == 2 or "symlink" in job.error
+
+
+def test_a_local_file_that_is_a_symlink_out_is_replaced_not_written_through(account, lead, local, outside, enqueued):
+    task = _render(account, frames=1)
+    precious = outside / "precious"
+    precious.write_bytes(b"keep me")
+    (local / task.output_folder).mkdir(parents=True)
+    (local / task.output_folder / "shot.0001.exr").symlink_to(precious)
+
+    for conflict in ("skip_identical", "overwrite", "keep_both"):
+        _run(_start("download", account, lead, task_id_list=[task.task_id], local_path=str(local), conflict=conflict))
+        assert precious.read_bytes() == b"keep me", conflict
+
+
+# --- farm outputs that try to escape -------------------------------------------------------------------------
+
+
+def test_a_symlinked_task_folder_in_the_farm_output_area_lists_and_reads_nothing_outside(
+    account, lead, local, outside, enqueued, make_farm_task
+):
+    secret = outside / "secret"
+    secret.mkdir()
+    (secret / "passwords.txt").write_bytes(b"hunter2")
+    task = make_farm_task(account, scene="evil", status=25, frames_expected=1)
+    output = _output(account)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / task.output_folder).symlink_to(secret)
+
+    job = _run(_start("download", account, lead, task_id_list=[task.task_id], local_path=str(local)))
+
+    assert not local.exists() or _files(local) == []
+    assert "passwords.txt" not in json.dumps(list(job.items.values_list("server", "local", "error")))
+
+
+def test_symlinks_fifos_and_dot_names_planted_among_the_farm_outputs_are_never_read(
+    account, lead, local, outside, enqueued, make_farm_task
+):
+    task = make_farm_task(account, scene="mix", status=25, frames_expected=1)
+    folder = _output(account) / task.output_folder
+    folder.mkdir(parents=True)
+    (folder / "mix.0001.exr").write_bytes(b"frame")
+    (outside / "secret").write_bytes(b"hunter2")
+    (folder / "link.exr").symlink_to(outside / "secret")
+    os.mkfifo(folder / "pipe.exr")
+
+    job = _run(_start("download", account, lead, task_id_list=[task.task_id], local_path=str(local)))
+
+    assert job.status == TransferJob.Status.COMPLETED, job.error
+    assert _files(local) == [f"{task.output_folder}/mix.0001.exr"]
+
+
+# --- frames announced but not what was announced ----------------------------------------------------------
+
+
+def _announce(account: Any, task: Any, name: str, data: bytes) -> Path:
+    frame = _output(account) / task.output_folder / name
+    frame.parent.mkdir(parents=True, exist_ok=True)
+    frame.write_bytes(data)
+    farm_event_record(
+        account=account,
+        event={"type": "frame_finished", "task_id": task.task_id, "path": f"{task.output_folder}/{name}", "size": len(data)},
+        actor=SYSTEM,
+    )
+    return frame
+
+
+def test_a_frame_cut_short_after_it_was_announced_is_never_called_done(account, lead, local, enqueued, make_farm_task):
+    task = make_farm_task(account, scene="cut", status=25, frames_expected=1)
+    frame = _announce(account, task, "cut.0001.exr", os.urandom(5000))
+    os.truncate(frame, 2000)  # the render manager rewrites it, or a disk hiccup cut it
+
+    job = _run(_start("download", account, lead, task_id_list=[task.task_id], local_path=str(local)))
+
+    done = list(job.items.filter(state=TransferItem.State.DONE).values_list("server", "size"))
+    assert (f"{task.output_folder}/cut.0001.exr", 2000) not in done, "2000 of the 5000 announced bytes is not the frame"
+    assert job.status != TransferJob.Status.COMPLETED or job.files_done == 0
+
+
+def test_a_frame_announced_then_removed_fails_its_item_saying_which(account, lead, local, enqueued, make_farm_task):
+    task = make_farm_task(account, scene="gone", status=25, frames_expected=2)
+    kept = _announce(account, task, "gone.0001.exr", os.urandom(3000))
+    _announce(account, task, "gone.0002.exr", os.urandom(3000)).unlink()
+
+    job = _run(_start("download", account, lead, task_id_list=[task.task_id], local_path=str(local)))
+
+    assert _same(kept, local / task.output_folder / "gone.0001.exr")
+    missing = job.items.get(server=f"{task.output_folder}/gone.0002.exr")
+    assert missing.state == TransferItem.State.FAILED and missing.error
+    assert job.status != TransferJob.Status.COMPLETED
+
+
+# --- what is already at a frame's local name ---------------------------------------------------------------
+
+
+def test_a_local_folder_where_a_frame_should_go_fails_that_frame_alone_with_a_clear_reason(account, lead, local, enqueued):
+    task = _render(account, frames=3)
+    (local / task.output_folder / "shot.0002.exr" / "inside").mkdir(parents=True)
+
+    for conflict in ("skip_identical", "overwrite"):
+        job = _run(_start("download", account, lead, task_id_list=[task.task_id], local_path=str(local), conflict=conflict))
+        blocked = job.items.get(server=f"{task.output_folder}/shot.0002.exr")
+        assert blocked.state == TransferItem.State.FAILED, conflict
+        assert "folder" in blocked.error.lower() or "directory" in blocked.error.lower(), blocked.error
+        assert job.files_done == 2 and (local / task.output_folder / "shot.0002.exr" / "inside").is_dir()
+
+
+def test_keep_both_writes_beside_a_local_folder_of_the_frame_s_name(account, lead, local, enqueued):
+    task = _render(account, frames=1)
+    (local / task.output_folder / "shot.0001.exr").mkdir(parents=True)
+
+    job = _run(_start("download", account, lead, task_id_list=[task.task_id], local_path=str(local), conflict="keep_both"))
+
+    assert job.status == TransferJob.Status.COMPLETED, job.error
+    assert _same(local / task.output_folder / "shot.0001 (2).exr", _output(account) / task.output_folder / "shot.0001.exr")
+
+
+def test_keep_both_never_takes_the_name_of_another_output_of_the_same_task(account, lead, local, enqueued, make_farm_task):
+    task = make_farm_task(account, scene="k", status=25, frames_expected=2)
+    folder = _output(account) / task.output_folder
+    folder.mkdir(parents=True)
+    (folder / "k.exr").write_bytes(b"new k")
+    (folder / "k (2).exr").write_bytes(b"new k (2)")
+    (local / task.output_folder).mkdir(parents=True)
+    (local / task.output_folder / "k.exr").write_bytes(b"old k")
+
+    job = _run(_start("download", account, lead, task_id_list=[task.task_id], local_path=str(local), conflict="keep_both"))
+
+    assert job.status == TransferJob.Status.COMPLETED, job.error
+    held = sorted((local / name).read_bytes() for name in _files(local))
+    assert held == [b"new k", b"new k (2)", b"old k"]
