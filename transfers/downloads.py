@@ -125,7 +125,7 @@ def complete_outputs(watch: TaskWatch, outputs: list[FarmOutput], *, ended: bool
             complete.append(output)
             continue
         before = watch.sizes.get(output.path)
-        if before is not None and before == output.size and output.size > 0:
+        if before is not None and before == output.size and output.size > 0 and not output.short:
             complete.append(output)
         else:
             sizes[output.path] = output.size

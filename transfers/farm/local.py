@@ -79,9 +79,13 @@ class LocalFarm(FarmConnector):
             announced = FarmFrame.objects.filter(
                 task__account=self.account, task__task_id=leaf.task_id, finished_at__isnull=False
             )
+            on_disk = dict(_files_under(output, leaf.output_folder))
             for path, size in announced.values_list("path", "size"):
-                found[path] = FarmOutput(path=path, size=size, finished=True)
-            for path, size in _files_under(output, leaf.output_folder):
+                # Announced, but not that size now (rewritten, cut short): not complete until it is again.
+                # A missing one stays "finished": its item fails saying the file is gone.
+                there = on_disk.get(path, size)
+                found[path] = FarmOutput(path=path, size=there, finished=there == size, expected=size)
+            for path, size in on_disk.items():
                 found.setdefault(path, FarmOutput(path=path, size=size, finished=False))
         return [found[path] for path in sorted(found)]
 
