@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from transfers import downloads, progress
 from transfers.engine.endpoints import Destination, LocalFiles, LocalFolder, Source, StoredFile
-from transfers.engine.paths import PathMap
+from transfers.engine.paths import PathMap, PathRefused
 from transfers.engine.runner import Control, Move, RunSummary, Task, TransferOptions, run_transfer
 from transfers.farm import connector_for
 from transfers.kinds.base import Leg, NewItem
@@ -67,7 +67,11 @@ class JobRun:
             assert isinstance(self.options, Download)
             roots = [Path(root) for root in settings.ALLOWED_LOCAL_ROOTS]
             root = downloads.local_root(self.options, roots, create=True)
-            self._local = LocalFolder(root, label=f"local folder {root}", where="the local folder", allowed_roots=roots)
+            try:
+                self._local = LocalFolder(root, label=f"local folder {root}", where="the local folder", allowed_roots=roots)
+            except (PathRefused, OSError) as exc:  # changed since its check (a symlink, another filesystem...)
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                raise downloads.DownloadRefused(f"local_path: cannot open the local folder {str(root)!r}: {reason}") from None
         return self._local
 
     # --- the engine ---------------------------------------------------------------------------------

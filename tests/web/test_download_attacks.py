@@ -355,3 +355,108 @@ def test_keep_both_never_takes_the_name_of_another_output_of_the_same_task(accou
     assert job.status == TransferJob.Status.COMPLETED, job.error
     held = sorted((local / name).read_bytes() for name in _files(local))
     assert held == [b"new k", b"new k (2)", b"old k"]
+
+
+# --- a full destination disk ----------------------------------------------------------------------------------
+
+
+def test_a_download_onto_a_full_disk_ends_saying_so_keeps_its_finished_frames_and_resumes(
+    account, lead, local, enqueued, make_farm_task, monkeypatch
+):
+    from tests.engine.disks import limited_disk
+
+    mib = 1 << 20
+    task = make_farm_task(account, scene="big", status=25, frames_expected=6)
+    folder = _output(account) / task.output_folder
+    folder.mkdir(parents=True)
+    for number in range(1, 7):
+        (folder / f"big.{number:04d}.exr").write_bytes(os.urandom(mib))
+
+    # Emulated: a real tmpfs at the local path would be another filesystem, which the walk refuses.
+    with limited_disk(local, int(3.5 * mib), monkeypatch, emulated=True):
+        job = _run(_start("download", account, lead, task_id_list=[task.task_id], local_path=str(local), pool_size=2))
+
+        assert job.status != TransferJob.Status.COMPLETED
+        assert "destination full" in job.error, job.error
+        assert "local folder" in job.error and str(local) in job.error, "names the folder, path unmangled"
+        kept = _files(local)
+        assert 1 <= len(kept) <= 3 and job.files_done == len(kept)
+        for name in kept:
+            assert _same(local / name, _output(account) / name), "what arrived is whole"
+        assert job.items.filter(state=TransferItem.State.DONE).count() == len(kept)
+
+        moved = local.parent / "moved"
+        (local / task.output_folder).rename(moved)  # the user frees the room; a retry brings the rest
+        assert services.job_retry(job=job, user=lead)
+        job = _run(job)
+
+    assert job.status == TransferJob.Status.COMPLETED, job.error
+    assert sorted(_files(local) + [f"{task.output_folder}/{p.name}" for p in moved.iterdir()]) == _files(_output(account))
+
+def test_a_local_folder_swapped_for_a_symlink_between_its_check_and_its_open_fails_the_job_saying_why(
+    account, lead, local, allowed_dir, enqueued, monkeypatch
+):
+    from transfers import downloads, run_context
+
+    task = _render(account, frames=1)
+    local.mkdir()
+    elsewhere = allowed_dir / "elsewhere"  # inside the allowed root: only the swap itself is wrong
+    elsewhere.mkdir()
+    checked = downloads.local_root
+
+    def check_then_swap(*args: Any, create: bool = False, **kwargs: Any) -> Path:
+        found = checked(*args, create=create, **kwargs)
+        if create:  # the worker's check, just before it opens the folder
+            local.rmdir()
+            local.symlink_to(elsewhere)
+        return found
+
+    monkeypatch.setattr(run_context.downloads, "local_root", check_then_swap)
+
+    job = _run(_start("download", account, lead, task_id_list=[task.task_id], local_path=str(local)))
+
+    assert job.status == TransferJob.Status.FAILED
+    assert "internal error" not in job.error and "symlink" in job.error, job.error
+    assert list(elsewhere.iterdir()) == []
+
+
+# --- the broker or the channel layer gone while a watcher waits ------------------------------------------
+
+
+def test_a_watcher_keeps_downloading_while_the_channel_layer_is_down(account, lead, local, enqueued, monkeypatch):
+    class Down:
+        async def group_send(self, group: str, message: Any) -> None:
+            raise ConnectionError("Redis is gone")
+
+    monkeypatch.setattr(progress, "get_channel_layer", Down)
+    task = _render(account, frames=4)
+
+    job = _run(_start("auto_download", account, lead, task_id_list=[task.task_id], local_path=str(local), sleep_time=0.2))
+
+    assert job.status == TransferJob.Status.COMPLETED, job.error
+    assert len(_files(local)) == 4
+
+
+# --- secrets ---------------------------------------------------------------------------------------------------
+
+
+def test_the_account_s_access_key_is_in_no_download_job_option_answer_or_page(
+    account, lead, local, enqueued, make_user, team
+):
+    account.access_key = "AKIA-SECRET-DO-NOT-SHOW"
+    account.save()
+    task = _render(account, frames=1)
+    client = _client(lead)
+    started = _post(client, f"/api/accounts/{account.pk}/download/", {"task_id_list": [task.task_id], "local_path": str(local)})
+    job = _run(TransferJob.objects.get(pk=started.json()["id"]))
+
+    seen = [
+        started.content.decode(),
+        json.dumps(job.options),
+        json.dumps(job.watch),
+        client.get(f"/api/jobs/{job.pk}/").content.decode(),
+        client.get(f"/jobs/{job.pk}/").content.decode(),
+        client.get(f"/farm/{account.pk}/").content.decode(),
+        client.get("/api/jobs/").content.decode(),
+    ]
+    assert not [text for text in seen if "AKIA-SECRET" in text]
