@@ -460,3 +460,46 @@ def test_the_account_s_access_key_is_in_no_download_job_option_answer_or_page(
         client.get("/api/jobs/").content.decode(),
     ]
     assert not [text for text in seen if "AKIA-SECRET" in text]
+
+
+# --- sizes: many paths, long strings, many outputs ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"server_path": ["x"] * 1001}, "server_path"),
+        ({"server_path": "x" * 5000}, "server_path"),
+        ({"server_path": ["x" * 5000]}, "server_path"),
+        ({"server_ip": "1" * 5000}, "server_ip"),
+        ({"engine_type": "e" * 5000}, "engine_type"),
+    ],
+)
+def test_lists_and_strings_in_download_options_are_bounded(account, lead, options, named):
+    task = _render(account, frames=1)
+    options = {"task_id_list": [task.task_id], **options}
+
+    response = _post(_client(lead), f"/api/accounts/{account.pk}/download/", options)
+
+    assert response.status_code == 400, response.content[:200]
+    assert named in response.json()["detail"]
+    assert not TransferJob.objects.exists()
+
+
+def test_a_task_with_thousands_of_outputs_downloads_each_once(account, lead, local, enqueued, make_farm_task):
+    import time
+
+    task = make_farm_task(account, scene="many", status=25, frames_expected=3000)
+    folder = _output(account) / task.output_folder
+    for layer in range(3):
+        (folder / f"l{layer}").mkdir(parents=True)
+        for number in range(1000):
+            (folder / f"l{layer}" / f"many.{number:04d}.exr").write_bytes(b"%d" % number)
+
+    started = time.monotonic()
+    job = _run(_start("download", account, lead, task_id_list=[task.task_id], local_path=str(local)))
+
+    assert job.status == TransferJob.Status.COMPLETED, job.error
+    assert (job.files_total, job.files_done, job.items.values("server").distinct().count()) == (3000, 3000, 3000)
+    assert len(_files(local)) == 3000
+    assert time.monotonic() - started < 120
