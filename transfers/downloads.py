@@ -118,17 +118,24 @@ def ended(connector: FarmConnector, task_id: int, *, is_test_stop: bool) -> tupl
 
 def complete_outputs(watch: TaskWatch, outputs: list[FarmOutput], *, ended: bool) -> list[FarmOutput]:
     """The outputs complete now: announced finished, or unannounced with the same non-zero size as at
-    the previous listing. Remembers this listing's sizes for the next."""
+    the previous listing (an empty one too once the task `ended`). Remembers this listing's sizes for the
+    next. DownloadRefused for an ended task's frame that stays short of the size announced for it."""
     complete, sizes = [], {}
     for output in outputs:
         if output.finished:
             complete.append(output)
             continue
         before = watch.sizes.get(output.path)
-        if before is not None and before == output.size and output.size > 0 and not output.short:
-            complete.append(output)
-        else:
-            sizes[output.path] = output.size
+        if before is not None and before == output.size:
+            if output.short and ended:  # it will not grow back: never an endless wait, never a short frame done
+                raise DownloadRefused(
+                    f"task {watch.task_id}: {output.path} was announced finished at {output.expected} bytes and now "
+                    f"holds {output.size}"
+                )
+            if not output.short and (output.size > 0 or ended):  # an empty file is complete once its task ended
+                complete.append(output)
+                continue
+        sizes[output.path] = output.size
     watch.sizes = sizes
     watch.outputs_seen = len(outputs)
     return complete

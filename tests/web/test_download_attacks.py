@@ -14,7 +14,6 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from tests.conftest import wait_for
 from tests.web.test_downloads import _files, _output, _render, _run, _same, _start, account, enqueued, lead, local
 from transfers import execution, kinds, progress, services
 from transfers.farm_events import Actor, farm_event_record
@@ -191,7 +190,8 @@ def test_a_local_path_through_a_symlink_out_of_the_allowed_roots_is_refused(acco
     task = _render(account, frames=1)
     (allowed_dir / "out").symlink_to(outside)
 
-    for path in (allowed_dir / "out", allowed_dir / "out" / "deeper", allowed_dir / "x" / ".." / "out"):
+    climbing = Path(f"{allowed_dir}/../../../../../../etc")
+    for path in (allowed_dir / "out", allowed_dir / "out" / "deeper", allowed_dir / "x" / ".." / "out", climbing):
         with pytest.raises(kinds.OptionsInvalid, match="not under an allowed local root"):
             _start("download", account, lead, task_id_list=[task.task_id], local_path=str(path))
     assert not TransferJob.objects.exists()
@@ -393,6 +393,7 @@ def test_a_download_onto_a_full_disk_ends_saying_so_keeps_its_finished_frames_an
     assert job.status == TransferJob.Status.COMPLETED, job.error
     assert sorted(_files(local) + [f"{task.output_folder}/{p.name}" for p in moved.iterdir()]) == _files(_output(account))
 
+
 def test_a_local_folder_swapped_for_a_symlink_between_its_check_and_its_open_fails_the_job_saying_why(
     account, lead, local, allowed_dir, enqueued, monkeypatch
 ):
@@ -440,9 +441,7 @@ def test_a_watcher_keeps_downloading_while_the_channel_layer_is_down(account, le
 # --- secrets ---------------------------------------------------------------------------------------------------
 
 
-def test_the_account_s_access_key_is_in_no_download_job_option_answer_or_page(
-    account, lead, local, enqueued, make_user, team
-):
+def test_the_account_s_access_key_is_in_no_download_job_option_answer_or_page(account, lead, local, enqueued, make_user, team):
     account.access_key = "AKIA-SECRET-DO-NOT-SHOW"
     account.save()
     task = _render(account, frames=1)
@@ -503,3 +502,71 @@ def test_a_task_with_thousands_of_outputs_downloads_each_once(account, lead, loc
     assert (job.files_total, job.files_done, job.items.values("server").distinct().count()) == (3000, 3000, 3000)
     assert len(_files(local)) == 3000
     assert time.monotonic() - started < 120
+
+
+def test_an_auto_download_of_a_thousand_ended_tasks_ends_in_reasonable_time(account, lead, local, enqueued, make_farm_task):
+    import time
+
+    ids = [make_farm_task(account, scene=f"s{n}", status=25, frames_expected=0).task_id for n in range(1000)]
+    job = _start("auto_download", account, lead, task_id_list=ids, local_path=str(local), sleep_time=0.2)
+
+    started = time.monotonic()
+    job = _run(job)
+
+    assert job.status == TransferJob.Status.COMPLETED, job.error
+    assert len(job.watch["tasks"]) == 1000 and all(task["ended"] for task in job.watch["tasks"])
+    assert time.monotonic() - started < 60  # 13 s here, one listing: each poll costs ~10 ms a task
+
+
+def _run_in_thread(job: TransferJob, seconds: float) -> TransferJob:
+    runner = threading.Thread(target=execution.job_run, kwargs={"job_id": job.pk}, daemon=True)
+    runner.start()
+    runner.join(seconds)
+    if runner.is_alive():
+        services.job_cancel(job=job, user=job.created_by)
+        runner.join(20)
+    job.refresh_from_db()
+    return job
+
+
+def test_an_auto_download_of_an_ended_task_with_an_empty_output_file_ends(account, lead, local, enqueued, make_farm_task):
+    task = make_farm_task(account, scene="empty", status=25, frames_expected=2)
+    folder = _output(account) / task.output_folder
+    folder.mkdir(parents=True)
+    (folder / "empty.0001.exr").write_bytes(b"frame")
+    (folder / "render.log").write_bytes(b"")  # an empty file the renderer left: complete, and empty
+
+    job = _run_in_thread(
+        _start("auto_download", account, lead, task_id_list=[task.task_id], local_path=str(local), sleep_time=0.2), 15
+    )
+
+    assert job.status == TransferJob.Status.COMPLETED, f"the watcher must end with its task: {job.status} {job.watch}"
+    assert _files(local) == [f"{task.output_folder}/empty.0001.exr", f"{task.output_folder}/render.log"]
+
+
+def test_an_auto_download_of_an_ended_task_with_a_frame_cut_short_after_its_announcement_fails_saying_which(
+    account, lead, local, enqueued, make_farm_task
+):
+    task = make_farm_task(account, scene="cut", status=25, frames_expected=1)
+    frame = _announce(account, task, "cut.0001.exr", os.urandom(5000))
+    os.truncate(frame, 2000)
+
+    job = _run_in_thread(
+        _start("auto_download", account, lead, task_id_list=[task.task_id], local_path=str(local), sleep_time=0.2), 10
+    )
+
+    assert not job.items.filter(state=TransferItem.State.DONE).exists()
+    assert job.status == TransferJob.Status.FAILED, "ended on its own, not waiting for ever"
+    assert f"{task.output_folder}/cut.0001.exr was announced finished at 5000 bytes and now holds 2000" in job.error
+
+
+def test_farm_events_cannot_announce_a_frame_outside_its_task_folder(account, make_farm_task):
+    from transfers.farm_events import EventInvalid
+
+    task = make_farm_task(account, scene="ev", status=5, frames_expected=1)
+    for path in ("../../../etc/passwd", "/etc/passwd", f"{task.output_folder}/../other/x.exr", "other_task/x.exr"):
+        with pytest.raises(EventInvalid):
+            farm_event_record(
+                account=account, event={"type": "frame_finished", "task_id": task.task_id, "path": path, "size": 1}, actor=SYSTEM
+            )
+    assert not FarmFrame.objects.exists()
