@@ -20,6 +20,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from django.conf import settings
+
 from transfers.engine import hashing
 from transfers.engine.endpoints import LocalFolder
 from transfers.engine.ledger import LedgerRecord
@@ -56,6 +58,9 @@ def local_root(options: Download, allowed_roots: Sequence[Path], *, create: bool
     if not any(_under(real, root) for root in roots):
         shown = ", ".join(str(root) for root in roots)
         raise OptionsInvalid(f"local_path: {str(wanted)!r} is not under an allowed local root ({shown})")
+    farm = Path(settings.FARM_ROOT).resolve()
+    if _under(real, farm):  # an allowed root that holds the farm's folders: every team's storage areas are there
+        raise OptionsInvalid(f"local_path: {str(wanted)!r} is inside the farm storage ({farm}); choose a folder of your own")
     if create:
         try:
             real.mkdir(parents=True, exist_ok=True, mode=0o755)

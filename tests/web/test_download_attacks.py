@@ -570,3 +570,17 @@ def test_farm_events_cannot_announce_a_frame_outside_its_task_folder(account, ma
                 account=account, event={"type": "frame_finished", "task_id": task.task_id, "path": path, "size": 1}, actor=SYSTEM
             )
     assert not FarmFrame.objects.exists()
+
+
+def test_a_local_path_inside_the_farm_s_own_storage_is_refused_even_under_an_allowed_root(
+    account, lead, make_account, make_team, settings, farm_root
+):
+    task = _render(account, frames=1)
+    theirs = make_account(make_team("Other"), name="theirs")
+    settings.ALLOWED_LOCAL_ROOTS = [farm_root.parent]  # an allowed root that holds the farm's folders
+    from transfers.farm import connector_for
+
+    for target in (connector_for(theirs).area_root("input"), connector_for(account).area_root("output") / "x", farm_root):
+        with pytest.raises(kinds.OptionsInvalid, match="farm"):
+            _start("download", account, lead, task_id_list=[task.task_id], local_path=str(target))
+    assert not TransferJob.objects.exists()
