@@ -584,3 +584,16 @@ def test_a_local_path_inside_the_farm_s_own_storage_is_refused_even_under_an_all
         with pytest.raises(kinds.OptionsInvalid, match="farm"):
             _start("download", account, lead, task_id_list=[task.task_id], local_path=str(target))
     assert not TransferJob.objects.exists()
+
+
+def test_a_download_of_an_ended_task_brings_its_empty_output_files_too(account, lead, local, enqueued, make_farm_task):
+    task = make_farm_task(account, scene="empty", status=25, frames_expected=1)
+    folder = _output(account) / task.output_folder
+    folder.mkdir(parents=True)
+    (folder / "empty.0001.exr").write_bytes(b"frame")
+    (folder / "render.log").write_bytes(b"")
+
+    job = _run(_start("download", account, lead, task_id_list=[task.task_id], local_path=str(local)))
+
+    assert job.status == TransferJob.Status.COMPLETED, job.error
+    assert _files(local) == [f"{task.output_folder}/empty.0001.exr", f"{task.output_folder}/render.log"]

@@ -92,9 +92,11 @@ class DownloadKind(_Downloads):
                 if listing and not ctx.wait(_STABLE_GAP):
                     return []
                 for watch in watches.values():
+                    # Read before the listing, as the watcher does: an ended task's empty files are complete.
+                    done, _status = downloads.ended(connector, watch.task_id, is_test_stop=False)
                     task = connector.task(watch.task_id)
                     outputs = connector.outputs(watch.task_id)
-                    complete = downloads.complete_outputs(watch, outputs, ended=False)
+                    complete = downloads.complete_outputs(watch, outputs, ended=done)
                     self.take(ctx, options, [(o.path, o.size, task.output_folder) for o in complete])
         return [ctx.transfer(self.legs(options)[0])]
 
