@@ -519,7 +519,15 @@ def test_an_auto_download_of_a_thousand_ended_tasks_ends_in_reasonable_time(acco
 
 
 def _run_in_thread(job: TransferJob, seconds: float) -> TransferJob:
-    runner = threading.Thread(target=execution.job_run, kwargs={"job_id": job.pk}, daemon=True)
+    def run() -> None:
+        from django.db import connection
+
+        try:
+            execution.job_run(job_id=job.pk)
+        finally:
+            connection.close()  # this thread's own connection: PostgreSQL drops the test database after
+
+    runner = threading.Thread(target=run, daemon=True)
     runner.start()
     runner.join(seconds)
     if runner.is_alive():
