@@ -605,3 +605,12 @@ def test_a_download_of_an_ended_task_brings_its_empty_output_files_too(account, 
 
     assert job.status == TransferJob.Status.COMPLETED, job.error
     assert _files(local) == [f"{task.output_folder}/empty.0001.exr", f"{task.output_folder}/render.log"]
+
+
+def test_auto_download_refuses_a_server_path_that_escapes_the_output_area(account, lead, local):
+    task = _render(account, frames=1)
+
+    for kind in ("auto_download", "auto_download_after_task_completed"):
+        with pytest.raises(kinds.OptionsInvalid, match=r"server_path\[0\]"):
+            _start(kind, account, lead, task_id_list=[task.task_id], server_path="../../../etc", local_path=str(local))
+    assert not TransferJob.objects.exists()

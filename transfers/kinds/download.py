@@ -110,6 +110,7 @@ class AutoDownloadKind(_Downloads):
 
     def plan(self, *, account: FarmAccount, manifest: Manifest | None, options: Download, roots: list[Path]) -> Totals:
         downloads.local_root(options, roots)
+        downloads.check_server_paths(options)  # never stored unchecked, though a watcher follows its tasks only
         downloads.check_tasks(connector_for(account), options.task_id_list)
         return Totals()
 
