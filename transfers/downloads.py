@@ -20,6 +20,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from django.conf import settings
+
 from transfers.engine import hashing
 from transfers.engine.endpoints import Endpoint
 from transfers.engine.endpoints.base import checksum_of
@@ -57,6 +59,9 @@ def local_root(options: Download, allowed_roots: Sequence[Path], *, create: bool
     if not any(_under(real, root) for root in roots):
         shown = ", ".join(str(root) for root in roots)
         raise OptionsInvalid(f"local_path: {str(wanted)!r} is not under an allowed local root ({shown})")
+    farm = Path(settings.FARM_ROOT).resolve()
+    if _under(real, farm):  # an allowed root that holds the farm's folders: every team's storage areas are there
+        raise OptionsInvalid(f"local_path: {str(wanted)!r} is inside the farm storage ({farm}); choose a folder of your own")
     if create:
         try:
             real.mkdir(parents=True, exist_ok=True, mode=0o755)
@@ -119,17 +124,24 @@ def ended(connector: FarmConnector, task_id: int, *, is_test_stop: bool) -> tupl
 
 def complete_outputs(watch: TaskWatch, outputs: list[FarmOutput], *, ended: bool) -> list[FarmOutput]:
     """The outputs complete now: announced finished, or unannounced with the same non-zero size as at
-    the previous listing. Remembers this listing's sizes for the next."""
+    the previous listing (an empty one too once the task `ended`). Remembers this listing's sizes for the
+    next. DownloadRefused for an ended task's frame that stays short of the size announced for it."""
     complete, sizes = [], {}
     for output in outputs:
         if output.finished:
             complete.append(output)
             continue
         before = watch.sizes.get(output.path)
-        if before is not None and before == output.size and output.size > 0:
-            complete.append(output)
-        else:
-            sizes[output.path] = output.size
+        if before is not None and before == output.size:
+            if output.short and ended:  # it will not grow back: never an endless wait, never a short frame done
+                raise DownloadRefused(
+                    f"task {watch.task_id}: {output.path} was announced finished at {output.expected} bytes and now "
+                    f"holds {output.size}"
+                )
+            if not output.short and (output.size > 0 or ended):  # an empty file is complete once its task ended
+                complete.append(output)
+                continue
+        sizes[output.path] = output.size
     watch.sizes = sizes
     watch.outputs_seen = len(outputs)
     return complete
@@ -147,14 +159,20 @@ def local_name(server: str, output_folder: str, options: Download) -> str:
 _NUMBERED = re.compile(r"^(?P<stem>.*?)(?: \((?P<n>\d+)\))?(?P<ext>\.[^./]*)?$")
 
 
-def free_name(destination: Endpoint, path: str, *, also_taken: set[str] = frozenset()) -> str:  # type: ignore[assignment]
-    """`a (2).exr`, `a (3).exr`...: the first name beside `path` that neither the folder nor `also_taken`
-    holds (keep_both)."""
+def free_name(
+    destination: Endpoint,
+    path: str,
+    *,
+    also_taken: set[str] = frozenset(),  # type: ignore[assignment]
+    on_disk: bool = True,
+) -> str:
+    """`a (2).exr`, `a (3).exr`...: the first name beside `path` that neither the folder (unless on_disk is
+    False) nor `also_taken` holds (keep_both; two outputs of one job with one local name)."""
     folder, _, name = path.rpartition("/")
     match = _NUMBERED.match(name)
     stem, ext = (match.group("stem"), match.group("ext") or "") if match else (name, "")
     try:
-        taken = destination.names(folder)
+        taken = destination.names(folder) if on_disk else set()
     except (OSError, PathRefused):
         taken = set()
     taken |= {other.rpartition("/")[2] for other in also_taken if other.rpartition("/")[0] == folder}

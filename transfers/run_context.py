@@ -6,6 +6,7 @@ download's outputs), waiting between polls, and the watcher's notes for the page
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -19,7 +20,7 @@ from django.utils import timezone
 
 from transfers import downloads, progress
 from transfers.engine.endpoints import Destination, Endpoint, LocalFiles, LocalFolder, Source, StoredFile
-from transfers.engine.paths import PathMap
+from transfers.engine.paths import PathMap, PathRefused
 from transfers.engine.runner import Control, Move, RunSummary, Task, TransferOptions, run_transfer
 from transfers.farm import connector_for
 from transfers.kinds.base import Leg, NewItem
@@ -46,6 +47,7 @@ class JobRun:
         self.options = options
         self.connector = connector_for(job.account)
         self._taken: set[str] | None = None
+        self._locals: set[str] | None = None
         self._next_number: int | None = None
         self._local: LocalFolder | None = None
         self._areas: dict[str, Endpoint] = {}
@@ -64,7 +66,11 @@ class JobRun:
             assert isinstance(self.options, Download)
             roots = [Path(root) for root in settings.ALLOWED_LOCAL_ROOTS]
             root = downloads.local_root(self.options, roots, create=True)
-            self._local = LocalFolder(root, label=f"local folder {root}", where="the local folder", allowed_roots=roots)
+            try:
+                self._local = LocalFolder(root, label=f"local folder {root}", where="the local folder", allowed_roots=roots)
+            except (PathRefused, OSError) as exc:  # changed since its check (a symlink, another filesystem...)
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                raise downloads.DownloadRefused(f"local_path: cannot open the local folder {str(root)!r}: {reason}") from None
         return self._local
 
     # --- the engine ---------------------------------------------------------------------------------
@@ -121,6 +127,7 @@ class JobRun:
             self._next_number = (TransferItem.objects.filter(job_id=self.job.pk).aggregate(n=Max("number"))["n"] or 0) + 1
         if conflict == "keep_both":
             items = self._beside_existing(items)
+        items = self._apart(items, keep_both=conflict == "keep_both")
         rows = []
         for item in items:
             rows.append(
@@ -144,6 +151,27 @@ class JobRun:
         self.taken.update(item.server for item in items)
         return len(rows)
 
+    def _apart(self, items: list[NewItem], *, keep_both: bool) -> list[NewItem]:
+        """Two outputs never share a local name in one job (download_filename_format "false" with two tasks of
+        one scene): the later one goes beside the earlier, as `name (2).ext`, never over it."""
+        if self._locals is None:
+            self._locals = set(TransferItem.objects.filter(job_id=self.job.pk).values_list("local", flat=True))
+        placed: list[NewItem] = []
+        for item in items:
+            name = item.local
+            if name in self._locals:
+                name = downloads.free_name(self.local_folder(), name, also_taken=self._locals, on_disk=keep_both)
+                logger.warning(
+                    "job %s: %s and an earlier output share the local name %s: written as %s",
+                    self.job.pk,
+                    item.server,
+                    item.local,
+                    name,
+                )
+            self._locals.add(name)
+            placed.append(NewItem(server=item.server, local=name, size=item.size))
+        return placed
+
     def _beside_existing(self, items: list[NewItem]) -> list[NewItem]:
         """keep_both: an output whose local name holds other bytes goes beside it, as `name (2).ext`."""
         local, source = self.local_folder(), self.area("output")
@@ -152,7 +180,9 @@ class JobRun:
         for item in items:
             name = item.local
             there = local.stat(name)
-            if name in chosen or (there is not None and downloads.identical(source, item.server, local, name) is None):
+            # A folder (or anything not a file) at the name is kept too: the frame goes beside it.
+            other = there is None and os.path.lexists(local.native_path(name) or "")
+            if name in chosen or other or (there is not None and downloads.identical(source, item.server, local, name) is None):
                 name = downloads.free_name(local, name, also_taken=chosen)
             chosen.add(name)
             placed.append(NewItem(server=item.server, local=name, size=item.size))

@@ -61,6 +61,12 @@ class FarmOutput:
     path: str
     size: int
     finished: bool
+    expected: int | None = None  # the size the farm announced, when it announced one
+
+    @property
+    def short(self) -> bool:
+        """Announced at one size, another now: never complete as it is."""
+        return self.expected is not None and self.size != self.expected
 
 
 @dataclass(frozen=True)

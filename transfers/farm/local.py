@@ -8,16 +8,19 @@ finished (FarmFrame rows), and the ones written there but not announced yet (may
 
 from __future__ import annotations
 
-import os
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
 from django.conf import settings
 from django.db.models import Q
 
-from transfers.engine.paths import PARTIAL_SUFFIX
+from transfers.engine.endpoints import LocalFolder
+from transfers.engine.paths import PathRefused
 from transfers.farm.base import AREAS, FarmConnector, FarmOutput, FarmTaskInfo, TransferLine, UnknownTask, check_area
 from transfers.models import FarmAccount, FarmFrame, FarmTask
+
+logger = logging.getLogger(__name__)
 
 
 def _info(task: FarmTask, children: tuple[int, ...], parent_task_id: int | None) -> FarmTaskInfo:
@@ -76,9 +79,13 @@ class LocalFarm(FarmConnector):
             announced = FarmFrame.objects.filter(
                 task__account=self.account, task__task_id=leaf.task_id, finished_at__isnull=False
             )
+            on_disk = dict(_files_under(output, leaf.output_folder))
             for path, size in announced.values_list("path", "size"):
-                found[path] = FarmOutput(path=path, size=size, finished=True)
-            for path, size in _files_under(output, leaf.output_folder):
+                # Announced, but not that size now (rewritten, cut short): not complete until it is again.
+                # A missing one stays "finished": its item fails saying the file is gone.
+                there = on_disk.get(path, size)
+                found[path] = FarmOutput(path=path, size=there, finished=there == size, expected=size)
+            for path, size in on_disk.items():
                 found.setdefault(path, FarmOutput(path=path, size=size, finished=False))
         return [found[path] for path in sorted(found)]
 
@@ -94,18 +101,12 @@ class LocalFarm(FarmConnector):
 
 
 def _files_under(root: Path, folder: str) -> list[tuple[str, int]]:
-    """Regular files under root/folder (no symlinks, no partial files), as (path relative to root, size)."""
-    found = []
-    for where, dirs, files in os.walk(root / folder):
-        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(where, d))]
-        for name in files:
-            if PARTIAL_SUFFIX in name:
-                continue
-            full = os.path.join(where, name)
-            try:
-                info = os.stat(full, follow_symlinks=False)
-            except FileNotFoundError:
-                continue  # renamed or removed meanwhile
-            if os.path.isfile(full) and not os.path.islink(full):
-                found.append((Path(full).relative_to(root).as_posix(), info.st_size))
-    return found
+    """Regular files under root/folder (no symlinks, no partial files), as (path relative to root, size).
+
+    Walked from the area's descriptor without following any symlink (LocalFolder.list): a task folder
+    that is a symlink out of the area lists nothing, not the names of what it points to."""
+    try:
+        return [(found.path, found.size) for found in LocalFolder(root).list(folder)]
+    except PathRefused as exc:
+        logger.warning("output folder %r of the output area %s is not listed: %s", folder, root, exc)
+        return []

@@ -96,9 +96,11 @@ class DownloadKind(_Downloads):
                 if listing and not ctx.wait(_STABLE_GAP):
                     return []
                 for watch in watches.values():
+                    # Read before the listing, as the watcher does: an ended task's empty files are complete.
+                    done, _status = downloads.ended(connector, watch.task_id, is_test_stop=False)
                     task = connector.task(watch.task_id)
                     outputs = connector.outputs(watch.task_id)
-                    complete = downloads.complete_outputs(watch, outputs, ended=False)
+                    complete = downloads.complete_outputs(watch, outputs, ended=done)
                     self.take(ctx, options, [(o.path, o.size, task.output_folder) for o in complete])
         return [ctx.transfer(self.legs(options)[0])]
 
@@ -112,6 +114,7 @@ class AutoDownloadKind(_Downloads):
 
     def plan(self, *, account: FarmAccount, manifest: Manifest | None, options: Download, roots: list[Path]) -> Totals:
         downloads.local_root(options, roots)
+        downloads.check_server_paths(options)  # never stored unchecked, though a watcher follows its tasks only
         downloads.check_tasks(connector_for(account), options.task_id_list)
         return Totals()
 

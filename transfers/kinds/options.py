@@ -16,7 +16,9 @@ import msgspec
 KBps = Annotated[int, msgspec.Meta(ge=1, le=10_485_760, description="KB/s, as in the SDK")]
 Port = Annotated[int, msgspec.Meta(ge=1, le=65_535)]
 TaskId = Annotated[int, msgspec.Meta(ge=1, le=2**53)]
-LocalPath = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+# No NUL: no file name holds one, and the path functions raise ValueError on it (a 500, a traceback).
+LocalPath = Annotated[str, msgspec.Meta(min_length=1, max_length=4096, pattern="^[^\x00]*$")]
+ServerPath = Annotated[str, msgspec.Meta(max_length=4096)]  # a path in a farm storage area
 
 
 class OptionsInvalid(ValueError):
@@ -29,8 +31,8 @@ class Transfer(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     max_speed: KBps | None = None  # None: no limit
     pool_size: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4  # files at once
     upload_num: Annotated[int, msgspec.Meta(ge=1, le=10)] = 3  # attempts per file (the SDK's upload_num/download_num)
-    engine_type: str | None = None  # a transport name; None: the farm account's own
-    server_ip: str | None = None
+    engine_type: Annotated[str, msgspec.Meta(max_length=64)] | None = None  # a transport name; None: the account's own
+    server_ip: Annotated[str, msgspec.Meta(max_length=253)] | None = None  # a host name at most
     server_port: Port | None = None
     network_mode: Literal[0, 1, 2] = 0  # 0 automatic, 1 TCP, 2 UDP (the SDK's own reading, §5.4)
 
@@ -75,7 +77,7 @@ class Download(Transfer, frozen=True, kw_only=True):
 
     task_id_list: Annotated[list[TaskId], msgspec.Meta(max_length=1000)] = []
     # A path or paths relative to the output area; when given, task ids only name the watcher's tasks.
-    server_path: str | list[str] | None = None
+    server_path: ServerPath | Annotated[list[ServerPath], msgspec.Meta(max_length=1000)] | None = None
     local_path: LocalPath | None = None  # None: the SDK's ~/renderfarm_sdk, under the allowed roots
     # "true": <task_id>_<scene>/... as on the farm; "false": the folder's contents straight into local_path.
     download_filename_format: Literal["true", "false"] = "true"
