@@ -236,6 +236,9 @@ def latency(config: Config) -> list[Row]:
         f"polling bound: a frame nobody announced is taken when two listings a period apart see the same size, so it waits"
         f" up to one period for the first listing, one more for the second, then its transfer: 2 x {poll_sleep:g} s +"
         f" {transfer:.2f} s (transfer = the event mode's median, which also holds a wake-up and a listing) = {bound:.2f} s."
+        f" A period is sleep_time plus that round's listing and transfers (every frame that settled meanwhile), so the"
+        f" real ceiling is 2 x (sleep_time + a round's work) + transfer; a p95 above {bound:.2f} s by about that work is"
+        f" the design, not a lag."
         f" The issue's sleep_time + transfer ({poll_sleep + transfer:.2f} s) would take a frame on first sight:"
         f" {'met' if p95 <= poll_sleep + transfer else 'not met'}"
         f" ({sum(1 for v in poll if v <= poll_sleep + transfer)}/{len(poll)} frames within it)",

@@ -381,3 +381,40 @@ def test_the_watcher_wakes_at_once_when_the_farm_announces_a_frame(account, lead
     services.job_cancel(job=job, user=lead)
     runner.join(20)
     assert _same(arrived, frame)
+
+
+def test_a_polling_watcher_ends_when_unannounced_frames_settled_at_different_listings(
+    account, lead, local, enqueued, make_farm_task
+):
+    task = make_farm_task(account, scene="quiet", status=5, frames_expected=3)
+    folder = _output(account) / task.output_folder
+    folder.mkdir(parents=True)
+    job = _start("auto_download", account, lead, task_id_list=[task.task_id], local_path=str(local), sleep_time=0.2)
+    runner = threading.Thread(target=execution.job_run, kwargs={"job_id": job.pk}, daemon=True)
+    runner.start()
+
+    def listing() -> str:
+        return str((TransferJob.objects.get(pk=job.pk).watch or {}).get("next_poll_at", ""))
+
+    try:
+        # Never announced; one written after each listing, so each settles one listing after the one before
+        # (settled at listings of alternating parity: what made the watcher see one "settling" for ever).
+        for number in range(1, 4):
+            seen = listing()
+            wait_for(lambda seen=seen: listing() != seen, timeout=20, what="the watcher's next listing")
+            (folder / f"quiet.{number:04d}.exr").write_bytes(os.urandom(3000))
+        for number in range(1, 4):
+            arrived = local / task.output_folder / f"quiet.{number:04d}.exr"
+            wait_for(arrived.exists, timeout=20, what=f"frame {number} to settle and arrive")
+        farm_event_record(account=account, event={"type": "task_finished", "task_id": task.task_id, "status": 25}, actor=SYSTEM)
+        runner.join(20)
+        assert not runner.is_alive(), "the watcher must end once its task ended and its frames settled"
+    finally:
+        if runner.is_alive():
+            services.job_cancel(job=TransferJob.objects.get(pk=job.pk), user=lead)
+            runner.join(20)
+
+    job.refresh_from_db()
+    assert job.status == TransferJob.Status.COMPLETED, job.error
+    assert _files(local) == _files(_output(account))
+    assert job.items.count() == 3
