@@ -103,7 +103,8 @@ class TaskWatch:
     status: str = ""
     frames_expected: int = 0
     outputs_seen: int = 0
-    sizes: dict[str, int] = field(default_factory=dict)  # unannounced outputs -> size at the last listing
+    sizes: dict[str, int] = field(default_factory=dict)  # unannounced outputs still settling -> size at the last listing
+    settled: dict[str, int] = field(default_factory=dict)  # unannounced outputs found complete -> their size then
     final_listing_done: bool = False  # one full listing after the task ended (late frames are not missed)
 
 
@@ -126,12 +127,14 @@ def complete_outputs(watch: TaskWatch, outputs: list[FarmOutput], *, ended: bool
     """The outputs complete now: announced finished, or unannounced with the same non-zero size as at
     the previous listing (an empty one too once the task `ended`). Remembers this listing's sizes for the
     next. DownloadRefused for an ended task's frame that stays short of the size announced for it."""
-    complete, sizes = [], {}
+    complete, sizes, settled = [], {}, {}
     for output in outputs:
         if output.finished:
             complete.append(output)
             continue
-        before = watch.sizes.get(output.path)
+        # Once settled, an output stays complete while its size holds: else every other listing would see
+        # it as new, and a watcher whose frames settled at different listings would never see none settling.
+        before = watch.sizes.get(output.path, watch.settled.get(output.path))
         if before is not None and before == output.size:
             if output.short and ended:  # it will not grow back: never an endless wait, never a short frame done
                 raise DownloadRefused(
@@ -140,9 +143,10 @@ def complete_outputs(watch: TaskWatch, outputs: list[FarmOutput], *, ended: bool
                 )
             if not output.short and (output.size > 0 or ended):  # an empty file is complete once its task ended
                 complete.append(output)
+                settled[output.path] = output.size
                 continue
         sizes[output.path] = output.size
-    watch.sizes = sizes
+    watch.sizes, watch.settled = sizes, settled
     watch.outputs_seen = len(outputs)
     return complete
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from tests.bench import copying, reupload, scale, sdk
+from tests.bench import copying, downloading, reupload, scale, sdk
 from tests.bench.common import Config, Row, log, print_table, python_version, remove_in_background
 
 NAMES = {
@@ -25,13 +25,15 @@ NAMES = {
     4: "cutting_upload vs the SDK's",
     5: "append_to_upload vs the SDK's",
     6: "a 1.34M-entry manifest: import, job start, requests during the run, worker memory",
+    7: "download latency: frame finished -> arrived locally, event and polling modes",
+    8: "one big download vs cp + sync",
 }
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="scaled-down sizes and fewer rounds: a smoke test")
-    parser.add_argument("--only", default="1,2,3,4,5,6", help="comma-separated benchmark numbers (default: all)")
+    parser.add_argument("--only", default=",".join(map(str, NAMES)), help="comma-separated benchmark numbers (default: all)")
     parser.add_argument("--rounds", type=int, help="timed rounds per side (default 5, or 3 with --quick)")
     parser.add_argument("--settle", type=float, help="seconds to wait after dropping caches (default 3, 0.5 with --quick)")
     parser.add_argument("--dir", default="/var/tmp", help="where the fresh scratch folder goes (default /var/tmp)")
@@ -79,6 +81,8 @@ def main(argv: list[str]) -> int:
             4: lambda: sdk.cutting(config),
             5: lambda: sdk.appending(config, the_tree()[0]),
             6: lambda: scale.scale(config),
+            7: lambda: downloading.latency(config),
+            8: lambda: downloading.big_download(config),
         }
         for number in args.only:
             print(f"\n[{number}] {NAMES[number]}", flush=True)

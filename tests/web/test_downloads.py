@@ -403,3 +403,72 @@ def test_the_watcher_wakes_at_once_when_the_farm_announces_a_frame(account, lead
     services.job_cancel(job=job, user=lead)
     runner.join(20)
     assert _same(arrived, frame)
+
+
+def test_a_polling_watcher_ends_when_unannounced_frames_settled_at_different_listings(
+    account, lead, local, enqueued, make_farm_task
+):
+    task = make_farm_task(account, scene="quiet", status=5, frames_expected=3)
+    folder = _output(account) / task.output_folder
+    folder.mkdir(parents=True)
+    job = _start("auto_download", account, lead, task_id_list=[task.task_id], local_path=str(local), sleep_time=0.2)
+    runner = threading.Thread(target=execution.job_run, kwargs={"job_id": job.pk}, daemon=True)
+    runner.start()
+
+    def listing() -> str:
+        return str((TransferJob.objects.get(pk=job.pk).watch or {}).get("next_poll_at", ""))
+
+    try:
+        # Never announced; one written after each listing, so each settles one listing after the one before
+        # (settled at listings of alternating parity: what made the watcher see one "settling" for ever).
+        for number in range(1, 4):
+            seen = listing()
+            wait_for(lambda seen=seen: listing() != seen, timeout=20, what="the watcher's next listing")
+            (folder / f"quiet.{number:04d}.exr").write_bytes(os.urandom(3000))
+        for number in range(1, 4):
+            arrived = local / task.output_folder / f"quiet.{number:04d}.exr"
+            wait_for(arrived.exists, timeout=20, what=f"frame {number} to settle and arrive")
+        farm_event_record(account=account, event={"type": "task_finished", "task_id": task.task_id, "status": 25}, actor=SYSTEM)
+        runner.join(20)
+        assert not runner.is_alive(), "the watcher must end once its task ended and its frames settled"
+    finally:
+        if runner.is_alive():
+            services.job_cancel(job=TransferJob.objects.get(pk=job.pk), user=lead)
+            runner.join(20)
+
+    job.refresh_from_db()
+    assert job.status == TransferJob.Status.COMPLETED, job.error
+    assert _files(local) == _files(_output(account))
+    assert job.items.count() == 3
+
+
+def test_an_auto_download_given_a_server_path_takes_only_what_lies_below_it(account, lead, local, enqueued):
+    parent = _render(account, frames=2, children=2)
+    layer = f"{parent.output_folder}/layer_2"
+
+    job = _run(
+        _start(
+            "auto_download",
+            account,
+            lead,
+            task_id_list=[parent.task_id],
+            server_path=layer,
+            local_path=str(local),
+            sleep_time=0.2,
+        )
+    )
+
+    assert job.status == TransferJob.Status.COMPLETED, job.error
+    assert _files(local) == [f"{layer}/shot.0001.exr", f"{layer}/shot.0002.exr"]
+
+
+def test_a_download_of_announced_frames_does_not_wait_for_a_second_listing(account, lead, local, enqueued, monkeypatch):
+    from transfers.kinds import download
+
+    task = _render(account, frames=2)
+    monkeypatch.setattr(download, "_STABLE_GAP", 30.0)  # a second listing would show as a 30 s wait
+
+    job = _run(_start("download", account, lead, task_id_list=[task.task_id], local_path=str(local)))
+
+    assert job.status == TransferJob.Status.COMPLETED, job.error
+    assert job.duration is not None and job.duration < 20

@@ -90,11 +90,13 @@ class LocalFarm(FarmConnector):
         return [found[path] for path in sorted(found)]
 
     def announced_since(self, task_ids: list[int], since: float) -> bool:
+        """A frame announced, or a task's status changed (its end, say), for these tasks or their children."""
         when = datetime.fromtimestamp(since, tz=UTC)
-        ours = (
-            Q(task__task_id__in=task_ids) | Q(task__parent__task_id__in=task_ids) | Q(task__parent__parent__task_id__in=task_ids)
-        )
-        return FarmFrame.objects.filter(ours, task__account=self.account, finished_at__gt=when).exists()
+        tree = Q(task_id__in=task_ids) | Q(parent__task_id__in=task_ids) | Q(parent__parent__task_id__in=task_ids)
+        tasks = FarmTask.objects.filter(tree, account=self.account)
+        if tasks.filter(updated_at__gt=when).exists():
+            return True
+        return FarmFrame.objects.filter(task__in=tasks, finished_at__gt=when).exists()
 
     def lines(self) -> list[TransferLine]:
         return [TransferLine(name="loopback", engine="local", server="127.0.0.1", port=0, is_default=True)]

@@ -64,9 +64,12 @@ class _Downloads(JobKind[Download]):
     def take(self, ctx: RunContext, options: Download, outputs: list[tuple[str, int, str]]) -> int:
         """Items for (server path, size, task's output folder) not taken before; returns how many."""
         items = []
+        under = [path.rstrip("/") + "/" for path in downloads.check_server_paths(options)]
         for server, size, folder in outputs:
             if server in ctx.taken:
                 continue
+            if under and options.task_id_list and not any(server.startswith(prefix) for prefix in under):
+                continue  # a watcher given server_path takes only what lies below it
             local = downloads.local_name(server, folder, options)
             items.append(NewItem(server=server, local=local, size=size))
         return ctx.add_items(items, conflict=options.conflict)
@@ -93,6 +96,8 @@ class DownloadKind(_Downloads):
         else:
             watches = {task_id: downloads.TaskWatch(task_id) for task_id in options.task_id_list}
             for listing in range(2):
+                if listing and not any(watch.sizes for watch in watches.values()):
+                    break  # every output was announced finished: no second listing needed to see it settle
                 if listing and not ctx.wait(_STABLE_GAP):
                     return []
                 for watch in watches.values():
@@ -124,6 +129,8 @@ class AutoDownloadKind(_Downloads):
         watches = {task_id: downloads.TaskWatch(task_id) for task_id in options.task_id_list}
         summaries: list[RunSummary] = []
         while True:
+            # Taken before the listings: a frame announced while this round lists or sends wakes the next.
+            since = time.time()
             for watch in watches.values():
                 if watch.final_listing_done:
                     continue
@@ -143,7 +150,7 @@ class AutoDownloadKind(_Downloads):
             if summaries[-1].stopped or all(watch.final_listing_done for watch in watches.values()):
                 return summaries
             # Farms that announce frames wake the watcher at once (transfers.farm_events), not a poll later.
-            wake = partial(connector.announced_since, list(watches), time.time()) if connector.takes_events else None
+            wake = partial(connector.announced_since, list(watches), since) if connector.takes_events else None
             if not ctx.wait(options.sleep_time, wake=wake):
                 return summaries
 
