@@ -79,6 +79,17 @@ def env_paths(name: str, default: list[Path]) -> list[Path]:
     return [p.resolve() for p in paths]
 
 
+def apart(farm_root: Path, allowed_roots: list[Path]) -> None:
+    """The farm's storage and the users' allowed local roots must not overlap: a manifest or a download
+    naming a path under an allowed root would otherwise reach every team's farm storage."""
+    for root in allowed_roots:
+        if farm_root == root or root in farm_root.parents or farm_root in root.parents:
+            raise ImproperlyConfigured(
+                f"RVWEB_FARM_ROOT ({farm_root}) and RVWEB_ALLOWED_LOCAL_ROOTS ({root}) overlap: "
+                "users could read or write every team's farm storage through their local paths; keep them apart"
+            )
+
+
 def env_url(name: str, default: str | None, *, schemes: tuple[str, ...]) -> str | None:
     """A URL whose scheme is one of `schemes`; the value is not echoed since it may hold a password."""
     value = _raw(name)

@@ -8,7 +8,7 @@ from pathlib import Path
 import dj_database_url
 
 from rvweb import embedded_redis
-from rvweb.env import env_bool, env_int, env_list, env_path, env_paths, env_str, env_url, secret_in_file
+from rvweb.env import apart, env_bool, env_int, env_list, env_path, env_paths, env_str, env_url, secret_in_file
 
 
 def _fernet_key() -> str:
@@ -35,6 +35,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 ALLOWED_LOCAL_ROOTS = env_paths("RVWEB_ALLOWED_LOCAL_ROOTS", [DATA_DIR / "assets"])
 # The local farm keeps one folder per account (input/, output/, config/) under this root.
 FARM_ROOT = env_path("RVWEB_FARM_ROOT", DATA_DIR / "farm")
+apart(FARM_ROOT, ALLOWED_LOCAL_ROOTS)
 # MultiFernet keys, newest first: prepend a new key to rotate, keep the old ones until re-encrypted.
 CREDENTIAL_KEYS = env_list(
     "RVWEB_CREDENTIAL_KEYS",

@@ -212,3 +212,20 @@ def test_secret_in_file_is_never_seen_empty_by_a_process_starting_at_the_same_ti
     first = secret_in_file(VAR, path, generate=generate_while_another_process_starts)
 
     assert seen_by_second == [first]
+
+
+@pytest.mark.parametrize(
+    ("farm", "allowed"),
+    [("/srv/rv/farm", "/srv/rv"), ("/srv/rv/assets/farm", "/srv/rv/assets"), ("/srv/rv", "/srv/rv/farm/x"), ("/srv/a", "/srv/a")],
+)
+def test_a_farm_root_overlapping_an_allowed_root_is_refused_naming_both(farm, allowed):
+    from rvweb.env import apart
+
+    with pytest.raises(ImproperlyConfigured, match=r"RVWEB_FARM_ROOT .* and RVWEB_ALLOWED_LOCAL_ROOTS .* overlap"):
+        apart(Path(farm), [Path("/elsewhere"), Path(allowed)])
+
+
+def test_a_farm_root_beside_the_allowed_roots_is_fine():
+    from rvweb.env import apart
+
+    apart(Path("/srv/rv/farm"), [Path("/srv/rv/assets"), Path("/srv/rv/farmhouse")])
