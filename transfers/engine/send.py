@@ -417,19 +417,30 @@ def _copy_ranges(
     lock, abort = threading.Lock(), threading.Event()
 
     def one(index: int) -> None:
+        if abort.is_set():
+            raise Stopped()  # a sibling failed while this range waited for a thread: never start it
         start = starts[index]
         digest, arrived = xxhash.xxh3_128(), xxhash.xxh3_128()
-        f.span(dest, abort).copy(start, min(range_size, size - start), digest, arrived)
-        _check_arrived(f, digest, arrived)
+        try:
+            f.span(dest, abort).copy(start, min(range_size, size - start), digest, arrived)
+            _check_arrived(f, digest, arrived)
+        except BaseException:
+            abort.set()  # here, not when the caller's thread gets to it: the pool would start every other range first
+            raise
         with lock:
             done[index] = digest.hexdigest()
             _write_marker(f, {**identity, "done": done})
 
+    failure: BaseException | None = None
     with ThreadPoolExecutor(max_workers=f.options.ranges_in_parallel, thread_name_prefix="rvweb-range") as pool:
         futures = [pool.submit(one, index) for index in todo]
         for future in as_completed(futures):
-            if future.exception() is not None:
-                abort.set()  # the file has failed: the other ranges stop at their next chunk
-                for other in futures:
-                    other.cancel()
-                future.result()
+            if future.cancelled() or (error := future.exception()) is None:
+                continue
+            for other in futures:
+                other.cancel()
+            # The range that failed says why; the siblings it stopped only say "stopped".
+            if failure is None or (isinstance(failure, Stopped) and not isinstance(error, Stopped)):
+                failure = error
+    if failure is not None:
+        raise failure
