@@ -88,7 +88,7 @@ class JobRun:
             destination = self.area(leg.area)
             ledger = DbLedger(account_id=self.job.account_id, area=leg.area) if leg.ledger else None
         self.recorder.add_destination(destination)
-        logger.info("job %s: %s leg in %s, from %s to %s", self.job.pk, leg.direction, leg.area, source.label, destination.label)
+        logger.debug("job %s: %s leg in %s, from %s to %s", self.job.pk, leg.direction, leg.area, source.label, destination.label)
         return run_transfer(source, destination, tasks, report=report, options=options, control=self.control, ledger=ledger)
 
     def _pending(self, leg: Leg) -> Iterator[Task]:

@@ -142,7 +142,7 @@ def scale(config: Any) -> list[Row]:
 
     from rvweb.embedded_redis import EmbeddedRedis
     from transfers import services, tasks
-    from transfers.models import FarmAccount, Manifest, TransferItem, TransferJob
+    from transfers.models import FarmAccount, Manifest, Team, TransferItem, TransferJob
 
     logging.getLogger("django.request").setLevel(logging.ERROR)  # the speed change's 409 once the job has ended
     redis = EmbeddedRedis(Path(settings.DATA_DIR)).start() if settings.EMBEDDED_REDIS else None
@@ -156,7 +156,8 @@ def scale(config: Any) -> list[Row]:
         real = _write_manifest(upload, assets, count)
         log(f"{upload.stat().st_size / 1e6:.0f} MB")
         user = get_user_model().objects.create_superuser(f"bench-{os.getpid()}-{count}", password="-")
-        account = FarmAccount.objects.create(name=f"bench-scale-{os.getpid()}-{count}")
+        team = Team.objects.create(name=f"bench-scale-{os.getpid()}-{count}")
+        account = FarmAccount.objects.create(name=f"bench-scale-{os.getpid()}-{count}", team=team)
 
         # --- the import: the request's share here, the worker's in a child -----------------------
         tracemalloc.start()
