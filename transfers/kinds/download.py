@@ -145,13 +145,17 @@ class AutoDownloadKind(_Downloads):
                 self.take(ctx, options, [(o.path, o.size, task.output_folder) for o in complete])
                 watch.ended = done
                 watch.final_listing_done = done and not watch.sizes  # unannounced files settle first
-            ctx.note_watch(list(watches.values()), next_poll=options.sleep_time)
+            # An output seen once, not announced, is looked at again after the short stability gap, not a whole
+            # period later: it is taken sleep_time + the gap + its transfer after it was written, at most.
+            settling = any(watch.sizes for watch in watches.values())
+            pause = min(options.sleep_time, _STABLE_GAP) if settling else options.sleep_time
+            ctx.note_watch(list(watches.values()), next_poll=pause)
             summaries.append(ctx.transfer(leg))
             if summaries[-1].stopped or all(watch.final_listing_done for watch in watches.values()):
                 return summaries
             # Farms that announce frames wake the watcher at once (transfers.farm_events), not a poll later.
             wake = partial(connector.announced_since, list(watches), since) if connector.takes_events else None
-            if not ctx.wait(options.sleep_time, wake=wake):
+            if not ctx.wait(pause, wake=wake):
                 return summaries
 
 
