@@ -145,6 +145,7 @@ def scale(config: Any) -> list[Row]:
     from transfers.models import FarmAccount, Manifest, Team, TransferItem, TransferJob
 
     logging.getLogger("django.request").setLevel(logging.ERROR)  # the speed change's 409 once the job has ended
+    logging.getLogger("axes").setLevel(logging.WARNING)  # a line per login of the request loop otherwise
     redis = EmbeddedRedis(Path(settings.DATA_DIR)).start() if settings.EMBEDDED_REDIS else None
     rows: list[Row] = []
     enqueue = tasks.run_job.delay, tasks.import_manifest.delay
