@@ -44,8 +44,17 @@ def _mount_tmpfs(folder: Path, size: int) -> bool:
 def _emulate(folder: Path, limit: int, monkeypatch: pytest.MonkeyPatch) -> None:
     prefix = f"{folder}/"
 
+    def count() -> int:
+        while True:
+            try:
+                return sum(-(-path.stat().st_size // 4096) * 4096 for path in folder.rglob("*") if path.is_file())
+            except FileNotFoundError:
+                continue  # renamed into place or removed while counted: count again
+
     def used() -> int:
-        return sum(-(-path.stat().st_size // 4096) * 4096 for path in folder.rglob("*") if path.is_file())
+        # A real filesystem answers at once; a walk can miss a file renamed while it lists (the budget would
+        # then let a file start that does not fit). Of two walks, at most one misses a given rename.
+        return max(count(), count())
 
     def inside(fd: int) -> bool:
         return os.readlink(f"/proc/self/fd/{fd}").startswith(prefix)
