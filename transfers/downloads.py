@@ -27,7 +27,7 @@ from transfers.engine.endpoints import Endpoint
 from transfers.engine.endpoints.base import checksum_of
 from transfers.engine.ledger import LedgerRecord
 from transfers.engine.paths import PathRefused, clean_server_path
-from transfers.farm import FarmConnector, FarmOutput, UnknownTask
+from transfers.farm import FarmConnector, FarmOutput, FarmTaskInfo, UnknownTask
 from transfers.farm.status import NoLeafTasks, tree_ended
 from transfers.kinds.options import Download, OptionsInvalid
 
@@ -108,9 +108,20 @@ class TaskWatch:
     final_listing_done: bool = False  # one full listing after the task ended (late frames are not missed)
 
 
-def ended(connector: FarmConnector, task_id: int, *, is_test_stop: bool) -> tuple[bool, str]:
-    """(whether every leaf of the task has ended, a status line for people); DownloadRefused for a task
-    the farm does not know or a tree without leaves."""
+@dataclass(frozen=True)
+class TaskState:
+    """A task as a watcher reads it once per listing: whether its tree has ended, a status line, the task
+    and its leaves (so one round asks the farm once per task, not once per question)."""
+
+    done: bool
+    status: str
+    task: FarmTaskInfo
+    leaves: list[FarmTaskInfo]
+
+
+def ended(connector: FarmConnector, task_id: int, *, is_test_stop: bool) -> TaskState:
+    """The task's state (see TaskState); DownloadRefused for a task the farm does not know or a tree
+    without leaves."""
     try:
         task = connector.task(task_id)
         leaves = connector.leaves(task_id)
@@ -120,7 +131,7 @@ def ended(connector: FarmConnector, task_id: int, *, is_test_stop: bool) -> tupl
     except NoLeafTasks as exc:
         raise DownloadRefused(f"task {task_id}: {exc}") from None
     labels = sorted({leaf.status.label for leaf in leaves})
-    return done, (task.status.label if not task.children else ", ".join(labels))
+    return TaskState(done, task.status.label if not task.children else ", ".join(labels), task, leaves)
 
 
 def complete_outputs(watch: TaskWatch, outputs: list[FarmOutput], *, ended: bool) -> list[FarmOutput]:

@@ -102,8 +102,8 @@ class DownloadKind(_Downloads):
                     return []
                 for watch in watches.values():
                     # Read before the listing, as the watcher does: an ended task's empty files are complete.
-                    done, _status = downloads.ended(connector, watch.task_id, is_test_stop=False)
-                    task = connector.task(watch.task_id)
+                    state = downloads.ended(connector, watch.task_id, is_test_stop=False)
+                    done, task = state.done, state.task
                     outputs = connector.outputs(watch.task_id)
                     complete = downloads.complete_outputs(watch, outputs, ended=done)
                     self.take(ctx, options, [(o.path, o.size, task.output_folder) for o in complete])
@@ -134,9 +134,8 @@ class AutoDownloadKind(_Downloads):
             for watch in watches.values():
                 if watch.final_listing_done:
                     continue
-                done, status = downloads.ended(connector, watch.task_id, is_test_stop=options.is_test_stop)
-                task = connector.task(watch.task_id)
-                leaves = connector.leaves(watch.task_id)
+                state = downloads.ended(connector, watch.task_id, is_test_stop=options.is_test_stop)
+                done, status, task, leaves = state.done, state.status, state.task, state.leaves
                 watch.status, watch.frames_expected = status, sum(leaf.frames_expected for leaf in leaves)
                 if self.after_end_only and not done:
                     continue
