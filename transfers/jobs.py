@@ -16,7 +16,7 @@ from django.http import HttpRequest
 from transfers import kinds
 from transfers.farm import connector_for
 from transfers.kinds import options as kind_options
-from transfers.models import FarmAccount, Manifest, TransferJob
+from transfers.models import FarmAccount, JobGroup, Manifest, TransferJob
 from transfers.services import ManifestNotReady, User, _require, audit_record
 
 
@@ -28,6 +28,7 @@ def job_create(
     options: dict[str, Any] | None = None,
     manifest: Manifest | None = None,
     request: HttpRequest | None = None,
+    group: JobGroup | None = None,
 ) -> TransferJob:
     """Record a job of `kind` and enqueue it once committed.
 
@@ -59,8 +60,11 @@ def job_create(
             files_total=totals.files,
             bytes_total=totals.bytes,
             prepared=False,
+            group=group,
         )
         after = {"kind": kind, "status": job.status, **({"manifest": manifest.pk} if manifest is not None else {})}
+        if group is not None:
+            after["group"] = group.pk
         audit_record(actor=user, action="job.create", target=job, request=request, after=after)
         transaction.on_commit(lambda: run_job.delay(job.pk))
     return job

@@ -126,6 +126,27 @@ class ManifestEntry(models.Model):
         return f"entry {self.number}: {self.local}"
 
 
+class JobGroup(models.Model):
+    """The parts of a split manifest run in parallel as one group (the SDK's thread_pool_upload): at most
+    `pool_size` of its jobs run at once, the next starting when one ends (transfers.groups). Its figures
+    are its jobs' added up, and one control (pause, resume, cancel, retry) applies to all of them. It
+    belongs to a team through its account, as its jobs do. `held` is a group pause: its queued jobs wait.
+    """
+
+    account = models.ForeignKey(FarmAccount, on_delete=models.PROTECT, related_name="job_groups")
+    pool_size = models.PositiveSmallIntegerField(default=10)
+    options = models.JSONField(default=dict, blank=True)  # the upload options every job of the group got
+    held = models.BooleanField(default=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"job group {self.pk}"
+
+
 class TransferJob(models.Model):
     """One upload or download, owned by this table (Celery's result backend is not the source of truth).
 
@@ -221,6 +242,8 @@ class TransferJob(models.Model):
     items_prepared = models.PositiveIntegerField(default=0)  # the last manifest entry number made into an item
     # A download watcher's last news for the page (progress.WatchState): each task's status and frames, the next poll.
     watch = models.JSONField(null=True, blank=True)
+    # The thread_pool_upload group the job is a part of (None: a job of its own).
+    group = models.ForeignKey(JobGroup, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
 
     class Meta:
         ordering = ["-created_at"]

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from django.db.models import BooleanField, Count, ExpressionWrapper, Q, QuerySet
+from django.db.models import BooleanField, Count, ExpressionWrapper, Q, QuerySet, Sum
 
-from transfers.models import FarmAccount, FarmFrame, FarmTask, Manifest, Membership, Team, TransferJob
+from transfers.models import FarmAccount, FarmFrame, FarmTask, JobGroup, Manifest, Membership, Team, TransferJob
 
 Action = Literal["view", "run", "control", "manage"]
 Role = Literal["viewer", "member", "lead"]
@@ -75,6 +75,15 @@ def jobs_for(user: Any, *, action: Literal["view", "control"] = "view") -> Query
     return _restrict(jobs, user, ROLES_FOR[action], "account__team")
 
 
+def groups_for(user: Any, *, action: Literal["view", "control"] = "view") -> QuerySet[JobGroup]:
+    """Job groups (thread_pool_upload), with their jobs' figures added up (`files_total`, `bytes_done`, ...)."""
+    jobs = "jobs__"
+    figures = ["files_total", "files_done", "files_failed", "files_skipped", "bytes_total", "bytes_done", "bytes_sent"]
+    groups = JobGroup.objects.select_related("account", "account__team", "created_by").defer("account__access_key")
+    groups = groups.annotate(job_count=Count("jobs"), **{name: Sum(jobs + name, default=0) for name in figures})
+    return _restrict(groups, user, ROLES_FOR[action], "account__team")
+
+
 def farm_tasks_for(user: Any, *, action: Literal["view", "manage"] = "view") -> QuerySet[FarmTask]:
     """Farm tasks of the accounts the user may see (or manage); their frames counted as `frames_done`."""
     tasks = FarmTask.objects.select_related("account", "account__team", "parent").defer("account__access_key")
@@ -92,11 +101,12 @@ _TEAM_PATH: dict[type, str] = {
     FarmAccount: "team",
     Manifest: "account__team",
     TransferJob: "account__team",
+    JobGroup: "account__team",
     FarmTask: "account__team",
 }
 
 
-def user_may(user: Any, action: Action, obj: FarmAccount | Manifest | TransferJob | Team | FarmTask) -> bool:
+def user_may(user: Any, action: Action, obj: FarmAccount | Manifest | TransferJob | JobGroup | Team | FarmTask) -> bool:
     """Whether the user may do `action` on this object (a team: `action` in that team, e.g. manage its accounts)."""
     if _sees_all(user):
         return True

@@ -275,6 +275,10 @@ def job_transition(*, job_id: int, to: str, allowed_from: Iterable[str] | None =
     changed = TransferJob.objects.filter(pk=job_id, status__in=sources).update(status=to, **fields)
     if changed:
         transaction.on_commit(lambda: job_publish_state(job_id=job_id, status=to))
+        if to not in (TransferJob.Status.RUNNING, TransferJob.Status.QUEUED):
+            from transfers.groups import group_advance
+
+            transaction.on_commit(lambda: group_advance(job_id=job_id))  # a place in its group, if any, is free
     return bool(changed)
 
 
@@ -311,13 +315,17 @@ def job_set_max_speed(*, job: TransferJob, max_speed: int | None, user: User, re
 
 def job_start(*, job_id: int) -> bool:
     """Queued -> running; or running -> running when the caller holds the job's lease, which proves
-    the run that marked it running is gone (its worker died): the new run takes over and resumes."""
-    return job_transition(
-        job_id=job_id,
-        to=TransferJob.Status.RUNNING,
-        allowed_from={TransferJob.Status.QUEUED, TransferJob.Status.RUNNING},
-        started_at=Coalesce("started_at", Now()),  # the first start is kept across pauses
-    )
+    the run that marked it running is gone (its worker died): the new run takes over and resumes.
+    A queued job of a group starts only in its turn (groups.group_turn); until then it stays queued."""
+    from transfers.groups import group_turn
+
+    with transaction.atomic():
+        return group_turn(job_id=job_id) and job_transition(
+            job_id=job_id,
+            to=TransferJob.Status.RUNNING,
+            allowed_from={TransferJob.Status.QUEUED, TransferJob.Status.RUNNING},
+            started_at=Coalesce("started_at", Now()),  # the first start is kept across pauses
+        )
 
 
 def job_recount(*, job_id: int) -> None:

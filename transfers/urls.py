@@ -1,6 +1,6 @@
 from django.urls import path
 
-from transfers import views
+from transfers import group_views, views
 from transfers.farm import views as farm_views
 
 urlpatterns = [
@@ -11,6 +11,8 @@ urlpatterns = [
     path("jobs/<int:pk>/", views.job_detail, name="job-detail"),
     path("jobs/<int:pk>/speed", views.job_speed, name="job-speed"),
     path("jobs/<int:pk>/<slug:action>", views.job_action, name="job-action"),
+    path("groups/<int:pk>/", group_views.group_detail, name="group-detail"),
+    path("groups/<int:pk>/<slug:action>", group_views.group_action, name="group-action"),
     path("farm/", farm_views.farm_account_list, name="farm-accounts"),
     path("farm/<int:account_id>/", farm_views.farm_tasks, name="farm-tasks"),
     path("farm/<int:account_id>/simulate", farm_views.farm_simulate, name="farm-simulate"),

@@ -182,6 +182,13 @@ class TransferJobViewSet(viewsets.ReadOnlyModelViewSet):
     def retry(self, request: Request, pk: str | None = None) -> Response:
         return self._act(request, services.job_retry, "retry")
 
+    @action(detail=True, methods=["get"])
+    def failures(self, request: Request, pk: str | None = None) -> Response:
+        """The job's failed files (the first 1000), each with why: what a script reports when a job did not complete."""
+        job = self.get_object()
+        failed = job.items.filter(state="failed").order_by("number").values("number", "local", "server", "error")[:1000]
+        return Response({"count": job.items.filter(state="failed").count(), "results": list(failed)})
+
     @action(detail=True, methods=["post"])
     def max_speed(self, request: Request, pk: str | None = None) -> Response:
         """Change the speed limit of a running job: {"max_speed": KB/s or null}."""
