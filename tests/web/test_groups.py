@@ -248,3 +248,17 @@ def test_the_group_page_shows_its_parts_and_controls_and_the_job_page_links_to_i
     response = client.post(f"/groups/{group.pk}/pause", follow=True)
     assert "Pause: 0 of the group" in response.content.decode()
     assert JobGroup.objects.get(pk=group.pk).held
+
+
+def test_a_jobs_failures_name_each_failed_file_and_why(member, parts, make_user, enqueued):
+    from transfers.models import TransferItem
+
+    job = services.job_create_upload(manifest=parts[0], user=member)
+    TransferItem.objects.create(job=job, number=1, local="/a.bin", server="/a.bin", state="failed", error="local file not found")
+    TransferItem.objects.create(job=job, number=2, local="/b.bin", server="/b.bin", state="done")
+
+    body = _client(member).get(f"/api/jobs/{job.pk}/failures/").json()
+
+    failed = {"number": 1, "local": "/a.bin", "server": "/a.bin", "error": "local file not found"}
+    assert body == {"count": 1, "results": [failed]}
+    assert _client(make_user("stranger")).get(f"/api/jobs/{job.pk}/failures/").status_code == 404
