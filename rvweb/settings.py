@@ -204,6 +204,8 @@ WHITENOISE_USE_FINDERS = True  # serve straight from static/: no collectstatic s
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # First: its WWW-Authenticate header makes a request without credentials a 401 (session auth has none).
+        "transfers.api.auth.ApiTokenAuthentication",  # scripts: "Authorization: Token <key>" (keys on /tokens/)
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.BasicAuthentication",
     ],
