@@ -16,6 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from transfers import kinds, selectors, services
+from transfers.api.filters import FarmAccountFilter, JobFilter, ManifestFilter
 from transfers.api.serializers import (
     FarmAccountSerializer,
     JobCreateSerializer,
@@ -75,6 +76,7 @@ class FarmAccountViewSet(
     """Every member of a team sees its accounts (never their keys); its leads and staff create and edit them."""
 
     serializer_class = FarmAccountSerializer
+    filterset_class = FarmAccountFilter
 
     def get_queryset(self) -> QuerySet[FarmAccount]:
         return selectors.accounts_for(self.request.user)
@@ -116,6 +118,7 @@ class FarmAccountViewSet(
 
 class ManifestViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = ManifestSerializer
+    filterset_class = ManifestFilter
 
     def get_queryset(self) -> QuerySet[Manifest]:
         return selectors.manifests_for(self.request.user)
@@ -160,6 +163,7 @@ class ManifestViewSet(viewsets.ReadOnlyModelViewSet):
 
 class TransferJobViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = TransferJobSerializer
+    filterset_class = JobFilter
 
     def get_queryset(self) -> QuerySet[TransferJob]:
         return selectors.jobs_for(self.request.user)
