@@ -52,6 +52,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from here (no CDN)
+    "django_filters",
     "channels",
     "axes",
     "rvweb.apps.RvwebConfig",
@@ -204,12 +207,27 @@ WHITENOISE_USE_FINDERS = True  # serve straight from static/: no collectstatic s
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # First: its WWW-Authenticate header makes a request without credentials a 401 (session auth has none).
+        "transfers.api.auth.ApiTokenAuthentication",  # scripts: "Authorization: Token <key>" (keys on /tokens/)
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.BasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
-    "PAGE_SIZE": 100,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "transfers.api.pagination.Pages",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+}
+
+# The OpenAPI schema (/api/schema/) and its Swagger UI (/api/docs/), both for logged-in users and tokens.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "rvweb API",
+    "DESCRIPTION": "Farm accounts, manifests and transfer jobs of your teams. Authenticate with 'Authorization: Token <key>'.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
 
 # Progress messages per second per job on the channel layer (latest wins in between).

@@ -499,3 +499,23 @@ class FarmEventToken(models.Model):
 
     def __str__(self) -> str:
         return f"events token of account {self.account_id}"
+
+
+class ApiToken(models.Model):
+    """A user's API key for scripts (`Authorization: Token <key>`), stored as a SHA-256 digest only: the key
+    is shown once, when it is made (transfers.api_tokens), and never stored. `prefix` (its first characters)
+    tells the user's keys apart; a revoked token stays listed, refused."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    digest = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=12)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"API token {self.prefix}… ({self.name}) of {self.user_id}"

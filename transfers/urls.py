@@ -1,6 +1,6 @@
 from django.urls import path
 
-from transfers import group_views, views
+from transfers import group_views, token_views, views
 from transfers.farm import views as farm_views
 
 urlpatterns = [
@@ -19,4 +19,6 @@ urlpatterns = [
     path("farm/<int:account_id>/download", farm_views.farm_download, name="farm-download"),
     path("farm/<int:account_id>/token", farm_views.farm_token, name="farm-token"),
     path("farm/<int:account_id>/token/revoke", farm_views.farm_token_revoke_view, name="farm-token-revoke"),
+    path("tokens/", token_views.token_list, name="tokens"),
+    path("tokens/<int:pk>/revoke", token_views.token_revoke, name="token-revoke"),
 ]

@@ -255,12 +255,12 @@ def test_api_moves_a_big_upload_into_place_without_reading_it(
 def test_api_refuses_anonymous_imports(client: Client, allowed_dir: Path, account: FarmAccount) -> None:
     response = _post_api(client, account, _good(allowed_dir))
 
-    assert response.status_code == 403
+    assert response.status_code == 401  # no credentials: 401, with WWW-Authenticate naming the token scheme
     assert not Manifest.objects.exists()
 
 
 def test_api_refuses_anonymous_reads(client: Client) -> None:
-    assert client.get("/api/manifests/").status_code == 403
+    assert client.get("/api/manifests/").status_code == 401
 
 
 # the import_manifest command

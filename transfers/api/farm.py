@@ -25,11 +25,13 @@ from django.http import HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
+from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from transfers import selectors
+from transfers.api.serializers import FarmTaskDetailSerializer, FarmTaskListSerializer, FarmTokenSerializer
 from transfers.farm import UnknownTask, UnsupportedAccount, connector_for
 from transfers.farm.status import status_of
 from transfers.farm_events import (
@@ -126,6 +128,7 @@ def _where(number: int, events: list[Any], message: str) -> str:
     return f"{prefix}{message}{suffix}"
 
 
+@extend_schema(operation_id="farm_token_create", request=None, responses=FarmTokenSerializer)
 @api_view(["POST"])
 def farm_token(request: Request, account_id: int) -> Response:
     """A new events token for the account (the old one stops working), shown in this answer only."""
@@ -161,6 +164,7 @@ def _task_json(task: FarmTask, children: list[FarmTask]) -> dict[str, Any]:
     }
 
 
+@extend_schema(operation_id="farm_tasks_list", responses=FarmTaskListSerializer)
 @api_view(["GET"])
 def farm_tasks(request: Request, account_id: int) -> Response:
     """The account's tasks, newest first (parents and children alike; a child names its parent)."""
@@ -173,6 +177,7 @@ def farm_tasks(request: Request, account_id: int) -> Response:
     return Response({"account": account.pk, "tasks": [_task_json(t, children.get(t.pk, [])) for t in tasks]})
 
 
+@extend_schema(operation_id="farm_task_retrieve", responses=FarmTaskDetailSerializer)
 @api_view(["GET"])
 def farm_task(request: Request, account_id: int, task_id: int) -> Response:
     """One task and its output files (of its leaves, for a parent): path in the output area, size, finished."""

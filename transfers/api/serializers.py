@@ -117,3 +117,49 @@ class JobCreateSerializer(serializers.Serializer):
         if "account" not in attrs and "manifest" not in attrs:
             raise serializers.ValidationError("give the farm account (or, for an upload, the manifest)")
         return attrs
+
+
+# --- shapes of answers built by hand (the schema's description of them; the views build the dicts) ---------
+
+
+class FarmTaskSerializer(serializers.Serializer):
+    """A farm task as transfers.api.farm answers it; a parent's frames are its children's."""
+
+    task_id = serializers.IntegerField()
+    scene = serializers.CharField()
+    layer = serializers.CharField()
+    status = serializers.IntegerField(help_text="the farm's status code (SDK §6.1)")
+    status_label = serializers.CharField()
+    outcome = serializers.CharField()
+    terminal = serializers.BooleanField()
+    parent_id = serializers.IntegerField(allow_null=True)
+    children = serializers.ListField(child=serializers.IntegerField())
+    output_folder = serializers.CharField()
+    frames_expected = serializers.IntegerField()
+    frames_done = serializers.IntegerField()
+    updated_at = serializers.DateTimeField()
+
+
+class FarmTaskListSerializer(serializers.Serializer):
+    account = serializers.IntegerField()
+    tasks = FarmTaskSerializer(many=True)
+
+
+class FarmOutputSerializer(serializers.Serializer):
+    path = serializers.CharField(help_text="relative to the account's output area")
+    size = serializers.IntegerField()
+    finished = serializers.BooleanField()
+
+
+class FarmTaskDetailSerializer(FarmTaskSerializer):
+    outputs = FarmOutputSerializer(many=True)
+
+
+class FarmTokenSerializer(serializers.Serializer):
+    account = serializers.IntegerField()
+    token = serializers.CharField(help_text="shown in this answer only")
+    detail = serializers.CharField()
+
+
+class MaxSpeedSerializer(serializers.Serializer):
+    max_speed = serializers.IntegerField(min_value=1, allow_null=True, help_text="KB/s; null: no limit")

@@ -1,4 +1,6 @@
+from django.contrib.auth.decorators import login_required
 from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
 from transfers.api import farm
@@ -14,6 +16,9 @@ router.register("groups", JobGroupViewSet, basename="group")
 
 urlpatterns = [
     *router.urls,
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    # Split: the page loads its setup script from its own URL, so the CSP needs no inline script.
+    path("docs/", login_required(SpectacularSwaggerSplitView.as_view(url_name="api:schema")), name="docs"),
     path("farm/<int:account_id>/events/", farm.farm_events, name="farm-events"),
     path("farm/<int:account_id>/token/", farm.farm_token, name="farm-token"),
     path("farm/<int:account_id>/tasks/", farm.farm_tasks, name="farm-tasks"),

@@ -8,18 +8,22 @@ from collections.abc import Callable
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import QueryDict
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from transfers import kinds, selectors, services
+from transfers.api.filters import FarmAccountFilter, JobFilter, ManifestFilter
 from transfers.api.serializers import (
     FarmAccountSerializer,
     JobCreateSerializer,
     JobOptionsSerializer,
     ManifestImportSerializer,
     ManifestSerializer,
+    MaxSpeedSerializer,
     TransferJobSerializer,
 )
 from transfers.models import FarmAccount, Manifest, TransferJob
@@ -53,12 +57,26 @@ _ACCOUNT_KINDS = "|".join(name for name in kinds.names() if not kinds.get(name).
 _MANIFEST_KINDS = "|".join(name for name in kinds.names() if kinds.get(name).uses_manifest and name != "upload_asset")
 
 
+def _door(kind_names: str, operation_id: str) -> Callable[..., object]:
+    """The schema of a door named by the SDK: the kind is a path parameter, the body its options."""
+    return extend_schema(
+        operation_id=operation_id,
+        parameters=[OpenApiParameter("kind", str, OpenApiParameter.PATH, enum=kind_names.split("|"), description="an SDK name")],
+        request=OpenApiTypes.OBJECT,
+        responses={201: TransferJobSerializer},
+    )
+
+
+_JOB = extend_schema(request=None, responses=TransferJobSerializer)
+
+
 class FarmAccountViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets.GenericViewSet
 ):
     """Every member of a team sees its accounts (never their keys); its leads and staff create and edit them."""
 
     serializer_class = FarmAccountSerializer
+    filterset_class = FarmAccountFilter
 
     def get_queryset(self) -> QuerySet[FarmAccount]:
         return selectors.accounts_for(self.request.user)
@@ -81,6 +99,7 @@ class FarmAccountViewSet(
         self._require_lead_of(self.get_object().team)  # before validation: a viewer learns nothing from a 400
         return super().update(request, *args, **kwargs)
 
+    @_door(_ACCOUNT_KINDS, "accounts_start")
     @action(detail=True, methods=["post"], url_path=rf"(?P<kind>{_ACCOUNT_KINDS})")
     def start(self, request: Request, pk: str | None = None, kind: str = "") -> Response:
         """The SDK's download, auto_download, auto_download_after_task_completed, upload_config on this account;
@@ -99,10 +118,12 @@ class FarmAccountViewSet(
 
 class ManifestViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = ManifestSerializer
+    filterset_class = ManifestFilter
 
     def get_queryset(self) -> QuerySet[Manifest]:
         return selectors.manifests_for(self.request.user)
 
+    @extend_schema(request={"multipart/form-data": ManifestImportSerializer}, responses={202: ManifestSerializer})
     def create(self, request: Request) -> Response:
         """Accept an upload.json or an upload list: 202, state "importing"; a worker reads and checks it,
         then GET shows state "ready", or "refused" with its problems."""
@@ -119,11 +140,13 @@ class ManifestViewSet(viewsets.ReadOnlyModelViewSet):
         )
         return Response(ManifestSerializer(manifest).data, status=status.HTTP_202_ACCEPTED)
 
+    @_door(_MANIFEST_KINDS, "manifests_start")
     @action(detail=True, methods=["post"], url_path=rf"(?P<kind>{_MANIFEST_KINDS})")
     def start(self, request: Request, pk: str | None = None, kind: str = "") -> Response:
         """The SDK's upload (configuration files, then this manifest's assets); the body is its options."""
         return _start(request, kind=kind, account=None, manifest=self.get_object(), options=request.data)
 
+    @extend_schema(request=JobOptionsSerializer, responses={201: TransferJobSerializer})
     @action(detail=True, methods=["post"])
     def upload_asset(self, request: Request, pk: str | None = None) -> Response:
         """The SDK's upload_asset: upload every file the manifest lists into the account's input storage."""
@@ -140,10 +163,12 @@ class ManifestViewSet(viewsets.ReadOnlyModelViewSet):
 
 class TransferJobViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = TransferJobSerializer
+    filterset_class = JobFilter
 
     def get_queryset(self) -> QuerySet[TransferJob]:
         return selectors.jobs_for(self.request.user)
 
+    @extend_schema(request=JobCreateSerializer, responses={201: TransferJobSerializer})
     def create(self, request: Request) -> Response:
         """{"kind": one of the SDK's job kinds, "account" or "manifest", "options": {...}}."""
         form = JobCreateSerializer(data=request.data, context=self.get_serializer_context())
@@ -166,18 +191,22 @@ class TransferJobViewSet(viewsets.ReadOnlyModelViewSet):
         job.refresh_from_db()
         return Response(TransferJobSerializer(job).data)
 
+    @_JOB
     @action(detail=True, methods=["post"])
     def pause(self, request: Request, pk: str | None = None) -> Response:
         return self._act(request, services.job_pause, "pause")
 
+    @_JOB
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, pk: str | None = None) -> Response:
         return self._act(request, services.job_resume, "resume")
 
+    @_JOB
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         return self._act(request, services.job_cancel, "cancel")
 
+    @_JOB
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str | None = None) -> Response:
         return self._act(request, services.job_retry, "retry")
@@ -189,6 +218,7 @@ class TransferJobViewSet(viewsets.ReadOnlyModelViewSet):
         failed = job.items.filter(state="failed").order_by("number").values("number", "local", "server", "error")[:1000]
         return Response({"count": job.items.filter(state="failed").count(), "results": list(failed)})
 
+    @extend_schema(request=MaxSpeedSerializer, responses=TransferJobSerializer)
     @action(detail=True, methods=["post"])
     def max_speed(self, request: Request, pk: str | None = None) -> Response:
         """Change the speed limit of a running job: {"max_speed": KB/s or null}."""
