@@ -81,6 +81,7 @@ def groups_for(user: Any, *, action: Literal["view", "control"] = "view") -> Que
     figures = ["files_total", "files_done", "files_failed", "files_skipped", "bytes_total", "bytes_done", "bytes_sent"]
     groups = JobGroup.objects.select_related("account", "account__team", "created_by").defer("account__access_key")
     groups = groups.annotate(job_count=Count("jobs"), **{name: Sum(jobs + name, default=0) for name in figures})
+    groups = groups.order_by("-created_at", "-pk")  # Meta.ordering does not apply to an aggregating query
     return _restrict(groups, user, ROLES_FOR[action], "account__team")
 
 
