@@ -10,14 +10,19 @@ the group's status and figures are its jobs', and the client raises with the fai
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import F
 from django.http import HttpRequest
+from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import RedisError
 
 from transfers.models import JobGroup, Manifest, TransferJob
 from transfers.services import User, _require, audit_record
+
+logger = logging.getLogger(__name__)
 
 GroupAction = Literal["pause", "resume", "cancel", "retry"]
 ACTIONS: tuple[GroupAction, ...] = ("pause", "resume", "cancel", "retry")
@@ -99,10 +104,15 @@ def group_advance(*, job_id: int) -> list[int]:
     Returns their ids (none for a job of no group, or a held one)."""
     from transfers.tasks import run_job
 
-    group_id = TransferJob.objects.filter(pk=job_id).values_list("group_id", flat=True).first()
-    if group_id is None:
+    try:
+        group_id = TransferJob.objects.filter(pk=job_id).values_list("group_id", flat=True).first()
+        if group_id is None:
+            return []
+        return _enqueue_next(group_id, run_job.delay)
+    except (DatabaseError, BrokerError, RedisError):
+        # Best effort, after the job's own change committed: recovery enqueues a part left queued too long.
+        logger.warning("job %s: could not start the next jobs of its group", job_id, exc_info=True)
         return []
-    return _enqueue_next(group_id, run_job.delay)
 
 
 def _enqueue_next(group_id: int, enqueue: Any) -> list[int]:
@@ -180,4 +190,8 @@ def group_release(*, group_id: int) -> list[int]:
     """Enqueue the jobs a released group may start now."""
     from transfers.tasks import run_job
 
-    return _enqueue_next(group_id, run_job.delay)
+    try:
+        return _enqueue_next(group_id, run_job.delay)
+    except (DatabaseError, BrokerError, RedisError):
+        logger.warning("group %s: could not start its next jobs; recovery will", group_id, exc_info=True)
+        return []

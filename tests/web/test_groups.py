@@ -262,3 +262,19 @@ def test_a_jobs_failures_name_each_failed_file_and_why(member, parts, make_user,
     failed = {"number": 1, "local": "/a.bin", "server": "/a.bin", "error": "local file not found"}
     assert body == {"count": 1, "results": [failed]}
     assert _client(make_user("stranger")).get(f"/api/jobs/{job.pk}/failures/").status_code == 404
+
+
+def test_a_broker_away_when_a_job_ends_costs_only_the_next_start(member, parts, monkeypatch, caplog):
+    from kombu.exceptions import OperationalError
+
+    group = _group(parts, member, pool_size=1)
+    first, *_ = _set(group, S.COMPLETED, S.QUEUED, S.QUEUED)
+
+    def away(job_id: int) -> None:
+        raise OperationalError("broker away")
+
+    monkeypatch.setattr(tasks.run_job, "delay", away)
+
+    assert groups.group_advance(job_id=first.pk) == []
+    assert groups.group_release(group_id=group.pk) == []
+    assert "could not start" in caplog.text
