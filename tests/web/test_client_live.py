@@ -133,6 +133,28 @@ def test_upload_config_sends_the_task_files_and_refuses_a_missing_one(api, farm,
     assert refused.value.error_code == 400
 
 
+def test_upload_sends_the_configuration_then_the_assets_in_one_job(api, farm, allowed_dir):
+    files = _files(allowed_dir / "scene", 3)
+    paths = {name: allowed_dir / f"{name}.json" for name in ("task", "tips", "asset")}
+    for path in paths.values():
+        path.write_text("{}")
+    upload_json = allowed_dir / "upload.json"
+    upload_json.write_text(json.dumps({"asset": [{"local": str(p), "server": str(p)} for p in files]}))
+
+    done = RayvisionUpload(api).upload(
+        "5165466",
+        task_json_path=str(paths["task"]),
+        tips_json_path=str(paths["tips"]),
+        asset_json_path=str(paths["asset"]),
+        upload_json_path=str(upload_json),
+    )
+
+    assert done is True and _arrived(farm, files)
+    cfg = services.farm_storage(account=farm).area_root("config") / "5165466" / "cfg"
+    assert sorted(p.name for p in cfg.iterdir()) == ["asset.json", "task.json", "tips.json", "upload.json"]
+    assert TransferJob.objects.get(account=farm).files_done == 7
+
+
 def test_download_and_auto_download_bring_a_finished_render(api, farm, allowed_dir):
     plan = render_start(account=farm, scene=f"shot_{uuid.uuid4().hex[:6]}", frames=4, actor=Actor(user=None), interval=0)
     render_run(plan, actor=Actor(user=None))
@@ -142,9 +164,11 @@ def test_download_and_auto_download_bring_a_finished_render(api, farm, allowed_d
 
     assert download.download(task_list, local_path=str(frames), download_filename_format="false", print_log=False) is True
     assert download.auto_download(task_list, local_path=str(allowed_dir / "auto"), sleep_time=0.5) is True
+    after = download.auto_download_after_task_completed(task_list, local_path=str(allowed_dir / "after"), sleep_time=0.5)
 
-    assert len([p for p in frames.rglob("*") if p.is_file()]) == 4
-    assert len([p for p in (allowed_dir / "auto").rglob("*") if p.is_file()]) == 4
+    assert after is True
+    for folder in (frames, allowed_dir / "auto", allowed_dir / "after"):
+        assert len([p for p in folder.rglob("*") if p.is_file()]) == 4, folder
     assert task_list == [plan.task_id]
 
 
