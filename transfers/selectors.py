@@ -4,10 +4,11 @@ Teams own farm accounts; manifests and jobs belong to a team through their accou
 A user's role in a team decides what they may do there:
 
     action        lead  member  viewer   (staff and superusers: everything; users in no team: nothing)
-    view          yes   yes     yes      accounts (never their keys), manifests, jobs, job websockets,
-                                         farm tasks and their frames
-    run           yes   yes     -        start an upload of a manifest
-    control       yes   yes     -        pause, resume, cancel, retry, change max_speed of a job
+    view          yes   yes     yes      accounts (never their keys), manifests, jobs, job groups, job
+                                         websockets, farm tasks and their frames
+    run           yes   yes     -        start an upload of a manifest (or of several, as a job group)
+    control       yes   yes     -        pause, resume, cancel, retry, change max_speed of a job; the
+                                         same of every job of a group at once
     manage        yes   -       -        create and edit accounts, import and delete manifests; simulate a
                                          render, (re)generate and revoke an account's farm events token
 
