@@ -73,6 +73,10 @@ class FarmAccount(models.Model):
     platform = models.CharField(max_length=10, blank=True, default="2")
     # Where this worker finds the manifests' local paths: {"D:/": "/mnt/studio/D/"}; longest prefix wins.
     path_map = models.JSONField(default=dict, blank=True, validators=[validate_path_map])
+    # The ways to the farm's storage: [{"name": "main", "host": "10.0.0.5", "port": 7300}] (transfers.accounts checks them).
+    transfer_lines = models.JSONField(default=list, blank=True)
+    # Defaults for the account's transfers, by the SDK's names: {"max_speed": 2048, "pool_size": 8}; a job's own win.
+    upload_options = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
