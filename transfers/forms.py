@@ -212,3 +212,23 @@ class AccountEditForm(forms.Form):
         given = {key: data[key] for key in _PAGE_OPTIONS if data[key] is not None}
         chosen["upload_options"] = {**self._other_options, **given}  # the ones only the API sets are kept
         return chosen
+
+
+class NotificationSettingsForm(forms.Form):
+    """A user's own notifications: email, webhook, which events (transfers.notifications checks the rest)."""
+
+    email = forms.BooleanField(required=False, label="Email me (to my user's email address)")
+    webhook_url = forms.CharField(
+        required=False,
+        max_length=500,
+        label="Webhook URL",
+        help_text="http:// or https://; rvweb POSTs JSON signed with X-Rvweb-Signature: sha256=<HMAC-SHA256 of the body>.",
+    )
+    new_secret = forms.BooleanField(required=False, label="Make a new webhook secret (the old one stops working)")
+    events = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple, label="Tell me when")
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        from transfers.models import NotificationSettings
+
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.fields["events"].choices = NotificationSettings.Event.choices  # type: ignore[attr-defined]

@@ -480,3 +480,49 @@ class FarmEventToken(models.Model):
 
     def __str__(self) -> str:
         return f"events token of account {self.account_id}"
+
+
+class NotificationSettings(models.Model):
+    """What a user wants to hear about, and how: an email to their address and/or a signed webhook."""
+
+    class Event(models.TextChoices):
+        JOB_COMPLETED = "job_completed", "A job completed"
+        JOB_FAILED = "job_failed", "A job failed, completed with errors or was cancelled"
+        TASK_ENDED = "task_ended", "A farm task an auto download watches ended"
+        TASK_FAILED = "task_failed", "A farm task an auto download watches failed"
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_settings")
+    email = models.BooleanField(default=False)
+    webhook_url = models.URLField(max_length=500, blank=True)
+    # The HMAC-SHA256 key of the webhook's X-Rvweb-Signature: shown once when made, stored encrypted.
+    webhook_secret = EncryptedTextField(blank=True)
+    events = models.JSONField(default=list, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"notifications of {self.user}"
+
+
+class NotificationDelivery(models.Model):
+    """One attempt at sending one notification (a row per attempt): what its user sees on the settings page."""
+
+    class Status(models.TextChoices):
+        SENT = "sent", "Sent"
+        RETRYING = "retrying", "Failed, will retry"
+        FAILED = "failed", "Failed (no more tries)"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_deliveries")
+    channel = models.CharField(max_length=10)  # email, webhook
+    event = models.CharField(max_length=20, choices=NotificationSettings.Event.choices)
+    job = models.ForeignKey(TransferJob, null=True, on_delete=models.SET_NULL, related_name="+")
+    task_id = models.BigIntegerField(null=True)
+    attempt = models.PositiveSmallIntegerField(default=1)
+    status = models.CharField(max_length=10, choices=Status.choices)
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.event} to {self.user_id}: {self.status} (try {self.attempt})"

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from transfers import views
+from transfers import notification_views, views
 from transfers.farm import account_views
 from transfers.farm import views as farm_views
 
@@ -12,6 +12,7 @@ urlpatterns = [
     path("jobs/<int:pk>/", views.job_detail, name="job-detail"),
     path("jobs/<int:pk>/speed", views.job_speed, name="job-speed"),
     path("jobs/<int:pk>/<slug:action>", views.job_action, name="job-action"),
+    path("settings/notifications/", notification_views.notification_settings, name="notification-settings"),
     path("farm/", farm_views.farm_account_list, name="farm-accounts"),
     path("farm/new", account_views.farm_account_new, name="farm-account-new"),
     path("farm/<int:account_id>/edit", account_views.farm_account_edit, name="farm-account-edit"),
