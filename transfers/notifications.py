@@ -1,7 +1,7 @@
 """Notifications: a user's email and/or webhook when a job of their team ends or a watched farm task ends.
 
 A job's end (services.job_audit_end) and a watcher seeing a task end (run_context.JobRun.note_watch) call
-`notify_job_end` / `notify_task_end` once committed; these enqueue one Celery task per recipient and
+`notify_job_end` / `notify_tasks_end` once committed; these enqueue one Celery task per recipient and
 channel (users of the job's team who chose the event), carrying ids only. The task calls `deliver`, one
 attempt: it writes a NotificationDelivery row and, on failure, says when to try again (doubling), up to
 NOTIFY_TRIES attempts.
@@ -147,16 +147,17 @@ def notify_job_end(*, job_id: int, outcome: str) -> None:
         _enqueue(row, event, job_id, None)
 
 
-def notify_task_end(*, job_id: int, task_id: int, failed: bool) -> None:
-    """A farm task a job watches ended (failed or not): each recipient is told once, as "failed" when it
-    failed and they asked for that, else as "ended"."""
+def notify_tasks_end(*, job_id: int, ended: list[tuple[int, bool]]) -> None:
+    """Farm tasks a job watches ended, as (task id, failed): each recipient is told once per task, as
+    "failed" when it failed and they asked for that, else as "ended". Two queries for any number of tasks."""
     job = TransferJob.objects.select_related("account").filter(pk=job_id).first()
-    if job is None:
+    if job is None or not ended:
         return
     for row in _recipients(job, [Event.TASK_ENDED, Event.TASK_FAILED]):
-        event = Event.TASK_FAILED if failed and Event.TASK_FAILED in row.events else Event.TASK_ENDED
-        if event in row.events:
-            _enqueue(row, event, job_id, task_id)
+        for task_id, failed in ended:
+            event = Event.TASK_FAILED if failed and Event.TASK_FAILED in row.events else Event.TASK_ENDED
+            if event in row.events:
+                _enqueue(row, event, job_id, task_id)
 
 
 # --- one attempt ------------------------------------------------------------------------------------------

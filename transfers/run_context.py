@@ -27,7 +27,7 @@ from transfers.kinds.base import Leg, NewItem
 from transfers.kinds.options import Download, Transfer
 from transfers.ledger import DbLedger
 from transfers.models import TransferItem, TransferJob
-from transfers.notifications import notify_task_end
+from transfers.notifications import notify_tasks_end
 from transfers.recorder import Recorder
 
 _PAGE = 2000  # pending items read per query
@@ -226,6 +226,6 @@ class JobRun:
         newly = [w for w in watches if w.ended and w.task_id not in self._ended_told]
         TransferJob.objects.filter(pk=self.job.pk).update(watch=state)
         progress.publish_watch(self.job.pk, state)
-        for watch in newly:
-            self._ended_told.add(watch.task_id)
-            notify_task_end(job_id=self.job.pk, task_id=watch.task_id, failed=bool(getattr(watch, "failed", False)))
+        if newly:
+            self._ended_told.update(watch.task_id for watch in newly)
+            notify_tasks_end(job_id=self.job.pk, ended=[(w.task_id, bool(getattr(w, "failed", False))) for w in newly])
