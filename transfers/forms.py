@@ -222,7 +222,8 @@ class NotificationSettingsForm(forms.Form):
         required=False,
         max_length=500,
         label="Webhook URL",
-        help_text="http:// or https://; rvweb POSTs JSON signed with X-Rvweb-Signature: sha256=<HMAC-SHA256 of the body>.",
+        help_text="http:// or https://; rvweb POSTs JSON with an X-Rvweb-Signature header: sha256= and the hex "
+        "HMAC-SHA256 of the body, keyed by your webhook secret.",
     )
     new_secret = forms.BooleanField(required=False, label="Make a new webhook secret (the old one stops working)")
     events = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple, label="Tell me when")

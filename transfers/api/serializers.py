@@ -47,6 +47,19 @@ class FarmAccountSerializer(serializers.ModelSerializer):
         return bool(account.access_key)
 
 
+class CheckStepSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    ok = serializers.BooleanField()
+    message = serializers.CharField(allow_blank=True)
+
+
+class AccountCheckSerializer(serializers.Serializer):
+    """The answer of POST /api/accounts/<id>/check/: every step of the connector's check, in order."""
+
+    ok = serializers.BooleanField()
+    steps = CheckStepSerializer(many=True)
+
+
 class ManifestSerializer(serializers.ModelSerializer):
     team = serializers.IntegerField(source="account.team_id", read_only=True)
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import QueryDict
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -17,6 +18,7 @@ from rest_framework.response import Response
 from transfers import kinds, selectors, services
 from transfers.accounts import AccountInvalid, account_check, account_save, steps_as_json
 from transfers.api.serializers import (
+    AccountCheckSerializer,
     FarmAccountSerializer,
     JobCreateSerializer,
     JobOptionsSerializer,
@@ -91,11 +93,13 @@ class FarmAccountViewSet(
     def perform_update(self, serializer: FarmAccountSerializer) -> None:  # type: ignore[override]
         self._save(serializer, serializer.instance)
 
+    @extend_schema(request=None, responses=AccountCheckSerializer)
     @action(detail=True, methods=["post"], url_path="check")
     def check_connection(self, request: Request, pk: str | None = None) -> Response:
         """Test connection: the account's connector runs its own check; {"ok", "steps": [{name, ok, message}]}."""
         steps = account_check(account=self.get_object(), user=request.user, request=request._request)
-        return Response({"ok": all(step.ok for step in steps), "steps": steps_as_json(steps)})
+        answer = {"ok": all(step.ok for step in steps), "steps": steps_as_json(steps)}
+        return Response(AccountCheckSerializer(answer).data)
 
     @action(detail=True, methods=["post"], url_path=rf"(?P<kind>{_ACCOUNT_KINDS})")
     def start(self, request: Request, pk: str | None = None, kind: str = "") -> Response:
