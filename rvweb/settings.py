@@ -167,6 +167,20 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "login"
+
+# Notifications (transfers.notifications): mail through Django's backend (the console unless set), webhooks
+# signed with HMAC-SHA256; a failed delivery is tried again after NOTIFY_BACKOFF_SECONDS, doubling, NOTIFY_TRIES in all.
+EMAIL_BACKEND = env_str("RVWEB_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("RVWEB_EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("RVWEB_EMAIL_PORT", 25, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env_str("RVWEB_EMAIL_USER", "")
+EMAIL_HOST_PASSWORD = env_str("RVWEB_EMAIL_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("RVWEB_EMAIL_TLS", False)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env_str("RVWEB_EMAIL_FROM", "rvweb@localhost")
+NOTIFY_BACKOFF_SECONDS = env_int("RVWEB_NOTIFY_BACKOFF_SECONDS", 10, minimum=1, maximum=3600)
+NOTIFY_TRIES = env_int("RVWEB_NOTIFY_TRIES", 5, minimum=1, maximum=20)
+WEBHOOK_TIMEOUT_SECONDS = 5
 LOGIN_REDIRECT_URL = "manifest-list"
 LOGOUT_REDIRECT_URL = "login"
 SESSION_COOKIE_HTTPONLY = True

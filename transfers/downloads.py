@@ -100,6 +100,7 @@ class TaskWatch:
 
     task_id: int
     ended: bool = False
+    failed: bool = False  # it ended, and a leaf failed (for notifications)
     status: str = ""
     frames_expected: int = 0
     outputs_seen: int = 0

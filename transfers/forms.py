@@ -123,3 +123,113 @@ class DownloadForm(forms.Form):
         if data["kind"] != "download" and data.get("sleep_time"):
             chosen["sleep_time"] = data["sleep_time"]
         return chosen
+
+
+_PAGE_OPTIONS = ("max_speed", "pool_size", "upload_num")  # the default options the page shows
+
+
+class AccountEditForm(forms.Form):
+    """A farm account as its lead edits it on the page; transfers.accounts.account_save checks the rest."""
+
+    name = forms.CharField(max_length=100)
+    team = forms.ModelChoiceField(queryset=selectors.teams_for(None), help_text="A team you lead.")  # set per user
+    kind = forms.ChoiceField(choices=[], label="Kind")  # the registered connectors (transfers.farm.CONNECTORS)
+    access_id = forms.CharField(max_length=200, required=False, label="Access id")
+    access_key = forms.CharField(
+        required=False,
+        label="Access key",
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Stored encrypted and never shown again. Leave empty to keep the stored key.",
+    )
+    clear_key = forms.BooleanField(required=False, label="Clear the stored key")
+    domain = forms.CharField(max_length=200, required=False)
+    platform = forms.CharField(max_length=10, required=False)
+    transfer_lines = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        label="Transfer lines",
+        help_text="One a line: name host:port, e.g. main 10.0.0.5:7300",
+    )
+    path_map = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        label="Path mapping",
+        help_text="One rule a line: the manifests' prefix => where this machine finds it, e.g. D:/ => /mnt/studio/D/",
+    )
+    max_speed = forms.IntegerField(required=False, label="Default max_speed (KB/s)", help_text="Empty: no limit.")
+    pool_size = forms.IntegerField(required=False, label="Default pool_size (files at once)")
+    upload_num = forms.IntegerField(required=False, label="Default upload_num (attempts per file)")
+
+    def __init__(self, *args: object, user: Any, account: FarmAccount | None = None, **kwargs: object) -> None:
+        from transfers.farm import kind_choices
+
+        if account is not None and not args and "initial" not in kwargs:
+            kwargs["initial"] = self.initial_of(account)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        stored = account.upload_options if account is not None else {}
+        self._other_options = {key: value for key, value in (stored or {}).items() if key not in _PAGE_OPTIONS}
+        team = self.fields["team"]
+        assert isinstance(team, forms.ModelChoiceField)
+        team.queryset = selectors.teams_for(user, role="lead")
+        choices = kind_choices()
+        if account is not None and account.kind not in dict(choices):
+            choices.append((account.kind, account.get_kind_display()))  # kept as it is; no connector yet
+        self.fields["kind"].choices = choices  # type: ignore[attr-defined]
+
+    @staticmethod
+    def initial_of(account: FarmAccount) -> dict[str, Any]:
+        options = account.upload_options or {}
+        return {
+            "name": account.name,
+            "team": account.team_id,
+            "kind": account.kind,
+            "access_id": account.access_id,
+            "domain": account.domain,
+            "platform": account.platform,
+            "transfer_lines": "\n".join(f"{ln['name']} {ln['host']}:{ln['port']}" for ln in account.transfer_lines or []),
+            "path_map": "\n".join(f"{prefix} => {target}" for prefix, target in (account.path_map or {}).items()),
+            **{key: options.get(key) for key in _PAGE_OPTIONS},
+        }
+
+    def data_for_save(self) -> dict[str, Any]:
+        """What account_save takes; the lines and rules as structures (a text that does not parse: a form error)."""
+        from transfers.accounts import lines_parsed
+
+        data = self.cleaned_data
+        chosen: dict[str, Any] = {key: data[key] for key in ("name", "team", "kind", "access_id", "domain", "platform")}
+        try:
+            chosen["transfer_lines"] = lines_parsed(data["transfer_lines"])
+        except ValueError as exc:
+            self.add_error("transfer_lines", str(exc))
+        rules: dict[str, str] = {}
+        for number, row in enumerate((r.strip() for r in data["path_map"].splitlines()), start=1):
+            if row:
+                prefix, arrow, target = row.partition("=>")
+                if not arrow:
+                    self.add_error("path_map", f"line {number}: write it as `prefix => target`")
+                rules[prefix.strip()] = target.strip()
+        chosen["path_map"] = rules
+        given = {key: data[key] for key in _PAGE_OPTIONS if data[key] is not None}
+        chosen["upload_options"] = {**self._other_options, **given}  # the ones only the API sets are kept
+        return chosen
+
+
+class NotificationSettingsForm(forms.Form):
+    """A user's own notifications: email, webhook, which events (transfers.notifications checks the rest)."""
+
+    email = forms.BooleanField(required=False, label="Email me (to my user's email address)")
+    webhook_url = forms.CharField(
+        required=False,
+        max_length=500,
+        label="Webhook URL",
+        help_text="http:// or https://; rvweb POSTs JSON with an X-Rvweb-Signature header: sha256= and the hex "
+        "HMAC-SHA256 of the body, keyed by your webhook secret.",
+    )
+    new_secret = forms.BooleanField(required=False, label="Make a new webhook secret (the old one stops working)")
+    events = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple, label="Tell me when")
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        from transfers.models import NotificationSettings
+
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.fields["events"].choices = NotificationSettings.Event.choices  # type: ignore[attr-defined]

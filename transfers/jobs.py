@@ -14,6 +14,7 @@ from django.db import transaction
 from django.http import HttpRequest
 
 from transfers import kinds
+from transfers.accounts import options_for
 from transfers.farm import connector_for
 from transfers.kinds import options as kind_options
 from transfers.models import FarmAccount, JobGroup, Manifest, TransferJob
@@ -45,7 +46,8 @@ def job_create(
         _require(user, "run", manifest)
     else:
         _require(user, "run", account)  # a member or a lead of the account's team
-    checked = job_kind.parse(options)
+    # The account's default options (its page's "default upload options") under the job's own.
+    checked = job_kind.parse({**options_for(account, job_kind.Options), **(options or {})})
     connector_for(account)  # UnsupportedAccount when no connector reaches the account's farm
     if manifest is not None and manifest.state != Manifest.State.READY:
         raise ManifestNotReady(f"manifest {manifest.name!r} is {manifest.get_state_display().lower()}: nothing to upload")

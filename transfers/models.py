@@ -73,6 +73,10 @@ class FarmAccount(models.Model):
     platform = models.CharField(max_length=10, blank=True, default="2")
     # Where this worker finds the manifests' local paths: {"D:/": "/mnt/studio/D/"}; longest prefix wins.
     path_map = models.JSONField(default=dict, blank=True, validators=[validate_path_map])
+    # The ways to the farm's storage: [{"name": "main", "host": "10.0.0.5", "port": 7300}] (transfers.accounts checks them).
+    transfer_lines = models.JSONField(default=list, blank=True)
+    # Defaults for the account's transfers, by the SDK's names: {"max_speed": 2048, "pool_size": 8}; a job's own win.
+    upload_options = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -519,3 +523,49 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"API token {self.prefix}… ({self.name}) of {self.user_id}"
+
+
+class NotificationSettings(models.Model):
+    """What a user wants to hear about, and how: an email to their address and/or a signed webhook."""
+
+    class Event(models.TextChoices):
+        JOB_COMPLETED = "job_completed", "A job completed"
+        JOB_FAILED = "job_failed", "A job failed, completed with errors or was cancelled"
+        TASK_ENDED = "task_ended", "A farm task an auto download watches ended"
+        TASK_FAILED = "task_failed", "A farm task an auto download watches failed"
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_settings")
+    email = models.BooleanField(default=False)
+    webhook_url = models.URLField(max_length=500, blank=True)
+    # The HMAC-SHA256 key of the webhook's X-Rvweb-Signature: shown once when made, stored encrypted.
+    webhook_secret = EncryptedTextField(blank=True)
+    events = models.JSONField(default=list, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"notifications of {self.user}"
+
+
+class NotificationDelivery(models.Model):
+    """One attempt at sending one notification (a row per attempt): what its user sees on the settings page."""
+
+    class Status(models.TextChoices):
+        SENT = "sent", "Sent"
+        RETRYING = "retrying", "Failed, will retry"
+        FAILED = "failed", "Failed (no more tries)"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_deliveries")
+    channel = models.CharField(max_length=10)  # email, webhook
+    event = models.CharField(max_length=20, choices=NotificationSettings.Event.choices)
+    job = models.ForeignKey(TransferJob, null=True, on_delete=models.SET_NULL, related_name="+")
+    task_id = models.BigIntegerField(null=True)
+    attempt = models.PositiveSmallIntegerField(default=1)
+    status = models.CharField(max_length=10, choices=Status.choices)
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.event} to {self.user_id}: {self.status} (try {self.attempt})"

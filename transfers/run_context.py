@@ -27,6 +27,7 @@ from transfers.kinds.base import Leg, NewItem
 from transfers.kinds.options import Download, Transfer
 from transfers.ledger import DbLedger
 from transfers.models import TransferItem, TransferJob
+from transfers.notifications import notify_tasks_end
 from transfers.recorder import Recorder
 
 _PAGE = 2000  # pending items read per query
@@ -51,6 +52,7 @@ class JobRun:
         self._next_number: int | None = None
         self._local: LocalFolder | None = None
         self._areas: dict[str, Endpoint] = {}
+        self._ended_told: set[int] | None = None  # watched tasks whose end was notified (in the stored watch)
 
     # --- endpoints ----------------------------------------------------------------------------------
 
@@ -218,5 +220,12 @@ class JobRun:
             "next_poll_at": (timezone.now() + timedelta(seconds=next_poll)).isoformat(),
             "error": "",
         }
+        if self._ended_told is None:  # a run taking over: the ends its predecessor stored were told already
+            stored = TransferJob.objects.filter(pk=self.job.pk).values_list("watch", flat=True).first() or {}
+            self._ended_told = {task["task_id"] for task in stored.get("tasks", []) if task.get("ended")}
+        newly = [w for w in watches if w.ended and w.task_id not in self._ended_told]
         TransferJob.objects.filter(pk=self.job.pk).update(watch=state)
         progress.publish_watch(self.job.pk, state)
+        if newly:
+            self._ended_told.update(watch.task_id for watch in newly)
+            notify_tasks_end(job_id=self.job.pk, ended=[(w.task_id, bool(getattr(w, "failed", False))) for w in newly])

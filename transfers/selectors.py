@@ -22,7 +22,17 @@ from typing import Any, Literal
 
 from django.db.models import BooleanField, Count, ExpressionWrapper, Q, QuerySet, Sum
 
-from transfers.models import FarmAccount, FarmFrame, FarmTask, JobGroup, Manifest, Membership, Team, TransferJob
+from transfers.models import (
+    FarmAccount,
+    FarmFrame,
+    FarmTask,
+    JobGroup,
+    Manifest,
+    Membership,
+    NotificationDelivery,
+    Team,
+    TransferJob,
+)
 
 Action = Literal["view", "run", "control", "manage"]
 Role = Literal["viewer", "member", "lead"]
@@ -96,6 +106,13 @@ def farm_tasks_for(user: Any, *, action: Literal["view", "manage"] = "view") -> 
 def farm_frames_for(user: Any) -> QuerySet[FarmFrame]:
     frames = FarmFrame.objects.select_related("task")
     return frames.filter(task__account__in=accounts_for(user).values("pk"))
+
+
+def notification_deliveries_for(user: Any) -> QuerySet[NotificationDelivery]:
+    """The user's own notification attempts, newest first (nobody sees another user's, staff neither)."""
+    if user is None or not user.is_authenticated:
+        return NotificationDelivery.objects.none()
+    return NotificationDelivery.objects.filter(user=user).select_related("job").order_by("-created_at", "-pk")
 
 
 _TEAM_PATH: dict[type, str] = {

@@ -418,6 +418,10 @@ def job_audit_end(*, job_id: int, outcome: str, error: str = "") -> None:
     if error:
         after["error"] = error
     audit_record(actor=None, action="job.finish", target=TransferJob(pk=job_id), outcome=outcome, after=after)
+    if outcome in TransferJob.TERMINAL:
+        from transfers.notifications import notify_job_end
+
+        transaction.on_commit(lambda: notify_job_end(job_id=job_id, outcome=outcome))
 
 
 def job_retry(*, job: TransferJob, user: User, request: HttpRequest | None = None) -> bool:

@@ -114,6 +114,17 @@ def jobs_recover(recovery: _Recovery | None = None, *, everything: bool = False)
     return due
 
 
+@shared_task(name="transfers.notify", acks_late=True)
+def notify(user_id: int, channel: str, event: str, job_id: int, task_id: int | None, attempt: int) -> None:
+    """One attempt at a notification (transfers.notifications.deliver); a failed one is enqueued again
+    later, the wait doubling each time. Ids only: the address and the secret are read here."""
+    from transfers import notifications
+
+    wait = notifications.deliver(user_id=user_id, channel=channel, event=event, job_id=job_id, task_id=task_id, attempt=attempt)
+    if wait is not None:
+        notify.apply_async((user_id, channel, event, job_id, task_id, attempt + 1), countdown=wait)
+
+
 @shared_task(name="transfers.import_manifest", acks_late=True)
 def import_manifest(manifest_id: int) -> None:
     """Read, check and store an uploaded manifest (services.manifest_import_begin recorded it)."""

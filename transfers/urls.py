@@ -1,6 +1,7 @@
 from django.urls import path
 
-from transfers import group_views, token_views, views
+from transfers import group_views, notification_views, token_views, views
+from transfers.farm import account_views
 from transfers.farm import views as farm_views
 
 urlpatterns = [
@@ -13,7 +14,11 @@ urlpatterns = [
     path("jobs/<int:pk>/<slug:action>", views.job_action, name="job-action"),
     path("groups/<int:pk>/", group_views.group_detail, name="group-detail"),
     path("groups/<int:pk>/<slug:action>", group_views.group_action, name="group-action"),
+    path("settings/notifications/", notification_views.notification_settings, name="notification-settings"),
     path("farm/", farm_views.farm_account_list, name="farm-accounts"),
+    path("farm/new", account_views.farm_account_new, name="farm-account-new"),
+    path("farm/<int:account_id>/edit", account_views.farm_account_edit, name="farm-account-edit"),
+    path("farm/<int:account_id>/check", account_views.farm_account_check, name="farm-account-check"),
     path("farm/<int:account_id>/", farm_views.farm_tasks, name="farm-tasks"),
     path("farm/<int:account_id>/simulate", farm_views.farm_simulate, name="farm-simulate"),
     path("farm/<int:account_id>/download", farm_views.farm_download, name="farm-download"),

@@ -462,7 +462,8 @@ def test_an_api_update_without_a_key_keeps_the_stored_key(world: World):
 
     assert response.status_code == 200
     assert FarmAccount.objects.get(pk=world.blue.account.pk).access_key == KEYS["Blue"]
-    assert AuditEvent.objects.get(action="account.change").after == {"fields": ["access_id"]}
+    audit = AuditEvent.objects.get(action="account.change")
+    assert (audit.before, audit.after) == ({"access_id": "id-Blue"}, {"access_id": "id-2"})
 
 
 @pytest.mark.django_db

@@ -15,15 +15,27 @@ def _user(serializer: serializers.BaseSerializer[Any]) -> Any:
 
 
 class FarmAccountSerializer(serializers.ModelSerializer):
+    """A farm account; transfers.accounts.account_save checks and stores it (the same rules as the page)."""
+
     # Write-only: the key goes in encrypted and never comes back out. Blank on an update keeps the stored key.
     access_key = serializers.CharField(write_only=True, required=False, allow_blank=True, style={"input_type": "password"})
+    clear_access_key = serializers.BooleanField(
+        write_only=True, required=False, default=False, help_text="true: remove the stored access key"
+    )
     has_access_key = serializers.SerializerMethodField()
-    # Teams the user can see; whether they may put an account there (lead, staff) is the view's check (403).
+    # Teams the user can see; whether they may put an account there (lead, staff) is the service's check (403).
     team = serializers.PrimaryKeyRelatedField(queryset=selectors.teams_for(None))
+    kind = serializers.CharField(required=False, help_text="a registered farm connector, e.g. local")
+    transfer_lines = serializers.JSONField(required=False, help_text='[{"name": "main", "host": "10.0.0.5", "port": 7300}]')
+    path_map = serializers.JSONField(required=False, help_text='{"D:/": "/mnt/studio/D/"}: longest prefix wins')
+    upload_options = serializers.JSONField(required=False, help_text='default options by the SDK\'s names: {"max_speed": 2048}')
 
     class Meta:
         model = FarmAccount
-        fields = ["id", "name", "team", "kind", "access_id", "access_key", "has_access_key", "domain", "platform", "created_at"]
+        fields = [
+            "id", "name", "team", "kind", "access_id", "access_key", "clear_access_key", "has_access_key", "domain",
+            "platform", "transfer_lines", "path_map", "upload_options", "created_at",
+        ]  # fmt: skip
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -34,10 +46,18 @@ class FarmAccountSerializer(serializers.ModelSerializer):
             return bool(getattr(account, "key_stored", False))  # annotated by selectors: the key is never decrypted
         return bool(account.access_key)
 
-    def update(self, instance: FarmAccount, validated_data: dict[str, Any]) -> FarmAccount:
-        if not validated_data.get("access_key"):
-            validated_data.pop("access_key", None)
-        return super().update(instance, validated_data)
+
+class CheckStepSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    ok = serializers.BooleanField()
+    message = serializers.CharField(allow_blank=True)
+
+
+class AccountCheckSerializer(serializers.Serializer):
+    """The answer of POST /api/accounts/<id>/check/: every step of the connector's check, in order."""
+
+    ok = serializers.BooleanField()
+    steps = CheckStepSerializer(many=True)
 
 
 class ManifestSerializer(serializers.ModelSerializer):

@@ -12,12 +12,15 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from transfers import kinds, selectors, services
+from transfers.accounts import AccountInvalid, account_check, account_save, steps_as_json
 from transfers.api.filters import FarmAccountFilter, JobFilter, ManifestFilter
 from transfers.api.serializers import (
+    AccountCheckSerializer,
     FarmAccountSerializer,
     JobCreateSerializer,
     JobOptionsSerializer,
@@ -81,23 +84,39 @@ class FarmAccountViewSet(
     def get_queryset(self) -> QuerySet[FarmAccount]:
         return selectors.accounts_for(self.request.user)
 
-    def _require_lead_of(self, team: object) -> None:
-        if not selectors.teams_for(self.request.user, role="lead").filter(pk=getattr(team, "pk", None)).exists():
-            raise PermissionDenied("only a lead of the account's team (or staff) may store its credentials")
-
     def create(self, request: Request, *args: object, **kwargs: object) -> Response:
         if not selectors.teams_for(request.user, role="lead").exists():
             raise PermissionDenied("storing farm credentials needs the lead role in a team (or staff, once a team exists)")
         return super().create(request, *args, **kwargs)
 
-    def perform_create(self, serializer: FarmAccountSerializer) -> None:
-        self._require_lead_of(serializer.validated_data["team"])
-        account = serializer.save()
-        services.audit_record(actor=self.request.user, action="account.create", target=account, request=self.request)
-
     def update(self, request: Request, *args: object, **kwargs: object) -> Response:
-        self._require_lead_of(self.get_object().team)  # before validation: a viewer learns nothing from a 400
+        if not selectors.user_may(request.user, "manage", self.get_object()):  # before validation: a viewer learns nothing
+            raise PermissionDenied("only a lead of the account's team (or staff) may change its credentials")
         return super().update(request, *args, **kwargs)
+
+    def _save(self, serializer: FarmAccountSerializer, account: FarmAccount | None) -> None:
+        data = dict(serializer.validated_data)
+        key, clear = data.pop("access_key", None), data.pop("clear_access_key", False)
+        try:
+            serializer.instance = account_save(
+                user=self.request.user, data=data, account=account, key=key, clear_key=clear, request=self.request._request
+            )
+        except AccountInvalid as exc:
+            raise ValidationError(exc.errors) from None
+
+    def perform_create(self, serializer: FarmAccountSerializer) -> None:  # type: ignore[override]
+        self._save(serializer, None)
+
+    def perform_update(self, serializer: FarmAccountSerializer) -> None:  # type: ignore[override]
+        self._save(serializer, serializer.instance)
+
+    @extend_schema(request=None, responses=AccountCheckSerializer)
+    @action(detail=True, methods=["post"], url_path="check")
+    def check_connection(self, request: Request, pk: str | None = None) -> Response:
+        """Test connection: the account's connector runs its own check; {"ok", "steps": [{name, ok, message}]}."""
+        steps = account_check(account=self.get_object(), user=request.user, request=request._request)
+        answer = {"ok": all(step.ok for step in steps), "steps": steps_as_json(steps)}
+        return Response(AccountCheckSerializer(answer).data)
 
     @_door(_ACCOUNT_KINDS, "accounts_start")
     @action(detail=True, methods=["post"], url_path=rf"(?P<kind>{_ACCOUNT_KINDS})")
@@ -105,15 +124,6 @@ class FarmAccountViewSet(
         """The SDK's download, auto_download, auto_download_after_task_completed, upload_config on this account;
         the body is the kind's options."""
         return _start(request, kind=kind, account=self.get_object(), manifest=None, options=request.data)
-
-    def perform_update(self, serializer: FarmAccountSerializer) -> None:
-        if "team" in serializer.validated_data:
-            self._require_lead_of(serializer.validated_data["team"])  # moving it: to a team the user leads too
-        fields = sorted(k for k, v in serializer.validated_data.items() if k != "access_key" or v)
-        account = serializer.save()
-        services.audit_record(
-            actor=self.request.user, action="account.change", target=account, request=self.request, after={"fields": fields}
-        )
 
 
 class ManifestViewSet(viewsets.ReadOnlyModelViewSet):

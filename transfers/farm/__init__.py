@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from transfers.farm.base import AREAS, FarmConnector, FarmOutput, FarmTaskInfo, TransferLine, UnknownTask, UnsupportedAccount
+from transfers.farm.base import (
+    AREAS,
+    CheckStep,
+    FarmConnector,
+    FarmOutput,
+    FarmTaskInfo,
+    TransferLine,
+    UnknownTask,
+    UnsupportedAccount,
+)
 from transfers.farm.local import LocalFarm
 
 if TYPE_CHECKING:
@@ -17,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AREAS",
     "CONNECTORS",
+    "CheckStep",
     "FarmConnector",
     "FarmOutput",
     "FarmTaskInfo",
@@ -24,11 +34,20 @@ __all__ = [
     "UnknownTask",
     "UnsupportedAccount",
     "connector_for",
+    "kind_choices",
 ]
 
 CONNECTORS: dict[str, type[FarmConnector]] = {
     LocalFarm.kind: LocalFarm,
 }
+
+
+def kind_choices() -> list[tuple[str, str]]:
+    """The kinds an account may be given: the registered connectors, with the model's label where it has one."""
+    from transfers.models import FarmAccount as Account
+
+    labels = dict(Account.Kind.choices)
+    return [(kind, labels.get(kind, kind)) for kind in sorted(CONNECTORS)]
 
 
 def connector_for(account: FarmAccount) -> FarmConnector:

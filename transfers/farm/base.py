@@ -81,6 +81,15 @@ class TransferLine:
     notes: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class CheckStep:
+    """One step of a connector's "test connection": what was checked, whether it passed, and what was seen."""
+
+    name: str
+    ok: bool
+    message: str = ""
+
+
 class FarmConnector:
     """The interface; one subclass per farm kind, registered in transfers.farm.CONNECTORS."""
 
@@ -129,6 +138,11 @@ class FarmConnector:
     def lines(self) -> list[TransferLine]:
         """The transfer lines to the account's storage, the default first."""
         raise NotImplementedError
+
+    def check(self) -> list[CheckStep]:
+        """The connector's own "test connection": each step it tried, in order, with what failed and why.
+        Never raises for a failing farm (a failed step says it); never carries the account's key."""
+        return [CheckStep("connector", False, f"the {self.kind} connector has no connection check yet")]
 
     def announced_since(self, task_ids: list[int], since: float) -> bool:
         """Whether the farm announced an output of these tasks (or their children) after `since` (a

@@ -9,7 +9,11 @@ finished (FarmFrame rows), and the ones written there but not announced yet (may
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from django.conf import settings
@@ -17,7 +21,7 @@ from django.db.models import Q
 
 from transfers.engine.endpoints import LocalFolder
 from transfers.engine.paths import PathRefused
-from transfers.farm.base import AREAS, FarmConnector, FarmOutput, FarmTaskInfo, TransferLine, UnknownTask, check_area
+from transfers.farm.base import AREAS, CheckStep, FarmConnector, FarmOutput, FarmTaskInfo, TransferLine, UnknownTask, check_area
 from transfers.models import FarmAccount, FarmFrame, FarmTask
 
 logger = logging.getLogger(__name__)
@@ -98,8 +102,58 @@ class LocalFarm(FarmConnector):
             return True
         return FarmFrame.objects.filter(task__in=tasks, finished_at__gt=when).exists()
 
+    def check(self) -> list[CheckStep]:
+        """The storage root, then each area: there (made if missing), a folder, inside FARM_ROOT once
+        symlinks are resolved, and writable (a file is made and removed)."""
+        farm_root = Path(settings.FARM_ROOT).resolve()
+        steps = [_step(f"storage root {self.root}", lambda: _inside(self.root, farm_root) or _made(self.root))]
+        for name in AREAS:
+            area = self.area_root(name)
+            steps.append(_step(f"{name} area exists", partial(_made, area)))
+            steps.append(_step(f"{name} area is a folder", partial(_folder, area)))
+            steps.append(_step(f"{name} area is inside the farm root", partial(_inside, area, farm_root)))
+            steps.append(_step(f"{name} area is writable", partial(_writable, area)))
+        return steps
+
     def lines(self) -> list[TransferLine]:
         return [TransferLine(name="loopback", engine="local", server="127.0.0.1", port=0, is_default=True)]
+
+
+def _step(name: str, probe: Callable[[], str]) -> CheckStep:
+    try:
+        return CheckStep(name, True, probe())
+    except (OSError, ValueError) as exc:
+        return CheckStep(name, False, str(exc))
+
+
+def _made(path: Path) -> str:
+    if path.is_symlink() or path.exists():
+        return "present"
+    path.mkdir(parents=True, exist_ok=True)
+    return "made (it was missing)"
+
+
+def _folder(path: Path) -> str:
+    if path.is_symlink():
+        raise ValueError(f"{path} is a symlink, not a folder")
+    if not path.is_dir():
+        raise ValueError(f"{path} is not a folder" if path.exists() else f"{path} does not exist")
+    return "a folder"
+
+
+def _inside(path: Path, farm_root: Path) -> str:
+    resolved = path.resolve()
+    if resolved != farm_root and farm_root not in resolved.parents:
+        raise ValueError(f"{path} leads to {resolved}, outside the farm root {farm_root} (RVWEB_FARM_ROOT)")
+    return ""
+
+
+def _writable(path: Path) -> str:
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"{path} is not writable by this server (user id {os.getuid()})")
+    with tempfile.NamedTemporaryFile(dir=path, prefix=".rvweb-check-"):
+        pass
+    return "a file was written and removed"
 
 
 def _files_under(root: Path, folder: str) -> list[tuple[str, int]]:

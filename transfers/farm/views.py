@@ -53,7 +53,12 @@ def _actor(request: HttpRequest) -> Actor:
 @login_required
 def farm_account_list(request: HttpRequest) -> HttpResponse:
     accounts = selectors.accounts_for(request.user).annotate(task_count=Count("farm_tasks"))
-    return render(request, "transfers/farm_accounts.html", {"accounts": accounts})
+    context = {
+        "accounts": accounts,
+        "managed": set(selectors.accounts_for(request.user, action="manage").values_list("pk", flat=True)),
+        "may_add": selectors.teams_for(request.user, role="lead").exists(),
+    }
+    return render(request, "transfers/farm_accounts.html", context)
 
 
 def _rows(account: FarmAccount, user: Any) -> list[dict[str, Any]]:

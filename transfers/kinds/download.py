@@ -142,7 +142,7 @@ class AutoDownloadKind(_Downloads):
                 # The status is read before the listing: what a task wrote before it ended is in this listing.
                 complete = downloads.complete_outputs(watch, connector.outputs(watch.task_id), ended=done)
                 self.take(ctx, options, [(o.path, o.size, task.output_folder) for o in complete])
-                watch.ended = done
+                watch.ended, watch.failed = done, done and any(leaf.status.failed for leaf in leaves)
                 watch.final_listing_done = done and not watch.sizes  # unannounced files settle first
             # An output seen once, not announced, is looked at again after the short stability gap, not a whole
             # period later: it is taken sleep_time + the gap + its transfer after it was written, at most.
