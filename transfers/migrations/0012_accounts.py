@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('transfers', '0011_job_watch'),
+        ('transfers', '0012_client'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
