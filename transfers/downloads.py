@@ -87,11 +87,9 @@ def check_server_paths(options: Download) -> list[str]:
 
 def check_tasks(connector: FarmConnector, task_ids: Iterable[int]) -> None:
     """Every task id known to the farm (the SDK loops forever on one it does not know)."""
-    for task_id in task_ids:
-        try:
-            connector.task(task_id)
-        except UnknownTask as exc:
-            raise OptionsInvalid(f"task_id_list: {exc}") from None
+    missing = connector.unknown(list(task_ids))
+    if missing:
+        raise OptionsInvalid(f"task_id_list: {UnknownTask(missing[0], connector.account.name)}")
 
 
 @dataclass

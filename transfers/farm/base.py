@@ -124,6 +124,16 @@ class FarmConnector:
         """One task; UnknownTask when the farm has none with this id."""
         raise NotImplementedError
 
+    def unknown(self, task_ids: list[int]) -> list[int]:
+        """The ids among `task_ids` the farm has no task for (a connector that can ask in one call overrides this)."""
+        missing = []
+        for task_id in task_ids:
+            try:
+                self.task(task_id)
+            except UnknownTask:
+                missing.append(task_id)
+        return missing
+
     def leaves(self, task_id: int) -> list[FarmTaskInfo]:
         """The leaf tasks under a task (itself when it has no children): the ones whose status counts."""
         task = self.task(task_id)

@@ -76,6 +76,13 @@ class LocalFarm(FarmConnector):
         children = tuple(row.children.order_by("task_id").values_list("task_id", flat=True))
         return _info(row, children, row.parent.task_id if row.parent else None)
 
+    def unknown(self, task_ids: list[int]) -> list[int]:
+        known: set[int] = set()
+        for start in range(0, len(task_ids), 500):  # bounded IN lists
+            chunk = task_ids[start : start + 500]
+            known.update(FarmTask.objects.filter(account=self.account, task_id__in=chunk).values_list("task_id", flat=True))
+        return [task_id for task_id in task_ids if task_id not in known]
+
     def outputs(self, task_id: int) -> list[FarmOutput]:
         found: dict[str, FarmOutput] = {}
         output = self.area_root("output")
