@@ -135,7 +135,8 @@ class TransferJob(models.Model):
         queued                         -> running | cancelled
         running                        -> completed | completed_with_errors | failed | cancelled | paused
         running                        -> running (a run whose worker died is taken over by the next
-                                          holder of the job's lease, see transfers.locks)
+                                          holder of the job's lease, see transfers.locks; the new
+                                          run_token fences the old run off)
         paused                         -> queued (resume) | cancelled
         completed_with_errors | failed -> queued (retry the failed and the unsent items) | cancelled
 
@@ -221,6 +222,10 @@ class TransferJob(models.Model):
     items_prepared = models.PositiveIntegerField(default=0)  # the last manifest entry number made into an item
     # A download watcher's last news for the page (progress.WatchState): each task's status and frames, the next poll.
     watch = models.JSONField(null=True, blank=True)
+    # The run that owns the job now (services.job_start sets a new one at each start or takeover). A run
+    # writes its items, counters and end only while this is still its own: a run that lost its lease
+    # and is still stopping when the next one took over (a Redis restart) can no longer write.
+    run_token = models.CharField(max_length=32, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at"]
