@@ -12,6 +12,7 @@ import contextlib
 import logging
 import threading
 import time
+import uuid
 from typing import Any
 
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
@@ -29,7 +30,7 @@ from transfers.kinds.options import Transfer
 from transfers.locks import Lease, job_lock
 from transfers.models import TransferItem, TransferJob
 from transfers.progress import JobFigures
-from transfers.recorder import _DB_BATCH, Recorder
+from transfers.recorder import _DB_BATCH, Recorder, RunSuperseded
 from transfers.run_context import JobRun
 from transfers.services import (
     audit_record,
@@ -57,12 +58,14 @@ def _prepare(job: TransferJob, lease: Lease, kind: kinds.JobKind[Any], options: 
     def keep_going() -> bool:
         if lease.lost.is_set():
             raise RuntimeError(f"job {job.pk}: lost its lease; another run may have taken it over")
-        status = TransferJob.objects.filter(pk=job.pk).values_list("status", flat=True).first()
+        status, owner = TransferJob.objects.filter(pk=job.pk).values_list("status", "run_token").first() or ("", "")
+        if status and owner != job.run_token:
+            raise RunSuperseded(f"job {job.pk}: another run has taken it over")
         return status == TransferJob.Status.RUNNING
 
     if not kind.prepare(job, options, keep_going):
         return False
-    job_recount(job_id=job.pk)
+    job_recount(job_id=job.pk, owned_by=job.run_token)
     job.refresh_from_db(fields=["files_total", "files_done", "files_skipped", "files_failed", "bytes_total", "bytes_done"])
     return True
 
@@ -125,16 +128,22 @@ def job_run(*, job_id: int) -> None:
     A job still marked running whose lease we now hold lost its worker: it is taken over and resumed.
     Raises JobBusy while another run of the same job is still going or stopping (the task retries).
     A run interrupted by infrastructure (INFRASTRUCTURE_ERRORS) leaves the job running for recovery;
-    only other exceptions, genuine bugs, fail it.
+    only other exceptions, genuine bugs, fail it. Every write of the run is fenced by its run token:
+    once another run has taken the job over, this one stops (RunSuperseded) and leaves it to that run.
     """
+    token = uuid.uuid4().hex
     with job_lock(job_id) as lease:
-        if not job_start(job_id=job_id):
+        if not job_start(job_id=job_id, run_token=token):
             logger.info("job %s is not queued; nothing to do", job_id)
             return
         try:
-            job_recount(job_id=job_id)  # a resumed or retried job starts from what its items say
+            job_recount(job_id=job_id, owned_by=token)  # a resumed or retried job starts from what its items say
             job = TransferJob.objects.select_related("account").defer("account__access_key").get(pk=job_id)
+            if job.run_token != token:
+                raise RunSuperseded(f"job {job_id}: another run took it over as this one started")
             _run(job, lease)
+        except RunSuperseded as exc:
+            logger.warning("job %s interrupted (%s); left running for the run that took it over", job_id, exc)
         except INFRASTRUCTURE_ERRORS as exc:
             logger.warning("job %s interrupted (%s: %s); left running for recovery to resume", job_id, type(exc).__name__, exc)
         except Exception as exc:
@@ -144,7 +153,10 @@ def job_run(*, job_id: int) -> None:
             else:
                 logger.exception("job %s failed", job_id)
                 error = f"internal error ({type(exc).__name__}); see the worker log"
-            if job_transition(job_id=job_id, to=TransferJob.Status.FAILED, finished_at=timezone.now(), error=error):
+            failed = job_transition(
+                job_id=job_id, to=TransferJob.Status.FAILED, owned_by=token, finished_at=timezone.now(), error=error
+            )
+            if failed:
                 audit_record(
                     actor=None, action="job.finish", target=TransferJob(pk=job_id), outcome="failed", after={"error": error}
                 )
@@ -225,29 +237,46 @@ def _watch(
 
 def _finish(job: TransferJob, recorder: Recorder, throttle: progress.ProgressThrottle, summary: RunSummary) -> None:
     """End the run: its own final transition, or, when a user paused or cancelled it, tell the page
-    the counters it stopped with (stored by the last write). Either way one job.finish event."""
-    current = TransferJob.objects.filter(pk=job.pk).values_list("status", flat=True).first()
-    if current is None:
-        throttle.discard()
+    the counters it stopped with (stored by the last write). Either way one job.finish event. A run
+    that another took over meanwhile ends nothing (RunSuperseded): the job is that run's to end."""
+    if _end(job, recorder, throttle, summary):
         return
-    if current != TransferJob.Status.RUNNING:
-        # A user paused or cancelled it. The held progress message describes the run before that. A
-        # cancelled job's partial files are removed by the discard_partials task once this run lets go.
-        throttle.discard()
-        job_stopped(job_id=job.pk, status=current)
+    row = TransferJob.objects.filter(pk=job.pk).values_list("status", "run_token").first()
+    throttle.discard()  # the held progress message describes the run before whatever ended it
+    if row is None:
         return
-    # The items are the truth. A run that took over from one still stopping (after a Redis restart) may
-    # have read its starting counts a batch before the other's last write: the end is counted afresh.
-    job_recount(job_id=job.pk)
-    recorder.settle(TransferJob.objects.get(pk=job.pk))
-    _, figures = recorder.snapshot()
-    status, error = _final_status(figures, summary)
-    recorder.status = status
-    throttle.offer(recorder.message())
-    throttle.flush()
+    current, owner = row
+    if owner != recorder.run_token:
+        raise RunSuperseded(f"job {job.pk}: another run took it over before this one ended")
+    if current == TransferJob.Status.RUNNING:
+        raise RunInterrupted(f"job {job.pk}: its items could not be counted")  # not prepared: cannot happen
+    # A user paused or cancelled it. A cancelled job's partial files are removed by the
+    # discard_partials task once this run lets go.
+    job_stopped(job_id=job.pk, status=current)
+
+
+def _end(job: TransferJob, recorder: Recorder, throttle: progress.ProgressThrottle, summary: RunSummary) -> bool:
+    """The final status, from the items (the truth), and the transition to it, in one transaction that
+    holds the job row from the recount on: no other run's write comes between the count and the end.
+    False, changing nothing, when the job is no longer running or no longer this run's."""
     with transaction.atomic():
-        if job_transition(job_id=job.pk, to=status, finished_at=timezone.now(), error=error):
+        if not job_recount(job_id=job.pk, owned_by=recorder.run_token):
+            return False
+        recorder.settle(TransferJob.objects.get(pk=job.pk))
+        _, figures = recorder.snapshot()
+        status, error = _final_status(figures, summary)
+        recorder.status = status
+        message = recorder.message()
+
+        def publish() -> None:  # the last figures before the state message (job_transition's, also on commit)
+            throttle.offer(message)
+            throttle.flush()
+
+        transaction.on_commit(publish)
+        ended = job_transition(job_id=job.pk, to=status, owned_by=recorder.run_token, finished_at=timezone.now(), error=error)
+        if ended:
             job_audit_end(job_id=job.pk, outcome=status, error=error)
+        return ended
 
 
 def job_stopped(*, job_id: int, status: str) -> None:
@@ -268,12 +297,17 @@ def job_stopped(*, job_id: int, status: str) -> None:
 
 def _follow_user(job: TransferJob, recorder: Recorder, control: Control) -> None:
     """Apply what a user changed since the last look: the speed limit, a pause, a cancel."""
-    row = TransferJob.objects.filter(pk=job.pk).values_list("options", "status").first()
+    row = TransferJob.objects.filter(pk=job.pk).values_list("options", "status", "run_token").first()
     if row is None:
         recorder.status = TransferJob.Status.CANCELLED
         control.request_stop("the job was deleted")
         return
-    stored, status = row
+    stored, status, owner = row
+    if owner != recorder.run_token:
+        # Taken over by a run that holds the lease now: stop sending at once (the files this run has
+        # open are locked, and would read as busy to that run). Nothing more of ours is stored.
+        control.request_stop("another run took the job over")
+        raise RunSuperseded(f"job {job.pk}: another run has taken it over")
     if status != TransferJob.Status.RUNNING:
         # Only this run moves the job on from running: any other status is a user's pause or cancel
         # (or a pause and a resume so quick that we only see "queued").

@@ -160,7 +160,8 @@ class TransferJob(models.Model):
         queued                         -> running | cancelled
         running                        -> completed | completed_with_errors | failed | cancelled | paused
         running                        -> running (a run whose worker died is taken over by the next
-                                          holder of the job's lease, see transfers.locks)
+                                          holder of the job's lease, see transfers.locks; the new
+                                          run_token fences the old run off)
         paused                         -> queued (resume) | cancelled
         completed_with_errors | failed -> queued (retry the failed and the unsent items) | cancelled
 
@@ -248,6 +249,10 @@ class TransferJob(models.Model):
     watch = models.JSONField(null=True, blank=True)
     # The thread_pool_upload group the job is a part of (None: a job of its own).
     group = models.ForeignKey(JobGroup, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
+    # The run that owns the job now (services.job_start sets a new one at each start or takeover). A run
+    # writes its items, counters and end only while this is still its own: a run that lost its lease
+    # and is still stopping when the next one took over (a Redis restart) can no longer write.
+    run_token = models.CharField(max_length=32, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at"]

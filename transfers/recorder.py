@@ -34,6 +34,11 @@ _ITEM_UPDATE = (
 _PARTIAL_UPDATE = f"UPDATE {TransferItem._meta.db_table} SET bytes_done = %s WHERE id = %s AND state = 'pending'"  # noqa: S608
 
 
+class RunSuperseded(Exception):
+    """Another run has taken the job over (TransferJob.run_token is no longer this run's): this one
+    stops at once and writes nothing more, neither items nor counters nor an end."""
+
+
 class Recorder:
     """Engine events in, batched database writes and progress messages out.
 
@@ -44,6 +49,7 @@ class Recorder:
 
     def __init__(self, job: TransferJob, storages: list[Any]) -> None:
         self.job = job
+        self.run_token = job.run_token  # every write is fenced by it (see _store)
         self.storages = storages
         self.names: dict[int, str] = {}  # in-flight item -> its server path (names the active files)
         self.most_tracked = 0  # the high-water mark of in-flight items (the tests check the bound)
@@ -196,14 +202,10 @@ class Recorder:
         # The files under way keep what they hold so far: a resumed run starts its figures from there.
         partials = [(max(f.done, carried.get(f.item_id, 0)), f.item_id) for f in snap.active if f.item_id in self.names]
         with transaction.atomic():
-            with db_connection.cursor() as cursor:
-                # One prepared UPDATE per row: ~118,000 rows/s on SQLite, where bulk_update's CASE per field
-                # managed ~520 (the 5-7 minute jumps of issue 6: its backlog grew faster than it was stored).
-                if rows:
-                    cursor.executemany(_ITEM_UPDATE, rows)
-                if partials:
-                    cursor.executemany(_PARTIAL_UPDATE, partials)
-            TransferJob.objects.filter(pk=self.job.pk).update(
+            # The fence, first: the job row is held from here to the commit, so a run taking the job
+            # over (services.job_start) waits for this batch, and a batch after a takeover stores nothing.
+            # Without it a run that lost its lease overwrote items and counters the new run had stored.
+            owned = TransferJob.objects.filter(pk=self.job.pk, run_token=self.run_token).update(
                 files_done=figures["files_done"],
                 files_failed=figures["files_failed"],
                 files_skipped=figures["files_skipped"],
@@ -212,6 +214,17 @@ class Recorder:
                 bytes_sent=figures["bytes_sent"],
                 figures_at=_measured_at(figures),
             )
+            if not owned:
+                if TransferJob.objects.filter(pk=self.job.pk).exists():
+                    raise RunSuperseded(f"job {self.job.pk}: another run has taken it over")
+                return  # deleted meanwhile: nothing left to store
+            with db_connection.cursor() as cursor:
+                # One prepared UPDATE per row: ~118,000 rows/s on SQLite, where bulk_update's CASE per field
+                # managed ~520 (the 5-7 minute jumps of issue 6: its backlog grew faster than it was stored).
+                if rows:
+                    cursor.executemany(_ITEM_UPDATE, rows)
+                if partials:
+                    cursor.executemany(_PARTIAL_UPDATE, partials)
 
 
 def _measured_at(figures: JobFigures) -> datetime | None:

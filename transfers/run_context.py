@@ -28,7 +28,7 @@ from transfers.kinds.options import Download, Transfer
 from transfers.ledger import DbLedger
 from transfers.models import TransferItem, TransferJob
 from transfers.notifications import notify_tasks_end
-from transfers.recorder import Recorder
+from transfers.recorder import Recorder, RunSuperseded
 
 _PAGE = 2000  # pending items read per query
 logger = logging.getLogger(__name__)
@@ -145,10 +145,13 @@ class JobRun:
             self._next_number += 1
         added_bytes = sum(item.size or 0 for item in items)
         with transaction.atomic():
-            TransferItem.objects.bulk_create(rows, batch_size=1000)
-            TransferJob.objects.filter(pk=self.job.pk).update(
+            # Fenced as the recorder's writes are: a run another has taken over adds nothing.
+            owned = TransferJob.objects.filter(pk=self.job.pk, run_token=self.recorder.run_token).update(
                 files_total=F("files_total") + len(rows), bytes_total=F("bytes_total") + added_bytes
             )
+            if not owned:
+                raise RunSuperseded(f"job {self.job.pk}: another run has taken it over")
+            TransferItem.objects.bulk_create(rows, batch_size=1000)
         self.recorder.grow(files=len(rows), size=added_bytes)
         self.taken.update(item.server for item in items)
         return len(rows)

@@ -9,6 +9,7 @@ import logging
 import os
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -264,15 +265,21 @@ _ITEM_COLUMNS = [
 ]
 
 
-def job_transition(*, job_id: int, to: str, allowed_from: Iterable[str] | None = None, **fields: Any) -> bool:
+def job_transition(
+    *, job_id: int, to: str, allowed_from: Iterable[str] | None = None, owned_by: str | None = None, **fields: Any
+) -> bool:
     """Move a job to `to` only if its current status allows it; False when another actor got there first.
 
     The check and the change are one conditional UPDATE, so a redelivered task cannot run a job twice.
+    `owned_by` (a run's token) also requires that no other run has taken the job over since.
     """
     sources = (
         set(allowed_from) if allowed_from is not None else {s for s, targets in TransferJob.TRANSITIONS.items() if to in targets}
     )
-    changed = TransferJob.objects.filter(pk=job_id, status__in=sources).update(status=to, **fields)
+    jobs = TransferJob.objects.filter(pk=job_id, status__in=sources)
+    if owned_by is not None:
+        jobs = jobs.filter(run_token=owned_by)
+    changed = jobs.update(status=to, **fields)
     if changed:
         transaction.on_commit(lambda: job_publish_state(job_id=job_id, status=to))
         if to not in (TransferJob.Status.RUNNING, TransferJob.Status.QUEUED):
@@ -313,9 +320,11 @@ def job_set_max_speed(*, job: TransferJob, max_speed: int | None, user: User, re
     job.options = options
 
 
-def job_start(*, job_id: int) -> bool:
-    """Queued -> running; or running -> running when the caller holds the job's lease, which proves
-    the run that marked it running is gone (its worker died): the new run takes over and resumes.
+def job_start(*, job_id: int, run_token: str | None = None) -> bool:
+    """Queued -> running; or running -> running when the caller holds the job's lease: the run that
+    marked it running lost its lease (its worker died, or Redis restarted empty) and the new run takes
+    over and resumes. The job becomes the new run's (`run_token`, a new one when not given): from the
+    same UPDATE on, the old run, maybe still stopping, can write nothing more (see recorder).
     A queued job of a group starts only in its turn (groups.group_turn); until then it stays queued."""
     from transfers.groups import group_turn
 
@@ -325,13 +334,17 @@ def job_start(*, job_id: int) -> bool:
             to=TransferJob.Status.RUNNING,
             allowed_from={TransferJob.Status.QUEUED, TransferJob.Status.RUNNING},
             started_at=Coalesce("started_at", Now()),  # the first start is kept across pauses
+            run_token=run_token or uuid.uuid4().hex,
         )
 
 
-def job_recount(*, job_id: int) -> None:
-    """Set the job's counters from its items (before a resume or a retry), so progress starts exact."""
+def job_recount(*, job_id: int, owned_by: str | None = None) -> bool:
+    """Set the job's counters from its items (before a resume or a retry), so progress starts exact.
+
+    `owned_by` (a run's token): only while the job is running and still that run's; False otherwise.
+    """
     if not TransferJob.objects.filter(pk=job_id, prepared=True).exists():
-        return  # its items are not all there yet: job_prepare's caller counts once they are
+        return False  # its items are not all there yet: job_prepare's caller counts once they are
     done_states = [TransferItem.State.DONE, TransferItem.State.SKIPPED]
     totals = TransferItem.objects.filter(job_id=job_id).aggregate(
         done=Count("pk", filter=Q(state__in=done_states)),
@@ -344,13 +357,18 @@ def job_recount(*, job_id: int) -> None:
         bytes_partial=Sum("bytes_done", filter=Q(state=TransferItem.State.PENDING)),
     )
     bytes_done = totals["bytes_arrived"] or 0
-    TransferJob.objects.filter(pk=job_id).update(
-        files_done=totals["done"],
-        files_skipped=totals["skipped"],
-        files_failed=totals["failed"],
-        bytes_done=bytes_done + (totals["bytes_partial"] or 0),
-        bytes_total=bytes_done + (totals["bytes_pending"] or 0),
-        figures_at=timezone.now(),
+    jobs = TransferJob.objects.filter(pk=job_id)
+    if owned_by is not None:
+        jobs = jobs.filter(run_token=owned_by, status=TransferJob.Status.RUNNING)
+    return bool(
+        jobs.update(
+            files_done=totals["done"],
+            files_skipped=totals["skipped"],
+            files_failed=totals["failed"],
+            bytes_done=bytes_done + (totals["bytes_partial"] or 0),
+            bytes_total=bytes_done + (totals["bytes_pending"] or 0),
+            figures_at=timezone.now(),
+        )
     )
 
 

@@ -377,3 +377,31 @@ def test_source_that_keeps_changing_fails_after_the_attempts_and_stores_nothing(
     assert (finished.error_code, finished.attempts) == ("source_changed", 3)
     assert finished.error == f"local file changed while it was being sent: {path} (after 3 attempts)"
     assert [p.name for p in (storage.root / "D").iterdir()] == []
+
+
+def test_a_file_another_writer_holds_waits_for_it_without_spending_attempts(site: tuple[Path, LocalStorage]) -> None:
+    # The other writer: a run of the same job still stopping after this one took it over.
+    local, storage = site
+    path = local / "held.bin"
+    path.write_bytes(b"h" * 50_000)
+    held = storage.open_partial("/D/held.bin", 0)
+    threading.Timer(0.5, held.close).start()  # it lets go of the partial once it has stopped
+    events: list[Event] = []
+
+    _upload(local, storage, [FileTask(1, str(path), "/D/held.bin")], events, attempts=1, busy_poll=0.05)
+
+    finished = _finished(events)[1]
+    assert (finished.ok, finished.attempts) == (True, 1)
+    assert (storage.root / "D" / "held.bin").read_bytes() == path.read_bytes()
+
+
+def test_a_file_held_by_another_writer_beyond_the_patience_fails_busy(site: tuple[Path, LocalStorage]) -> None:
+    local, storage = site
+    path = local / "held.bin"
+    path.write_bytes(b"h" * 50_000)
+    events: list[Event] = []
+
+    with storage.open_partial("/D/held.bin", 0):
+        _upload(local, storage, [FileTask(1, str(path), "/D/held.bin")], events, busy_patience=0.2, busy_poll=0.05)
+
+    assert _finished(events)[1].error_code == "busy"

@@ -22,6 +22,7 @@ import logging
 import random
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -99,6 +100,11 @@ class TransferOptions:
     attempts: int = 3  # the SDK's upload_num
     backoff_base: float = 0.5  # seconds before the 2nd attempt (before jitter); doubles each time
     backoff_cap: float = 30.0
+    # How long a file whose partial another writer holds (engine.send: "busy") waits for it, spending no
+    # attempt: that writer is a run of the same job still stopping after this one took it over (a Redis
+    # restart), or another job writing the same path. Three quick attempts used to fail the file.
+    busy_patience: float = 60.0
+    busy_poll: float = 0.5
     batch: int = 500  # files per ledger look-up
     send: SendOptions = field(default_factory=SendOptions)
 
@@ -242,7 +248,8 @@ class _Run:
                 space.wrote(task.item_id, count)
             self.tell(BytesSent(task.item_id, count, resumed))
 
-        for attempt in range(1, self.options.attempts + 1):
+        attempt, busy_since = 1, None
+        while True:
             try:
                 if size is None or attempt > 1:
                     size = self.source.stat_source(src).st_size
@@ -282,6 +289,12 @@ class _Run:
                     return FileNotSent(task.item_id, needed, str(exc))
                 if exc.stops_run:
                     self.control.request_stop(str(exc))
+                if exc.code == "busy" and not stop.is_set():
+                    busy_since = time.monotonic() if busy_since is None else busy_since
+                    if time.monotonic() - busy_since < self.options.busy_patience:
+                        if stop.wait(self.options.busy_poll):
+                            raise Stopped() from exc
+                        continue  # the same attempt again: the file has not failed, it is not ours yet
                 if not exc.retryable or attempt == self.options.attempts or stop.is_set():
                     tries = f" (after {attempt} attempts)" if attempt > 1 else ""
                     return FileFinished(task.item_id, ok=False, error_code=exc.code, error=f"{exc}{tries}", attempts=attempt)
@@ -289,7 +302,7 @@ class _Run:
                 self.tell(FileRetrying(task.item_id, attempt, delay, exc.code, str(exc)))
                 if stop.wait(delay):
                     raise Stopped() from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+                attempt += 1
 
     def send_group(self, plans: list[_Plan], records: list[LedgerRecord]) -> None:
         """Send files one after the other in one pool thread; stops early when the run stops. Each file
