@@ -1,14 +1,16 @@
 from django.urls import path
 
-from transfers import views
+from transfers import job_views, views
 from transfers.farm import views as farm_views
 
 urlpatterns = [
     path("", views.manifest_list, name="manifest-list"),
     path("manifests/<int:pk>/", views.manifest_detail, name="manifest-detail"),
     path("manifests/<int:pk>/upload", views.manifest_upload, name="manifest-upload"),
-    path("jobs/", views.job_list, name="job-list"),
+    path("jobs/", job_views.job_list, name="job-list"),
+    path("jobs/new", job_views.job_new, name="job-new"),
     path("jobs/<int:pk>/", views.job_detail, name="job-detail"),
+    path("jobs/<int:pk>/items", job_views.job_items, name="job-items"),
     path("jobs/<int:pk>/speed", views.job_speed, name="job-speed"),
     path("jobs/<int:pk>/<slug:action>", views.job_action, name="job-action"),
     path("farm/", farm_views.farm_account_list, name="farm-accounts"),
