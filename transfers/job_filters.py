@@ -8,8 +8,9 @@ is ignored, with a message saying so, never a 500.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, TypedDict
 
 from django.db.models import OuterRef, Q, Subquery
@@ -22,7 +23,7 @@ from transfers.models import JobSample, TransferItem, TransferJob
 JOBS_PER_PAGE = 50
 ITEMS_PER_PAGE = 100
 SEARCH_MAX = 200
-_SPEED_FRESH = timedelta(seconds=10)  # an older sample says nothing about a job's speed now
+_SPEED_FRESH = 10.0  # seconds: an older sample says nothing about a job's speed now
 
 
 @dataclass
@@ -115,7 +116,7 @@ def job_list_page(user: Any, chosen: JobFilter) -> tuple[list[TransferJob], int 
         jobs = jobs.filter(created_at__lt=_start_of(chosen.until + timedelta(days=1)))
     if chosen.before is not None:
         jobs = jobs.filter(pk__lt=chosen.before)
-    latest = JobSample.objects.filter(job=OuterRef("pk"), at__gte=timezone.now() - _SPEED_FRESH).order_by("-at")
+    latest = JobSample.objects.filter(job=OuterRef("pk"), at__gte=time.time() - _SPEED_FRESH).order_by("-at")
     jobs = jobs.annotate(speed=Subquery(latest.values("speed")[:1]))
     rows: list[TransferJob] = list(jobs[: JOBS_PER_PAGE + 1])
     more = len(rows) > JOBS_PER_PAGE
@@ -195,7 +196,7 @@ def _day(raw: str) -> date | None:
 
 
 def _start_of(day: date) -> datetime:
-    return timezone.make_aware(datetime.combine(day, time.min))
+    return timezone.make_aware(datetime.combine(day, datetime.min.time()))
 
 
 def items_filter_choices() -> list[tuple[str, str]]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import TypedDict
 
 from django.db import DatabaseError
@@ -51,7 +50,7 @@ class Sampler:
         try:
             JobSample.objects.create(
                 job_id=self.job_id,
-                at=datetime.fromtimestamp(at, tz=UTC),
+                at=at,
                 speed=max(0.0, float(message["speed"])),
                 bytes_done=message["bytes_done"],
             )
@@ -73,4 +72,4 @@ class Sampler:
 def samples_of(job_id: int, *, limit: int = MAX_SAMPLES) -> list[SamplePoint]:
     """A job's samples, oldest first, for its chart."""
     rows = JobSample.objects.filter(job_id=job_id).order_by("at").values_list("at", "speed")[:limit]
-    return [{"t": round(at.timestamp(), 3), "speed": round(speed, 1)} for at, speed in rows]
+    return [{"t": round(at, 3), "speed": round(speed, 1)} for at, speed in rows]
