@@ -28,7 +28,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
     static/js/job_list.js fetches every ~2 s to keep status, progress and speed current."""
     chosen = job_filters.job_filter_read(request.GET, user=request.user)
     jobs, older = job_filters.job_list_page(request.user, chosen)
-    context = {"jobs": jobs, "filter": chosen, "older": older}
+    context = {"jobs": jobs, "rows": job_filters.job_rows(jobs), "filter": chosen, "older": older}
     if request.GET.get("rows"):
         return render(request, "transfers/_job_rows.html", context)
     context["may_start"] = _may_start(request.user)
