@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TypedDict
 
 from django.db import DatabaseError
 
@@ -21,13 +20,6 @@ from transfers.progress import JobProgress
 SAMPLE_EVERY = 2.0  # seconds
 MAX_SAMPLES = 1500
 logger = logging.getLogger(__name__)
-
-
-class SamplePoint(TypedDict):
-    """One point of the chart: epoch seconds and bytes per second (the page's and the API's shape)."""
-
-    t: float
-    speed: float
 
 
 class Sampler:
@@ -69,7 +61,7 @@ class Sampler:
         self.every *= 2
 
 
-def samples_of(job_id: int, *, limit: int = MAX_SAMPLES) -> list[SamplePoint]:
-    """A job's samples, oldest first, for its chart."""
-    rows = JobSample.objects.filter(job_id=job_id).order_by("at").values_list("at", "speed")[:limit]
-    return [{"t": round(at, 3), "speed": round(speed, 1)} for at, speed in rows]
+def samples_of(job_id: int, *, limit: int = MAX_SAMPLES) -> list[tuple[float, float]]:
+    """A job's samples, oldest first, for its chart: (epoch seconds, bytes per second) pairs, as stored
+    (the page renders up to 1,500 of them: no per-point dict or rounding)."""
+    return list(JobSample.objects.filter(job_id=job_id).order_by("at").values_list("at", "speed")[:limit])

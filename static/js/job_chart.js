@@ -6,8 +6,8 @@ const MAX_POINTS = 5000;
 const holder = document.getElementById("job-chart");
 const empty = document.getElementById("job-chart-empty");
 const samples = JSON.parse(document.getElementById("job-samples").textContent);
-const xs = samples.map((s) => s.t);
-const ys = samples.map((s) => s.speed);
+const xs = samples.map((s) => s[0]); // [epoch seconds, bytes per second]
+const ys = samples.map((s) => s[1]);
 let chart = null;
 
 function units(bytes) {

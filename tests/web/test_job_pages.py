@@ -363,7 +363,7 @@ def test_the_sampler_writes_at_most_one_sample_per_interval(make_job, account):
     assert not sampler.offer(_progress(job, 20, 1001.0))
     now[0] += 1.5
     assert sampler.offer(_progress(job, 30, 1002.5))
-    assert [p["speed"] for p in samples.samples_of(job.pk)] == [10.0, 30.0]
+    assert [speed for _, speed in samples.samples_of(job.pk)] == [10.0, 30.0]
 
 
 def test_a_jobs_samples_are_bounded_by_thinning_and_deleted_with_it(make_job, account, monkeypatch):
@@ -378,6 +378,6 @@ def test_a_jobs_samples_are_bounded_by_thinning_and_deleted_with_it(make_job, ac
 
     kept = samples.samples_of(job.pk)
     assert len(kept) < 10
-    assert kept[0]["t"] == 1000.0 and kept[-1]["t"] > 1030.0  # the whole history, coarser
+    assert kept[0][0] == 1000.0 and kept[-1][0] > 1030.0  # the whole history, coarser
     job.delete()
     assert not JobSample.objects.exists()
