@@ -13,7 +13,7 @@ from playwright.sync_api import Page, expect
 
 from tests.conftest import Service
 from transfers.demo import DEMO_FILES, DEMO_MANIFEST, demo_ensure
-from transfers.models import Membership, TransferJob
+from transfers.models import JobSample, Membership, TransferJob
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -83,6 +83,11 @@ def test_a_lead_starts_a_job_from_the_form_and_watches_the_list_chart_and_files(
     expect(form_page.locator("#job-status")).to_have_text("Completed", timeout=FINISH_MS)
     expect(form_page.locator("#job-chart canvas").first).to_be_visible()
     assert int(form_page.locator("#job-chart").get_attribute("data-points") or 0) >= 2
+    samples = JobSample.objects.filter(job_id=job_id).count()
+    assert samples >= 1, "the worker recorded no speed sample"
+    form_page.reload()  # drawn on load from the worker's samples, this time
+    expect(form_page.locator("#job-chart canvas").first).to_be_visible()
+    expect(form_page.locator("#job-chart")).to_have_attribute("data-points", str(samples))
     files = form_page.locator("#file-rows tr")
     expect(files).to_have_count(100)  # the first page
     expect(form_page.locator("#file-more")).to_be_visible()
