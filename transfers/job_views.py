@@ -39,8 +39,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
 def job_new(request: HttpRequest) -> HttpResponse:
     """One form for every job kind; GET `?kind=` picks the kind whose options it shows."""
     if not _may_start(request.user):
-        response = render(request, "transfers/job_new.html", {"form": None}, status=403)
-        return response
+        return render(request, "transfers/job_new.html", {"form": None}, status=403)
     form = JobForm(request.POST if request.method == "POST" else None, user=request.user, kind=request.GET.get("kind"))
     if request.method == "POST" and form.is_valid():
         options = form.raw_options()
