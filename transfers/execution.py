@@ -32,6 +32,7 @@ from transfers.models import TransferItem, TransferJob
 from transfers.progress import JobFigures
 from transfers.recorder import _DB_BATCH, Recorder, RunSuperseded
 from transfers.run_context import JobRun
+from transfers.samples import Sampler
 from transfers.services import (
     audit_record,
     job_audit_end,
@@ -169,6 +170,7 @@ def _run(job: TransferJob, lease: Lease) -> None:
         return  # paused or cancelled while its items were made: a resume continues them
     recorder = Recorder(job, [])
     throttle = progress.ProgressThrottle(job.pk)
+    sampler = Sampler(job.pk)
     control = Control(options.max_speed)
     outcome: dict[str, RunSummary | BaseException] = {}
 
@@ -183,7 +185,7 @@ def _run(job: TransferJob, lease: Lease) -> None:
     thread = threading.Thread(target=engine, name=f"rvweb-job-{job.pk}", daemon=True)
     thread.start()
     try:
-        _watch(job, thread, recorder, throttle, control, lease)
+        _watch(job, thread, recorder, throttle, control, lease, sampler)
     finally:
         control.request_stop("the worker stopped watching")  # no effect once the engine is done
         recorder.stopped.set()
@@ -202,6 +204,7 @@ def _watch(
     throttle: progress.ProgressThrottle,
     control: Control,
     lease: Lease,
+    sampler: Sampler | None = None,
 ) -> None:
     """Until the engine is done and its last results are stored: offer progress, write batches,
     follow the user, mind the lease. A database that fails is retried for ~_DB_PATIENCE seconds,
@@ -215,7 +218,10 @@ def _watch(
             control.request_stop("lost the job's lease")
             raise RunInterrupted(f"job {job.pk}: lost its lease; another run may have taken it over")
         if alive and recorder.status == TransferJob.Status.RUNNING:
-            throttle.offer(recorder.message())
+            message = recorder.message()
+            throttle.offer(message)
+            if sampler is not None:
+                sampler.offer(message)  # the chart's speed over time, every few seconds
         if alive and time.monotonic() - last_write < _DB_EVERY and recorder.backlog() < _DB_BATCH:
             continue
         last_write = time.monotonic()

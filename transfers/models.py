@@ -379,11 +379,35 @@ class TransferItem(models.Model):
         ordering = ["job", "number"]
         # With the id: a worker reads a job's pending items in id order, a page at a time (on
         # PostgreSQL an index of (job, state) alone would sort every remaining item for each page).
-        indexes = [models.Index(fields=["job", "state", "id"], name="item_job_state_id")]
+        # The job page's per-file table pages by number, whole or one state at a time (failed only...).
+        indexes = [
+            models.Index(fields=["job", "state", "id"], name="item_job_state_id"),
+            models.Index(fields=["job", "state", "number"], name="item_job_state_number"),
+        ]
         constraints = [models.UniqueConstraint(fields=["job", "number"], name="item_number_unique")]
 
     def __str__(self) -> str:
         return f"item {self.number} of job {self.job_id} ({self.state})"
+
+
+class JobSample(models.Model):
+    """A job's speed at one moment, for the chart on its page: written by its worker at most every
+    SAMPLE_EVERY seconds (transfers.samples), thinned so a job keeps at most samples.MAX_SAMPLES rows,
+    deleted with the job."""
+
+    job = models.ForeignKey(TransferJob, on_delete=models.CASCADE, related_name="samples")
+    # Epoch seconds, as the progress messages carry them: a page reads up to 1,500 of these, and the
+    # database's datetime conversion cost more than the rest of the job page.
+    at = models.FloatField()
+    speed = models.FloatField()  # bytes per second, as the progress message said
+    bytes_done = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["job", "at"]
+        indexes = [models.Index(fields=["job", "at"], name="sample_job_at")]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} at {self.at:.0f}: {self.speed:.0f} B/s"
 
 
 class AuditEventQuerySet(models.QuerySet["AuditEvent"]):

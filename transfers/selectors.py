@@ -65,7 +65,7 @@ def teams_for(user: Any, *, role: Role = "viewer") -> QuerySet[Team]:
     return _restrict(Team.objects.order_by("name"), user, _AT_LEAST[role], "pk")
 
 
-def accounts_for(user: Any, *, action: Literal["view", "manage"] = "view") -> QuerySet[FarmAccount]:
+def accounts_for(user: Any, *, action: Literal["view", "run", "manage"] = "view") -> QuerySet[FarmAccount]:
     """Farm accounts, their key deferred (never decrypted for a list); `key_stored` says whether one is set."""
     accounts = (
         FarmAccount.objects.select_related("team")

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from transfers import group_views, notification_views, token_views, views
+from transfers import group_views, job_views, notification_views, token_views, views
 from transfers.farm import account_views
 from transfers.farm import views as farm_views
 
@@ -8,8 +8,10 @@ urlpatterns = [
     path("", views.manifest_list, name="manifest-list"),
     path("manifests/<int:pk>/", views.manifest_detail, name="manifest-detail"),
     path("manifests/<int:pk>/upload", views.manifest_upload, name="manifest-upload"),
-    path("jobs/", views.job_list, name="job-list"),
+    path("jobs/", job_views.job_list, name="job-list"),
+    path("jobs/new", job_views.job_new, name="job-new"),
     path("jobs/<int:pk>/", views.job_detail, name="job-detail"),
+    path("jobs/<int:pk>/items", job_views.job_items, name="job-items"),
     path("jobs/<int:pk>/speed", views.job_speed, name="job-speed"),
     path("jobs/<int:pk>/<slug:action>", views.job_action, name="job-action"),
     path("groups/<int:pk>/", group_views.group_detail, name="group-detail"),

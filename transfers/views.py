@@ -14,12 +14,11 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from transfers import kinds, manifest_store, selectors, services
+from transfers import job_filters, kinds, manifest_store, samples, selectors, services
 from transfers.forms import ManifestImportForm, SpeedForm, UploadOptionsForm
-from transfers.models import Manifest, TransferItem, TransferJob
+from transfers.models import Manifest, TransferJob
 
 _ENTRIES_SHOWN = 200
-_FAILURES_SHOWN = 50
 
 
 @login_required
@@ -124,23 +123,17 @@ def job_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 
 
 @login_required
-def job_list(request: HttpRequest) -> HttpResponse:
-    jobs = selectors.jobs_for(request.user)[:100]
-    return render(request, "transfers/job_list.html", {"jobs": jobs})
-
-
-@login_required
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(selectors.jobs_for(request.user), pk=pk)
-    failures = job.items.filter(state=TransferItem.State.FAILED).order_by("number")[:_FAILURES_SHOWN]
     speed = SpeedForm(initial={"max_speed": job.options.get("max_speed")})
     context = {
         "job": job,
         "live": job.as_live(),
         "can_control": selectors.user_may(request.user, "control", job),  # only the actions the user may take
         "action_labels": _ACTION_LABELS,
-        "failures": failures,
         "speed": speed,
+        "samples": samples.samples_of(job.pk),  # the speed chart's history; job.js extends it live
+        "item_filters": job_filters.items_filter_choices(),
         "where": _where(job),
     }
     return render(request, "transfers/job_detail.html", context)

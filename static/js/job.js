@@ -2,6 +2,9 @@
 // it, then its updates: job.state messages (the row once a change is committed), job.progress messages
 // (live figures from the worker), and the REST API while the socket is down. It decides nothing itself:
 // the label, the allowed actions and the running/terminal/settled flags all come with the state.
+import { addSpeed } from "./job_chart.js";
+import { reloadFiles } from "./job_files.js";
+
 const POLL_MS = 2000;
 
 const $ = (id) => document.getElementById(id);
@@ -107,6 +110,7 @@ function showProgress(p) {
   showFigures(p);
   if (!state.running) return; // a message sent before a pause or a stop: no speed claimed for it
   $("job-speed").textContent = `${size(p.speed)}/s`;
+  addSpeed(p);
   $("job-eta").textContent = watching() ? "—" : duration(p.eta); // the frames still to render are not counted
   showActive(p.active);
 }
@@ -120,17 +124,6 @@ function showActive(files) {
     return row;
   }));
   list.hidden = files.length === 0;
-}
-
-async function refreshParts(...ids) {
-  // Partial reload of server-rendered lists (the failed files) once the job is over.
-  const response = await fetch(window.location.href, { credentials: "same-origin" });
-  if (!response.ok) return;
-  const page = new DOMParser().parseFromString(await response.text(), "text/html");
-  for (const id of ids) {
-    const fresh = page.getElementById(id);
-    if (fresh && $(id)) $(id).replaceWith(fresh);
-  }
 }
 
 async function fetchJob() {
@@ -169,7 +162,7 @@ function settle() {
   clearTimeout(pollTimer);
   $("job-live").textContent = "";
   if (socket) socket.close();
-  if (!settledAtLoad) refreshParts("job-failures");
+  if (!settledAtLoad) reloadFiles(); // the files' final states
 }
 
 function showMessages(page) {

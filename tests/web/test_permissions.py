@@ -57,6 +57,8 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "page POST job cancel":            (LOGIN,    HIDDEN,  REFUSED, DONE,    DONE,    HIDDEN,     DONE),
     "page POST job retry":             (LOGIN,    HIDDEN,  REFUSED, DONE,    DONE,    HIDDEN,     DONE),
     "page POST job speed":             (LOGIN,    HIDDEN,  REFUSED, DONE,    DONE,    HIDDEN,     DONE),
+    "page GET job files":              (LOGIN,    HIDDEN,  SEEN,    SEEN,    SEEN,    HIDDEN,     SEEN),
+    "page POST new job":               (LOGIN,    REFUSED, REFUSED, DONE,    DONE,    REFUSED,    DONE),
     "api GET accounts":                (LOGIN,    EMPTY,   SEEN,    SEEN,    SEEN,    EMPTY,      SEEN),
     "api GET account":                 (LOGIN,    HIDDEN,  SEEN,    SEEN,    SEEN,    HIDDEN,     SEEN),
     "api POST account create":         (LOGIN,    REFUSED, REFUSED, REFUSED, DONE,    HIDDEN,     DONE),
@@ -237,6 +239,20 @@ def _(world: World, client: Client) -> tuple[str, HttpResponse]:
 def _(world: World, client: Client) -> tuple[str, HttpResponse]:
     response = client.get("/jobs/")
     return _read(response, f'href="/jobs/{world.blue.job.pk}/"' in response.content.decode()), response
+
+
+@probe("page GET job files")
+def _(world: World, client: Client) -> tuple[str, HttpResponse]:
+    response = client.get(f"/jobs/{world.blue.job.pk}/items?state=failed")
+    return _read(response), response
+
+
+@probe("page POST new job")
+def _(world: World, client: Client) -> tuple[str, HttpResponse]:
+    count = TransferJob.objects.count()
+    form = {"kind": "upload_asset", "manifest": world.blue.manifest.pk, "pool_size": "2"}
+    response = client.post("/jobs/new?kind=upload_asset", form)
+    return _acted(response, TransferJob.objects.count() > count), response
 
 
 @probe("page GET job detail")

@@ -21,6 +21,10 @@ LocalPath = Annotated[str, msgspec.Meta(min_length=1, max_length=4096, pattern="
 ServerPath = Annotated[str, msgspec.Meta(max_length=4096)]  # a path in a farm storage area
 
 
+def _help(text: str) -> msgspec.Meta:
+    return msgspec.Meta(description=text)
+
+
 class OptionsInvalid(ValueError):
     """Options a job cannot run with; the message names the option."""
 
@@ -28,13 +32,16 @@ class OptionsInvalid(ValueError):
 class Transfer(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """What every transfer takes: speed, parallelism, attempts and the line (the SDK's names)."""
 
-    max_speed: KBps | None = None  # None: no limit
-    pool_size: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4  # files at once
-    upload_num: Annotated[int, msgspec.Meta(ge=1, le=10)] = 3  # attempts per file (the SDK's upload_num/download_num)
-    engine_type: Annotated[str, msgspec.Meta(max_length=64)] | None = None  # a transport name; None: the account's own
-    server_ip: Annotated[str, msgspec.Meta(max_length=253)] | None = None  # a host name at most
-    server_port: Port | None = None
-    network_mode: Literal[0, 1, 2] = 0  # 0 automatic, 1 TCP, 2 UDP (the SDK's own reading, §5.4)
+    # The descriptions are the help of the job form (transfers.job_form), which is generated from these.
+    max_speed: Annotated[KBps | None, _help("KB/s, as in the SDK; empty: no limit")] = None
+    pool_size: Annotated[int, msgspec.Meta(ge=1, le=64, description="files at once")] = 4
+    upload_num: Annotated[int, msgspec.Meta(ge=1, le=10, description="attempts per file (the SDK's upload_num/download_num)")] = 3
+    engine_type: Annotated[
+        Annotated[str, msgspec.Meta(max_length=64)] | None, _help("a transport name; empty: the account's own")
+    ] = None
+    server_ip: Annotated[Annotated[str, msgspec.Meta(max_length=253)] | None, _help("a host name; empty: the account's")] = None
+    server_port: Annotated[Port | None, _help("empty: the account's")] = None
+    network_mode: Annotated[Literal[0, 1, 2], _help("0 automatic, 1 TCP, 2 UDP (the SDK's own reading, §5.4)")] = 0
 
     @property
     def attempts(self) -> int:
@@ -44,24 +51,24 @@ class Transfer(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
 class UploadAsset(Transfer, frozen=True, kw_only=True):
     """upload_asset: the files a manifest lists, into the account's input area."""
 
-    is_db: bool = True  # skip files unchanged since their last upload
+    is_db: Annotated[bool, _help("skip files unchanged since their last upload")] = True
 
 
 class UploadConfig(Transfer, frozen=True, kw_only=True):
     """upload_config: a render task's configuration files into `/<task_id>/cfg/` of the config area."""
 
-    task_id: TaskId
-    config_file_list: Annotated[list[LocalPath], msgspec.Meta(min_length=1, max_length=64)]
+    task_id: Annotated[TaskId, _help("the render task's id on the farm")]
+    config_file_list: Annotated[list[LocalPath], msgspec.Meta(min_length=1, max_length=64, description="the task's json files")]
 
 
 class Upload(UploadAsset, frozen=True, kw_only=True):
     """upload: the task's configuration files, then the manifest's assets, as one job."""
 
-    task_id: TaskId
-    task_json_path: LocalPath
-    tips_json_path: LocalPath | None = None
-    asset_json_path: LocalPath | None = None
-    upload_json_path: LocalPath | None = None
+    task_id: Annotated[TaskId, _help("the render task's id on the farm")]
+    task_json_path: Annotated[LocalPath, _help("the task's task.json")]
+    tips_json_path: Annotated[LocalPath | None, _help("its tips.json, if any")] = None
+    asset_json_path: Annotated[LocalPath | None, _help("its asset.json, if any")] = None
+    upload_json_path: Annotated[LocalPath | None, _help("its upload.json, if any")] = None
 
     @property
     def config_file_list(self) -> list[str]:
@@ -75,13 +82,20 @@ Conflict = Literal["skip_identical", "overwrite", "keep_both"]
 class Download(Transfer, frozen=True, kw_only=True):
     """download: the outputs of render tasks (or of server paths) into a local folder, once."""
 
-    task_id_list: Annotated[list[TaskId], msgspec.Meta(max_length=1000)] = []
+    task_id_list: Annotated[
+        list[TaskId], msgspec.Meta(max_length=1000, description="the render tasks whose outputs to take")
+    ] = []
     # A path or paths relative to the output area; when given, task ids only name the watcher's tasks.
-    server_path: ServerPath | Annotated[list[ServerPath], msgspec.Meta(max_length=1000)] | None = None
-    local_path: LocalPath | None = None  # None: the SDK's ~/renderfarm_sdk, under the allowed roots
+    server_path: Annotated[
+        ServerPath | Annotated[list[ServerPath], msgspec.Meta(max_length=1000)] | None,
+        _help("paths relative to the output area, instead of whole tasks"),
+    ] = None
+    local_path: Annotated[LocalPath | None, _help("a folder under an allowed root; empty: renderfarm_sdk, as the SDK")] = None
     # "true": <task_id>_<scene>/... as on the farm; "false": the folder's contents straight into local_path.
-    download_filename_format: Literal["true", "false"] = "true"
-    conflict: Conflict = "skip_identical"  # a local file of that name that is not the frame
+    download_filename_format: Annotated[
+        Literal["true", "false"], _help("true: keep each task's <task_id>_<scene> folder; false: its contents straight in")
+    ] = "true"
+    conflict: Annotated[Conflict, _help("a local file of that name that is not the frame")] = "skip_identical"
 
     def __post_init__(self) -> None:
         if not self.task_id_list and not self.server_path:
@@ -97,8 +111,8 @@ class Download(Transfer, frozen=True, kw_only=True):
 class AutoDownload(Download, frozen=True, kw_only=True):
     """auto_download: each frame as soon as it is complete, until every task has ended."""
 
-    sleep_time: Annotated[float, msgspec.Meta(ge=0.2, le=3600)] = 10.0  # seconds between polls
-    is_test_stop: bool = False  # a task waiting at "test done" (40) counts as ended
+    sleep_time: Annotated[float, msgspec.Meta(ge=0.2, le=3600, description="seconds between listings")] = 10.0
+    is_test_stop: Annotated[bool, _help('a task waiting at "test done" (40) counts as ended')] = False
 
     def __post_init__(self) -> None:
         if not self.task_id_list:
