@@ -214,6 +214,8 @@ REST_FRAMEWORK = {
 
 # Progress messages per second per job on the channel layer (latest wins in between).
 PROGRESS_MAX_PER_SECOND = env_int("RVWEB_PROGRESS_MAX_PER_SECOND", 4, minimum=1, maximum=50)
+# The same for the dashboards (per job, to its team's group and the staff's): every viewer gets each one.
+DASHBOARD_MAX_PER_SECOND = env_int("RVWEB_DASHBOARD_MAX_PER_SECOND", 4, minimum=1, maximum=50)
 
 # Error pages (RVWEB_DEBUG=1) hide settings whose names match this, on top of Django's own list:
 # the URLs here carry passwords.

@@ -1,17 +1,24 @@
-"""Websocket consumers: thin. Authenticate on connect, authorise the job, then relay its group's messages."""
+"""Websocket consumers: thin. Authenticate on connect, authorise, then relay their groups' messages.
+
+JobConsumer: one job's page. DashboardConsumer: the dashboards of the teams a user may view (staff: all
+teams). KioskConsumer: one team's dashboard for a kiosk link; it authenticates by the link's token,
+sent as its first message (not in the URL, which servers log), not by a user's session.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 
-from transfers import progress, selectors
+from transfers import kiosks, progress, selectors
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
+KIOSK_TOKEN_WAIT = 10.0  # seconds a kiosk socket may stay open without its token
 
 
 class JobConsumer(AsyncJsonWebsocketConsumer):
@@ -51,6 +58,87 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
     @database_sync_to_async
     def _may_see(self, user: Any, job_id: int) -> bool:
         return selectors.jobs_for(user).filter(pk=job_id).exists()
+
+
+class _Relay(AsyncJsonWebsocketConsumer):
+    """Relays the job messages of the groups it joined; ignores what the client sends."""
+
+    groups_joined: tuple[str, ...] = ()
+
+    async def join(self, groups: tuple[str, ...]) -> None:
+        self.groups_joined = groups
+        for group in groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+
+    async def disconnect(self, code: int) -> None:
+        for group in self.groups_joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        """Clients only listen; anything they send is ignored."""
+
+    async def job_progress(self, event: progress.JobProgress) -> None:
+        await self.send_json(event)
+
+    async def job_state(self, event: progress.JobState) -> None:
+        await self.send_json(event)
+
+    async def job_watch(self, event: progress.JobWatch) -> None:
+        await self.send_json(event)
+
+
+class DashboardConsumer(_Relay):
+    """The dashboard of a signed-in user: the groups of the teams they may view (staff: every team's)."""
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        await self.join(await self._groups(user))
+        await self.accept()
+
+    @database_sync_to_async
+    def _groups(self, user: Any) -> tuple[str, ...]:
+        if user.is_staff or user.is_superuser:
+            return (progress.STAFF_GROUP,)
+        return tuple(progress.team_group(pk) for pk in selectors.teams_for(user).values_list("pk", flat=True))
+
+
+class KioskConsumer(_Relay):
+    """A kiosk screen: accepted, then joined to its team's group once its first message brings a live token."""
+
+    kiosk_id: int | None = None
+
+    async def connect(self) -> None:
+        await self.accept()
+        self._deadline = asyncio.create_task(self._close_without_token())
+
+    async def _close_without_token(self) -> None:
+        await asyncio.sleep(KIOSK_TOKEN_WAIT)
+        if self.kiosk_id is None:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if self.kiosk_id is not None:
+            return  # authenticated already: clients only listen
+        token = content.get("token") if isinstance(content, dict) else None
+        kiosk = await database_sync_to_async(kiosks.kiosk_from_token)(token) if isinstance(token, str) else None
+        if kiosk is None:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        self.kiosk_id = kiosk.pk
+        self._deadline.cancel()
+        await self.join((progress.team_group(kiosk.team_id), kiosks.kiosk_group(kiosk.pk)))
+        await self.send_json({"type": "kiosk.ready", "team": kiosk.team.name})
+
+    async def disconnect(self, code: int) -> None:
+        if hasattr(self, "_deadline"):
+            self._deadline.cancel()
+        await super().disconnect(code)
+
+    async def kiosk_revoked(self, event: dict[str, Any]) -> None:
+        await self.close(code=CLOSE_FORBIDDEN)
 
 
 class NotFoundConsumer(AsyncWebsocketConsumer):

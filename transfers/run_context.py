@@ -219,4 +219,4 @@ class JobRun:
             "error": "",
         }
         TransferJob.objects.filter(pk=self.job.pk).update(watch=state)
-        progress.publish_watch(self.job.pk, state)
+        progress.publish_watch(self.job.pk, state, team_id=self.job.account.team_id)

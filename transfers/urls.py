@@ -1,6 +1,6 @@
 from django.urls import path
 
-from transfers import views
+from transfers import dashboard_views, views
 from transfers.farm import views as farm_views
 
 urlpatterns = [
@@ -11,6 +11,12 @@ urlpatterns = [
     path("jobs/<int:pk>/", views.job_detail, name="job-detail"),
     path("jobs/<int:pk>/speed", views.job_speed, name="job-speed"),
     path("jobs/<int:pk>/<slug:action>", views.job_action, name="job-action"),
+    path("dashboard/", dashboard_views.dashboard, name="dashboard"),
+    path("dashboard/state.json", dashboard_views.dashboard_json, name="dashboard-state"),
+    path("dashboard/kiosks", dashboard_views.kiosk_create, name="kiosk-create"),
+    path("dashboard/kiosks/<int:pk>/revoke", dashboard_views.kiosk_revoke, name="kiosk-revoke"),
+    path("kiosk/<str:token>/", dashboard_views.kiosk_page, name="kiosk"),
+    path("kiosk/<str:token>/state.json", dashboard_views.kiosk_json, name="kiosk-state"),
     path("farm/", farm_views.farm_account_list, name="farm-accounts"),
     path("farm/<int:account_id>/", farm_views.farm_tasks, name="farm-tasks"),
     path("farm/<int:account_id>/simulate", farm_views.farm_simulate, name="farm-simulate"),
