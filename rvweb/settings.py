@@ -129,7 +129,14 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {"hosts": [REDIS_URL], "prefix": KEY_PREFIX},
-    }
+    },
+    # The dashboards' groups (transfers.progress.DASHBOARD_LAYER): Redis pub/sub, so a message reaches
+    # each daphne process once and is fanned out to its hundreds of screens in memory, instead of one
+    # Redis queue entry (and round trip) per screen. At most once, as all progress publishing is.
+    "dashboard": {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{KEY_PREFIX}-dash"},
+    },
 }
 
 CELERY_BROKER_URL = BROKER_URL

@@ -13,7 +13,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 
-from transfers import kiosks, progress, selectors
+from transfers import dashboard_hub, kiosks, progress, selectors
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -60,55 +60,47 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
         return selectors.jobs_for(user).filter(pk=job_id).exists()
 
 
-class _Relay(AsyncJsonWebsocketConsumer):
-    """Relays the job messages of the groups it joined; ignores what the client sends."""
+class _Screen(AsyncJsonWebsocketConsumer):
+    """A dashboard screen: fed by its process's hub (transfers.dashboard_hub), in batches; ignores what it is sent."""
 
-    groups_joined: tuple[str, ...] = ()
+    channel_layer_alias = progress.DASHBOARD_LAYER
+    watching = False
 
-    async def join(self, groups: tuple[str, ...]) -> None:
-        self.groups_joined = groups
-        for group in groups:
-            await self.channel_layer.group_add(group, self.channel_name)
+    async def watch(self, teams: dashboard_hub.Teams) -> None:
+        self.watching = True
+        await dashboard_hub.hub().join(self, teams)
 
     async def disconnect(self, code: int) -> None:
-        for group in self.groups_joined:
-            await self.channel_layer.group_discard(group, self.channel_name)
+        if self.watching:
+            await dashboard_hub.hub().leave(self)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         """Clients only listen; anything they send is ignored."""
 
-    async def job_progress(self, event: progress.JobProgress) -> None:
-        await self.send_json(event)
 
-    async def job_state(self, event: progress.JobState) -> None:
-        await self.send_json(event)
-
-    async def job_watch(self, event: progress.JobWatch) -> None:
-        await self.send_json(event)
-
-
-class DashboardConsumer(_Relay):
-    """The dashboard of a signed-in user: the groups of the teams they may view (staff: every team's)."""
+class DashboardConsumer(_Screen):
+    """The dashboard of a signed-in user: the jobs of the teams they may view (staff: every team's)."""
 
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        await self.join(await self._groups(user))
         await self.accept()
+        await self.watch(await self._teams(user))
 
     @database_sync_to_async
-    def _groups(self, user: Any) -> tuple[str, ...]:
+    def _teams(self, user: Any) -> dashboard_hub.Teams:
         if user.is_staff or user.is_superuser:
-            return (progress.STAFF_GROUP,)
-        return tuple(progress.team_group(pk) for pk in selectors.teams_for(user).values_list("pk", flat=True))
+            return None
+        return frozenset(selectors.teams_for(user).values_list("pk", flat=True))
 
 
-class KioskConsumer(_Relay):
-    """A kiosk screen: accepted, then joined to its team's group once its first message brings a live token."""
+class KioskConsumer(_Screen):
+    """A kiosk screen: accepted, then fed its team's jobs once its first message brings a live token."""
 
     kiosk_id: int | None = None
+    group: str | None = None
 
     async def connect(self) -> None:
         await self.accept()
@@ -129,12 +121,16 @@ class KioskConsumer(_Relay):
             return
         self.kiosk_id = kiosk.pk
         self._deadline.cancel()
-        await self.join((progress.team_group(kiosk.team_id), kiosks.kiosk_group(kiosk.pk)))
+        self.group = kiosks.kiosk_group(kiosk.pk)  # told when the link is revoked
+        await self.channel_layer.group_add(self.group, self.channel_name)
         await self.send_json({"type": "kiosk.ready", "team": kiosk.team.name})
+        await self.watch(frozenset({kiosk.team_id}))
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "_deadline"):
             self._deadline.cancel()
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
         await super().disconnect(code)
 
     async def kiosk_revoked(self, event: dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
-from transfers import selectors
+from transfers import progress, selectors
 from transfers.models import Kiosk, Team
 from transfers.services import _require, audit_record
 
@@ -73,7 +73,7 @@ def kiosk_from_token(token: str) -> Kiosk | None:
 
 
 def _close_screens(kiosk_id: int) -> None:
-    layer = get_channel_layer()
+    layer = get_channel_layer(progress.DASHBOARD_LAYER)
     if layer is None:
         return
     try:

@@ -14,18 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from typing import Literal, TypedDict
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
 STAFF_GROUP = "teams.all"  # every team's jobs: the staff's dashboards
+DASHBOARD_LAYER = "dashboard"  # the channel layer of the dashboards' groups (settings.CHANNEL_LAYERS: pub/sub)
 
 
 class ActiveFile(TypedDict):
@@ -131,25 +132,52 @@ _QUIET_AFTER_FAILURE = 5.0
 _quiet_until = 0.0
 
 
+def is_dashboard_group(group: str) -> bool:
+    return group == STAFF_GROUP or group.startswith("team.")
+
+
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_pid = 0
+_loop_lock = threading.Lock()
+
+
+def _publisher_loop() -> asyncio.AbstractEventLoop:
+    """This process's publishing loop, in a daemon thread, started on first use (and again in a forked child).
+
+    One loop for every send, so the channel layers keep their Redis connections: async_to_sync made a
+    thread, a loop and new connections for each message (~20 ms a send, seconds on a busy worker)."""
+    global _loop, _loop_pid
+    with _loop_lock:
+        if _loop is None or _loop_pid != os.getpid() or _loop.is_closed():
+            _loop, _loop_pid = asyncio.new_event_loop(), os.getpid()
+            threading.Thread(target=_loop.run_forever, name="rvweb-progress", daemon=True).start()
+        return _loop
+
+
 def _send(groups: tuple[str, ...], message: JobProgress | JobState | JobWatch) -> None:
-    """To each group, with `sent_at` added (epoch seconds): a client can tell how late a message came."""
+    """To each group, with `sent_at` added (epoch seconds, so a client can tell how late a message came)
+    and the job's `team` when known. The dashboards' groups are on their own layer (DASHBOARD_LAYER),
+    the job pages' on the default one."""
     global _quiet_until
     layer = get_channel_layer()
     if layer is None or time.monotonic() < _quiet_until:
         return
+    dashboards = get_channel_layer(DASHBOARD_LAYER) if any(map(is_dashboard_group, groups)) else None
 
-    stamped = {**message, "sent_at": time.time()}
+    stamped: dict[str, object] = {**message, "sent_at": time.time()}
+    teams = [group[len("team.") :] for group in groups if group.startswith("team.")]
+    if teams:
+        stamped["team"] = int(teams[0])  # the dashboards' hubs route by it (transfers.dashboard_hub)
 
     async def send_all() -> None:
         for group in groups:
-            await layer.group_send(group, stamped)
+            await (dashboards if dashboards is not None and is_dashboard_group(group) else layer).group_send(group, stamped)
 
-    async def send_bounded() -> None:
-        await asyncio.wait_for(send_all(), SEND_TIMEOUT)
-
+    future = asyncio.run_coroutine_threadsafe(send_all(), _publisher_loop())
     try:
-        async_to_sync(send_bounded)()
+        future.result(SEND_TIMEOUT)
     except Exception as exc:  # noqa: BLE001 - best effort: nothing here may fail a transfer
+        future.cancel()
         _quiet_until = time.monotonic() + _QUIET_AFTER_FAILURE
         logger.warning(
             "progress for job %s not published (%s); dropping messages for %.0fs",

@@ -224,11 +224,15 @@ function connect() {
     else ready();
   });
   ws.addEventListener("message", (event) => {
-    const message = JSON.parse(event.data);
-    if (message.type === "kiosk.ready") ready();
-    else if (message.type === "job.progress") onProgress(message);
-    else if (message.type === "job.state") onState(message);
-    else if (message.type === "job.watch") onWatch(message);
+    const frame = JSON.parse(event.data);
+    if (frame.type === "kiosk.ready") ready();
+    // The server's hub sends a batch every tenth of a second at most: the states in order, then each
+    // job's latest progress.
+    for (const message of frame.type === "dashboard.batch" ? frame.messages : []) {
+      if (message.type === "job.progress") onProgress(message);
+      else if (message.type === "job.state") onState(message);
+      else if (message.type === "job.watch") onWatch(message);
+    }
   });
   ws.addEventListener("close", (event) => {
     if (socket === ws) socket = null;

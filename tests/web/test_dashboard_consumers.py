@@ -4,6 +4,7 @@ each viewer gets their teams' jobs and never another team's; a kiosk only with a
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -68,12 +69,18 @@ async def _offer(job: TransferJob, bytes_done: int) -> None:
     await sync_to_async(throttle.offer)(_progress(job, bytes_done))
 
 
-async def _jobs_received(socket: WebsocketCommunicator) -> list[int]:
-    """The job ids of everything received until the line goes quiet."""
-    jobs = []
+async def _messages(socket: WebsocketCommunicator) -> list[dict[str, Any]]:
+    """The messages of every batch received until the line goes quiet."""
+    messages = []
     while not await socket.receive_nothing(timeout=0.5):
-        jobs.append((await socket.receive_json_from(timeout=TIMEOUT))["job"])
-    return jobs
+        frame = await socket.receive_json_from(timeout=TIMEOUT)
+        assert frame["type"] == "dashboard.batch"
+        messages += frame["messages"]
+    return messages
+
+
+async def _jobs_received(socket: WebsocketCommunicator) -> list[int]:
+    return [message["job"] for message in await _messages(socket)]
 
 
 async def test_an_anonymous_visitor_is_refused_the_dashboard():
@@ -104,8 +111,33 @@ async def test_a_progress_message_says_when_it_was_sent():
 
     await _offer(job, 20)
 
-    message = await socket.receive_json_from(timeout=TIMEOUT)
-    assert message["bytes_done"] == 20 and isinstance(message["sent_at"], float)
+    [message] = await _messages(socket)
+    assert message["bytes_done"] == 20 and isinstance(message["sent_at"], float) and message["team"] == ours.pk
+    await socket.disconnect()
+
+
+async def test_a_burst_comes_as_one_batch_states_in_order_and_the_latest_progress():
+    ours, job = await _team_with_job("ours")
+    socket = await _dashboard(await _user("viewer", ours))
+    await socket.connect(timeout=TIMEOUT)
+
+    def burst() -> None:
+        throttle = ProgressThrottle(job.pk, team_id=ours.pk, per_second=50, dashboard_per_second=50)
+        throttle.offer(_progress(job, 10))
+        publish_state(job.pk, status="paused", team_id=ours.pk)
+        publish_state(job.pk, status="queued", team_id=ours.pk)
+        time.sleep(0.03)
+        throttle.offer(_progress(job, 30))
+
+    await sync_to_async(burst)()
+
+    frame = await socket.receive_json_from(timeout=TIMEOUT)
+    assert [(m["type"], m.get("status"), m.get("bytes_done")) for m in frame["messages"]] == [
+        ("job.state", "paused", None),
+        ("job.state", "queued", None),
+        ("job.progress", None, 30),
+    ]
+    assert await socket.receive_nothing(timeout=0.5)
     await socket.disconnect()
 
 

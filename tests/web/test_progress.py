@@ -88,7 +88,7 @@ def test_every_message_is_stamped_with_its_send_time(monkeypatch):
         async def group_send(self, group: str, message: dict) -> None:
             got.append(message)
 
-    monkeypatch.setattr(progress, "get_channel_layer", lambda: Layer())
+    monkeypatch.setattr(progress, "get_channel_layer", lambda *alias: Layer())
     monkeypatch.setattr(progress, "_quiet_until", 0.0)
     before = time.time()
 
@@ -200,7 +200,7 @@ class BrokenLayer:
 
 @pytest.fixture
 def broken_layer(monkeypatch) -> None:
-    monkeypatch.setattr(progress, "get_channel_layer", lambda: BrokenLayer())
+    monkeypatch.setattr(progress, "get_channel_layer", lambda *alias: BrokenLayer())
 
 
 def test_publishing_a_state_survives_a_channel_layer_that_raises(broken_layer, caplog):
