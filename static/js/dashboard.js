@@ -7,6 +7,8 @@
 const $ = (id) => document.getElementById(id);
 const root = $("dashboard");
 const kiosk = root.dataset.kiosk === "1";
+// A kiosk link is /kiosk/#<token>: the fragment never reaches a server, so the token is in no log.
+const token = kiosk ? decodeURIComponent(window.location.hash.slice(1)) : "";
 const RECONNECT_MIN_MS = 500;
 const RECONNECT_MAX_MS = 15000;
 const FAILURES_SHOWN = 10;
@@ -156,12 +158,19 @@ function refetchSoon() {
 
 async function refetch() {
   try {
-    const response = await fetch(root.dataset.state, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    const headers = { Accept: "application/json", ...(kiosk ? { "X-Kiosk-Token": token } : {}) };
+    const response = await fetch(root.dataset.state, { credentials: "same-origin", headers });
     if (response.status === 401 || response.status === 403 || response.status === 404) {
-      stop(kiosk ? "this kiosk link was revoked" : "signed out");
+      stop(kiosk ? "this kiosk link is not valid or was revoked" : "signed out");
       return;
     }
-    if (response.ok) load(await response.json());
+    if (!response.ok) return;
+    const state = await response.json();
+    if (state.title) {
+      $("dash-title").textContent = state.title;
+      document.title = `${state.title} · rvweb`;
+    }
+    load(state);
   } catch (error) {
     // the server is away: the socket's reconnect will fetch again
   }
@@ -220,7 +229,7 @@ function connect() {
   const ws = new WebSocket(`${scheme}://${window.location.host}${root.dataset.ws}`);
   socket = ws;
   ws.addEventListener("open", () => {
-    if (kiosk) ws.send(JSON.stringify({ token: decodeURIComponent(window.location.pathname.split("/")[2]) }));
+    if (kiosk) ws.send(JSON.stringify({ token }));
     else ready();
   });
   ws.addEventListener("message", (event) => {
@@ -238,7 +247,7 @@ function connect() {
     if (socket === ws) socket = null;
     if (stopped) return;
     if (event.code === 4401 || event.code === 4403) {
-      stop(kiosk ? "this kiosk link was revoked" : "signed out");
+      stop(kiosk ? "this kiosk link is not valid or was revoked" : "signed out");
       return;
     }
     $("dash-live").textContent = "connection lost; reconnecting…";
@@ -257,4 +266,5 @@ function ready() {
 }
 
 load(JSON.parse($("dashboard-state").textContent));
-connect();
+if (kiosk && !token) stop("this kiosk link is not valid or was revoked");
+else connect();

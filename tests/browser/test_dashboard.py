@@ -181,9 +181,10 @@ def test_a_kiosk_screen_comes_back_by_itself_after_daphne_restarts(browser: Brow
     team, job, token = _kiosk_job()
     context = browser.new_context(base_url=own_daphne.url, bypass_csp=True)
     page = context.new_page()
-    page.goto(f"/kiosk/{token}/")
+    page.goto(f"/kiosk/#{token}")
     percent = page.locator(f"#dash-uploads tr[data-job='{job.pk}'] .pct")
     expect(page.locator("#dash-live")).to_have_text("live")
+    expect(page.locator("#dash-title")).to_have_text("lighting · lighting wall")
     expect(percent).to_have_text(re.compile(r"^10% "))
     assert page.locator("form, nav, a[href^='/jobs/']").count() == 0  # read-only: no controls, no way in
     page.evaluate("window.__rvwebMarker = 'same page'")
@@ -208,7 +209,7 @@ def test_a_kiosk_screen_goes_dark_when_its_link_is_revoked(browser: Browser, dap
     _, _, token = _kiosk_job()
     context = browser.new_context(base_url=daphne_server.url)
     page = context.new_page()
-    page.goto(f"/kiosk/{token}/")
+    page.goto(f"/kiosk/#{token}")
     expect(page.locator("#dash-live")).to_have_text("live")
 
     kiosk = kiosks.kiosk_from_token(token)
@@ -217,6 +218,19 @@ def test_a_kiosk_screen_goes_dark_when_its_link_is_revoked(browser: Browser, dap
     revoker.start()
     revoker.join()
 
-    expect(page.locator("#dash-live")).to_have_text("this kiosk link was revoked", timeout=10_000)
-    assert page.goto(f"/kiosk/{token}/").status == 404  # type: ignore[union-attr]
+    expect(page.locator("#dash-live")).to_have_text("this kiosk link is not valid or was revoked", timeout=10_000)
+    page.reload()  # and it stays dark
+    expect(page.locator("#dash-live")).to_have_text("this kiosk link is not valid or was revoked", timeout=10_000)
+    context.close()
+
+
+def test_a_kiosk_screen_with_a_forged_link_shows_nothing(browser: Browser, daphne_server: Service) -> None:
+    _, _, token = _kiosk_job()
+    context = browser.new_context(base_url=daphne_server.url)
+    page = context.new_page()
+
+    page.goto(f"/kiosk/#{token[:-4]}AAAA")
+
+    expect(page.locator("#dash-live")).to_have_text("this kiosk link is not valid or was revoked", timeout=10_000)
+    expect(page.locator("#dash-uploads tr")).to_have_count(0)
     context.close()

@@ -17,7 +17,7 @@ from transfers.models import AuditEvent, FarmAccount, Kiosk, Team, TransferJob
 
 pytestmark = pytest.mark.django_db
 
-LINK = re.compile(r'value="(http://testserver/kiosk/([^/"]+)/)"')
+LINK = re.compile(r'value="(http://testserver/kiosk/#([^"]+))"')
 
 
 @pytest.fixture
@@ -114,21 +114,35 @@ def _make_link(client: Client, team: Team, name: str = "render room wall") -> tu
     return match.group(1), match.group(2)
 
 
+def _kiosk_state(token: str) -> Any:
+    return Client().get("/kiosk/state.json", HTTP_X_KIOSK_TOKEN=token)
+
+
 def test_a_lead_makes_a_kiosk_link_that_shows_their_team_only_without_login(make_user, two_teams):
     lead = make_user(team=two_teams["ours"], role="lead")
     _, token = _make_link(_client(lead), two_teams["ours"])
 
-    page = Client().get(f"/kiosk/{token}/")
-    state = _state(page)
+    page = Client().get("/kiosk/")
+    response = _kiosk_state(token)
+    state = _state(response)
 
-    assert page.status_code == 200
+    assert page.status_code == 200 and response.status_code == 200
+    assert state["title"] == "ours · render room wall"
     assert _ids(state["active"]) == _ids([{"id": two_teams[k].pk} for k in ("our_upload", "our_download")])
+    assert _ids(state["failures"]) == [two_teams["our_failure"].pk]
     assert all(row["url"] is None for row in state["active"] + state["failures"])  # no way in from a wall
     html = page.content.decode()
-    assert "<form" not in html and "Log out" not in html and 'href="/jobs/' not in html
+    assert "<form" not in html and "Log out" not in html and 'href="/jobs/' not in html and 'data-kiosk="1"' in html
     assert page["Referrer-Policy"] == "no-referrer"
-    again = _state(Client().get(f"/kiosk/{token}/state.json"))
-    assert again == {**state, "generated_at": pytest.approx(state["generated_at"], abs=60)}
+
+
+def test_the_kiosk_token_travels_in_the_fragment_never_in_a_url_the_server_sees(make_user, two_teams):
+    lead = make_user(team=two_teams["ours"], role="lead")
+    link, token = _make_link(_client(lead), two_teams["ours"])
+
+    assert link == f"http://testserver/kiosk/#{token}"
+    assert Client().get(f"/kiosk/{token}/").status_code == 404  # no route takes it in the path
+    assert _kiosk_state("").status_code == 404 and Client().get("/kiosk/state.json").status_code == 404
 
 
 def test_only_the_digest_of_the_token_is_kept_and_the_link_is_not_shown_again(make_user, two_teams):
@@ -155,8 +169,8 @@ def test_a_revoked_or_forged_link_shows_nothing(make_user, two_teams):
     assert Kiosk.objects.get().revoked is True
     assert AuditEvent.objects.filter(action="kiosk.revoke", target_id=str(kiosk.pk)).exists()
     for bad in (token, token[:-3] + "abc", "nonsense"):
-        assert Client().get(f"/kiosk/{bad}/").status_code == 404
-        assert Client().get(f"/kiosk/{bad}/state.json").status_code == 404
+        response = _kiosk_state(bad)
+        assert response.status_code == 404 and "not valid or was revoked" in response.json()["error"]
 
 
 def test_a_member_or_viewer_may_not_make_a_kiosk_link(make_user, two_teams):
