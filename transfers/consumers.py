@@ -2,7 +2,8 @@
 
 JobConsumer: one job's page. DashboardConsumer: the dashboards of the teams a user may view (staff: all
 teams). KioskConsumer: one team's dashboard for a kiosk link; it authenticates by the link's token,
-sent as its first message (not in the URL, which servers log), not by a user's session.
+sent as its first message (not in the URL, which servers log), not by a user's session. The two
+dashboard consumers are fed in batches by their process's hub (transfers.dashboard_hub).
 """
 
 from __future__ import annotations
