@@ -132,7 +132,14 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {"hosts": [REDIS_URL], "prefix": KEY_PREFIX},
-    }
+    },
+    # The dashboards' groups (transfers.progress.DASHBOARD_LAYER): Redis pub/sub, so a message reaches
+    # each daphne process once and is fanned out to its hundreds of screens in memory, instead of one
+    # Redis queue entry (and round trip) per screen. At most once, as all progress publishing is.
+    "dashboard": {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{KEY_PREFIX}-dash"},
+    },
 }
 
 CELERY_BROKER_URL = BROKER_URL
@@ -246,6 +253,8 @@ SPECTACULAR_SETTINGS = {
 
 # Progress messages per second per job on the channel layer (latest wins in between).
 PROGRESS_MAX_PER_SECOND = env_int("RVWEB_PROGRESS_MAX_PER_SECOND", 4, minimum=1, maximum=50)
+# The same for the dashboards (per job, to its team's group and the staff's): every viewer gets each one.
+DASHBOARD_MAX_PER_SECOND = env_int("RVWEB_DASHBOARD_MAX_PER_SECOND", 4, minimum=1, maximum=50)
 
 # Error pages (RVWEB_DEBUG=1) hide settings whose names match this, on top of Django's own list:
 # the URLs here carry passwords.

@@ -169,7 +169,7 @@ def _run(job: TransferJob, lease: Lease) -> None:
     if not job.prepared and not _prepare(job, lease, kind, options):
         return  # paused or cancelled while its items were made: a resume continues them
     recorder = Recorder(job, [])
-    throttle = progress.ProgressThrottle(job.pk)
+    throttle = progress.ProgressThrottle(job.pk, team_id=job.account.team_id)
     sampler = Sampler(job.pk)
     control = Control(options.max_speed)
     outcome: dict[str, RunSummary | BaseException] = {}

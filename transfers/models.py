@@ -598,3 +598,24 @@ class NotificationDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} {self.event} to {self.user_id}: {self.status} (try {self.attempt})"
+
+
+class Kiosk(models.Model):
+    """A read-only dashboard link for one team's studio screen, made by a lead (see transfers.kiosks).
+
+    The link's token is signed (django.core.signing) and shown once; only its SHA-256 digest is kept, so
+    a leaked database holds no working link. Revoking closes the screens that use it at once."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="kiosks")
+    name = models.CharField(max_length=100)  # where the screen hangs: "render room wall"
+    digest = models.CharField(max_length=64, unique=True)
+    revoked = models.BooleanField(default=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"kiosk {self.name} of {self.team}" + (" (revoked)" if self.revoked else "")

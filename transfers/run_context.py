@@ -228,7 +228,7 @@ class JobRun:
             self._ended_told = {task["task_id"] for task in stored.get("tasks", []) if task.get("ended")}
         newly = [w for w in watches if w.ended and w.task_id not in self._ended_told]
         TransferJob.objects.filter(pk=self.job.pk).update(watch=state)
-        progress.publish_watch(self.job.pk, state)
+        progress.publish_watch(self.job.pk, state, team_id=self.job.account.team_id)
         if newly:
             self._ended_told.update(watch.task_id for watch in newly)
             notify_tasks_end(job_id=self.job.pk, ended=[(w.task_id, bool(getattr(w, "failed", False))) for w in newly])

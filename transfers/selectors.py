@@ -10,7 +10,8 @@ A user's role in a team decides what they may do there:
     control       yes   yes     -        pause, resume, cancel, retry, change max_speed of a job; the
                                          same of every job of a group at once
     manage        yes   -       -        create and edit accounts, import and delete manifests; simulate a
-                                         render, (re)generate and revoke an account's farm events token
+                                         render, (re)generate and revoke an account's farm events token;
+                                         make and revoke the team's kiosk links (a read-only dashboard)
 
 Reads of an object the user may not see are answered like a missing object (404); the callers check an
 action on an object they may see with `user_may`, and answer 403 (API) or an error message (pages).
@@ -27,6 +28,7 @@ from transfers.models import (
     FarmFrame,
     FarmTask,
     JobGroup,
+    Kiosk,
     Manifest,
     Membership,
     NotificationDelivery,
@@ -94,6 +96,22 @@ def groups_for(user: Any, *, action: Literal["view", "control"] = "view") -> Que
     groups = groups.annotate(job_count=Count("jobs"), **{name: Sum(jobs + name, default=0) for name in figures})
     groups = groups.order_by("-created_at", "-pk")  # Meta.ordering does not apply to an aggregating query
     return _restrict(groups, user, ROLES_FOR[action], "account__team")
+
+
+def jobs_of_kiosk(kiosk: Kiosk) -> QuerySet[TransferJob]:
+    """The jobs a kiosk screen shows: its team's, whoever looks (the signed link is the permission)."""
+    jobs = TransferJob.objects.select_related("account", "account__team", "manifest", "created_by").defer("account__access_key")
+    return jobs.filter(account__team=kiosk.team_id)
+
+
+def kiosks_for(user: Any) -> QuerySet[Kiosk]:
+    """Kiosk links of the teams the user leads (staff: all)."""
+    return _restrict(Kiosk.objects.select_related("team", "created_by"), user, ROLES_FOR["manage"], "team")
+
+
+def kiosk_live(pk: int) -> Kiosk | None:
+    """A kiosk that is not revoked (the link's signature already checked by transfers.kiosks)."""
+    return Kiosk.objects.select_related("team").filter(pk=pk, revoked=False).first()
 
 
 def farm_tasks_for(user: Any, *, action: Literal["view", "manage"] = "view") -> QuerySet[FarmTask]:

@@ -293,10 +293,11 @@ def job_publish_state(*, job_id: int, status: str) -> None:
     """Announce a job's state with its row as committed: the page takes status, controls and figures
     from it. Best effort, as all publishing: a database that fails here costs only the figures."""
     try:
-        job = TransferJob.objects.filter(pk=job_id).first()
+        job = TransferJob.objects.select_related("account").defer("account__access_key").filter(pk=job_id).first()
     except DatabaseError:
         job = None
-    progress.publish_state(job_id, status=status, live=job.as_live() if job is not None else None)
+    live, team_id = (job.as_live(), job.account.team_id) if job is not None else (None, None)
+    progress.publish_state(job_id, status=status, live=live, team_id=team_id)
 
 
 def job_set_max_speed(*, job: TransferJob, max_speed: int | None, user: User, request: HttpRequest | None = None) -> None:

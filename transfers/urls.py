@@ -1,6 +1,6 @@
 from django.urls import path
 
-from transfers import group_views, job_views, notification_views, token_views, views
+from transfers import dashboard_views, group_views, job_views, notification_views, token_views, views
 from transfers.farm import account_views
 from transfers.farm import views as farm_views
 
@@ -17,6 +17,12 @@ urlpatterns = [
     path("groups/<int:pk>/", group_views.group_detail, name="group-detail"),
     path("groups/<int:pk>/<slug:action>", group_views.group_action, name="group-action"),
     path("settings/notifications/", notification_views.notification_settings, name="notification-settings"),
+    path("dashboard/", dashboard_views.dashboard, name="dashboard"),
+    path("dashboard/state.json", dashboard_views.dashboard_json, name="dashboard-state"),
+    path("dashboard/kiosks", dashboard_views.kiosk_create, name="kiosk-create"),
+    path("dashboard/kiosks/<int:pk>/revoke", dashboard_views.kiosk_revoke, name="kiosk-revoke"),
+    path("kiosk/", dashboard_views.kiosk_page, name="kiosk"),
+    path("kiosk/state.json", dashboard_views.kiosk_json, name="kiosk-state"),
     path("farm/", farm_views.farm_account_list, name="farm-accounts"),
     path("farm/new", account_views.farm_account_new, name="farm-account-new"),
     path("farm/<int:account_id>/edit", account_views.farm_account_edit, name="farm-account-edit"),

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from tests.bench import copying, downloading, job_pages, reupload, scale, sdk
+from tests.bench import copying, dashboard, downloading, job_pages, reupload, scale, sdk
 from tests.bench.common import Config, Row, log, print_table, python_version, remove_in_background
 
 NAMES = {
@@ -27,6 +27,7 @@ NAMES = {
     6: "a 1.34M-entry manifest: import, job start, requests during the run, worker memory",
     7: "download latency: frame finished -> arrived locally, event and polling modes",
     8: "one big download vs cp + sync",
+    9: "the dashboard: 200 websocket clients while 20 jobs run (latency, daphne CPU)",
     10: "job page and per-file table, a job of 500,000 items (SQLite, or DATABASE_URL)",
     11: "transfers list, 10,000 jobs (SQLite, or DATABASE_URL)",
 }
@@ -85,6 +86,7 @@ def main(argv: list[str]) -> int:
             6: lambda: scale.scale(config),
             7: lambda: downloading.latency(config),
             8: lambda: downloading.big_download(config),
+            9: lambda: dashboard.dashboard(config),
             10: lambda: job_pages.job_page(config),
             11: lambda: job_pages.transfers_list(config),
         }

@@ -110,7 +110,9 @@ async def test_the_owner_receives_throttled_progress():
     # Workers publish from sync code; sync_to_async runs offer() in a thread, as a worker would.
     await sync_to_async(ProgressThrottle(job.pk, per_second=4).offer)(_progress(job.pk, 100))
 
-    assert await socket.receive_json_from(timeout=TIMEOUT) == _progress(job.pk, 100)
+    received = await socket.receive_json_from(timeout=TIMEOUT)
+    assert received.pop("sent_at") > 0
+    assert received == _progress(job.pk, 100)
     await socket.disconnect()
 
 
@@ -122,7 +124,9 @@ async def test_the_owner_receives_state_changes():
 
     await sync_to_async(publish_state)(job.pk, status=TransferJob.Status.COMPLETED)
 
-    assert await socket.receive_json_from(timeout=TIMEOUT) == {"type": "job.state", "job": job.pk, "status": "completed"}
+    received = await socket.receive_json_from(timeout=TIMEOUT)
+    assert received.pop("sent_at") > 0
+    assert received == {"type": "job.state", "job": job.pk, "status": "completed"}
     await socket.disconnect()
 
 

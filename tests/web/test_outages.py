@@ -180,7 +180,7 @@ class HungLayer:
 
 
 def test_publishing_to_a_hung_channel_layer_gives_up_within_its_timeout(monkeypatch):
-    monkeypatch.setattr(progress, "get_channel_layer", lambda: HungLayer())
+    monkeypatch.setattr(progress, "get_channel_layer", lambda *alias: HungLayer())
     monkeypatch.setattr(progress, "_quiet_until", 0.0)
     started = time.monotonic()
 
@@ -190,7 +190,7 @@ def test_publishing_to_a_hung_channel_layer_gives_up_within_its_timeout(monkeypa
 
 
 def test_after_a_failed_publish_messages_are_dropped_without_waiting(monkeypatch):
-    monkeypatch.setattr(progress, "get_channel_layer", lambda: HungLayer())
+    monkeypatch.setattr(progress, "get_channel_layer", lambda *alias: HungLayer())
     monkeypatch.setattr(progress, "_quiet_until", 0.0)
     progress.publish_state(1, status="running")
     started = time.monotonic()
@@ -202,7 +202,7 @@ def test_after_a_failed_publish_messages_are_dropped_without_waiting(monkeypatch
 
 
 def test_a_watch_loop_keeps_its_pace_while_the_channel_layer_hangs(monkeypatch):
-    monkeypatch.setattr(progress, "get_channel_layer", lambda: HungLayer())
+    monkeypatch.setattr(progress, "get_channel_layer", lambda *alias: HungLayer())
     monkeypatch.setattr(progress, "_quiet_until", 0.0)
     throttle = progress.ProgressThrottle(1, per_second=50)
     started = time.monotonic()

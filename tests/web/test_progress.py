@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
@@ -40,10 +41,60 @@ def test_the_first_offer_is_sent_at_once(sent, clock):
     assert [m["bytes_done"] for _, m in sent] == [10]
 
 
-def test_progress_goes_to_the_job_group_and_the_dashboard(sent, clock):
+def test_progress_goes_to_the_job_group_its_teams_dashboard_and_the_staffs(sent, clock):
+    ProgressThrottle(JOB, team_id=3, per_second=4, clock=clock).offer(_message(10))
+
+    assert [groups for groups, _ in sent] == [(f"job.{JOB}", "team.3", progress.STAFF_GROUP)]
+
+
+def test_progress_of_a_job_of_no_known_team_goes_to_the_staffs_dashboard_only(sent, clock):
     ProgressThrottle(JOB, per_second=4, clock=clock).offer(_message(10))
 
-    assert [groups for groups, _ in sent] == [(f"job.{JOB}", progress.DASHBOARD_GROUP)]
+    assert [groups for groups, _ in sent] == [(f"job.{JOB}", progress.STAFF_GROUP)]
+
+
+def test_the_dashboards_get_progress_at_their_own_pace_latest_wins(sent, clock):
+    throttle = ProgressThrottle(JOB, team_id=3, per_second=10, dashboard_per_second=2, clock=clock)
+
+    for step in range(100):  # one offer every 10 ms for one second
+        clock.now = 100.0 + step * 0.01
+        throttle.offer(_message(step))
+    throttle.flush()
+
+    to_team = [m["bytes_done"] for groups, m in sent if "team.3" in groups]
+    to_page = [m["bytes_done"] for groups, m in sent if f"job.{JOB}" in groups]
+    assert to_team == [0, 50, 99]  # two a second, and the last one offered at the end
+    assert len(to_page) == 11 and to_page[-1] == 99
+    assert all(progress.STAFF_GROUP in groups for groups, _ in sent if "team.3" in groups)
+
+
+def test_the_dashboards_are_never_sent_progress_faster_than_the_page(clock, settings):
+    settings.DASHBOARD_MAX_PER_SECOND = 20
+
+    assert ProgressThrottle(JOB, per_second=4, clock=clock)._dashboards.interval == pytest.approx(0.25)
+
+
+def test_state_and_watch_messages_go_to_the_dashboards_too(sent):
+    publish_state(JOB, status="running", team_id=3)
+    progress.publish_watch(JOB, {"tasks": [], "next_poll_at": None, "error": ""}, team_id=3)
+
+    assert [groups for groups, _ in sent] == [(f"job.{JOB}", "team.3", progress.STAFF_GROUP)] * 2
+
+
+def test_every_message_is_stamped_with_its_send_time(monkeypatch):
+    got: list[dict] = []
+
+    class Layer:
+        async def group_send(self, group: str, message: dict) -> None:
+            got.append(message)
+
+    monkeypatch.setattr(progress, "get_channel_layer", lambda *alias: Layer())
+    monkeypatch.setattr(progress, "_quiet_until", 0.0)
+    before = time.time()
+
+    publish_state(JOB, status="running", team_id=3)
+
+    assert len(got) == 3 and all(before <= m["sent_at"] <= time.time() for m in got)
 
 
 def test_at_most_per_second_messages_are_sent_each_second(sent, clock):
@@ -149,7 +200,7 @@ class BrokenLayer:
 
 @pytest.fixture
 def broken_layer(monkeypatch) -> None:
-    monkeypatch.setattr(progress, "get_channel_layer", lambda: BrokenLayer())
+    monkeypatch.setattr(progress, "get_channel_layer", lambda *alias: BrokenLayer())
 
 
 def test_publishing_a_state_survives_a_channel_layer_that_raises(broken_layer, caplog):

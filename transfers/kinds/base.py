@@ -86,6 +86,7 @@ class JobKind(Generic[OptionsT]):
     label: ClassVar[str]
     Options: type[OptionsT]
     uses_manifest: ClassVar[bool] = False  # the job sends a manifest's entries (it must be ready)
+    direction: ClassVar[Literal["upload", "download"]] = "upload"  # which way its files go (the dashboard's columns)
 
     def plan(self, *, account: FarmAccount, manifest: Manifest | None, options: OptionsT, roots: list[Path]) -> Totals:
         """Check what the job names before it is recorded (OptionsInvalid names the problem) and say

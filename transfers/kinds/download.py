@@ -34,6 +34,8 @@ _STABLE_GAP = 1.0  # seconds between the two listings of a one-shot download (a 
 class _Downloads(JobKind[Download]):
     """What the three download kinds share: checks, the leg, and turning outputs into items."""
 
+    direction = "download"
+
     def plan(self, *, account: FarmAccount, manifest: Manifest | None, options: Download, roots: list[Path]) -> Totals:
         downloads.local_root(options, roots)
         downloads.check_server_paths(options)
