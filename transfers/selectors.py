@@ -9,7 +9,9 @@ A user's role in a team decides what they may do there:
     run           yes   yes     -        start an upload of a manifest
     control       yes   yes     -        pause, resume, cancel, retry, change max_speed of a job
     manage        yes   -       -        create and edit accounts, import and delete manifests; simulate a
-                                         render, (re)generate and revoke an account's farm events token
+                                         render, (re)generate and revoke an account's farm events token;
+                                         add and remove the team's members, change their roles
+    the audit     -     -       -        staff only (audit_events_for)
 
 Reads of an object the user may not see are answered like a missing object (404); the callers check an
 action on an object they may see with `user_may`, and answer 403 (API) or an error message (pages).
@@ -21,7 +23,7 @@ from typing import Any, Literal
 
 from django.db.models import BooleanField, Count, ExpressionWrapper, Q, QuerySet
 
-from transfers.models import FarmAccount, FarmFrame, FarmTask, Manifest, Membership, Team, TransferJob
+from transfers.models import AuditEvent, FarmAccount, FarmFrame, FarmTask, Manifest, Membership, Team, TransferJob
 
 Action = Literal["view", "run", "control", "manage"]
 Role = Literal["viewer", "member", "lead"]
@@ -85,6 +87,22 @@ def farm_tasks_for(user: Any, *, action: Literal["view", "manage"] = "view") -> 
 def farm_frames_for(user: Any) -> QuerySet[FarmFrame]:
     frames = FarmFrame.objects.select_related("task")
     return frames.filter(task__account__in=accounts_for(user).values("pk"))
+
+
+def members_for(user: Any, team: Team) -> QuerySet[Membership]:
+    """The memberships of a team the user may see (any role in it; staff: every team), by username."""
+    memberships = Membership.objects.select_related("user").order_by("user__username")
+    return _restrict(memberships.filter(team=team), user, ROLES_FOR["view"], "team")
+
+
+def may_audit(user: Any) -> bool:
+    """The audit page and its export are for staff (and superusers) only."""
+    return _sees_all(user)
+
+
+def audit_events_for(user: Any) -> QuerySet[AuditEvent]:
+    """The audit trail: every row for staff, none for anyone else (the audit page answers them 404)."""
+    return AuditEvent.objects.all() if _sees_all(user) else AuditEvent.objects.none()
 
 
 _TEAM_PATH: dict[type, str] = {

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from transfers import views
+from transfers import audit_views, team_views, views
 from transfers.farm import views as farm_views
 
 urlpatterns = [
@@ -11,6 +11,13 @@ urlpatterns = [
     path("jobs/<int:pk>/", views.job_detail, name="job-detail"),
     path("jobs/<int:pk>/speed", views.job_speed, name="job-speed"),
     path("jobs/<int:pk>/<slug:action>", views.job_action, name="job-action"),
+    path("audit/", audit_views.audit_list, name="audit"),
+    path("audit/export.csv", audit_views.audit_export, name="audit-export"),
+    path("teams/", team_views.team_list, name="team-list"),
+    path("teams/<int:pk>/", team_views.team_detail, name="team-detail"),
+    path("teams/<int:pk>/members/add", team_views.team_member_add, name="team-member-add"),
+    path("teams/<int:pk>/members/<int:member>/role", team_views.team_member_role, name="team-member-role"),
+    path("teams/<int:pk>/members/<int:member>/remove", team_views.team_member_remove, name="team-member-remove"),
     path("farm/", farm_views.farm_account_list, name="farm-accounts"),
     path("farm/<int:account_id>/", farm_views.farm_tasks, name="farm-tasks"),
     path("farm/<int:account_id>/simulate", farm_views.farm_simulate, name="farm-simulate"),

@@ -2,6 +2,7 @@ from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from transfers.api import farm
+from transfers.api.teams import TeamViewSet
 from transfers.api.views import FarmAccountViewSet, ManifestViewSet, TransferJobViewSet
 
 app_name = "api"
@@ -9,6 +10,7 @@ router = DefaultRouter()
 router.register("accounts", FarmAccountViewSet, basename="account")
 router.register("manifests", ManifestViewSet, basename="manifest")
 router.register("jobs", TransferJobViewSet, basename="job")
+router.register("teams", TeamViewSet, basename="team")
 
 urlpatterns = [
     *router.urls,
