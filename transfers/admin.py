@@ -28,6 +28,24 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
+    audit_noun = ""  # "manifest", "job": a deletion made here is audited as "<noun>.delete"
+
+    def _audit_delete(self, request: HttpRequest, obj: Any) -> None:
+        if self.audit_noun:
+            before = {"name": str(obj)}
+            services.audit_record(
+                actor=request.user, action=f"{self.audit_noun}.delete", target=obj, request=request, before=before
+            )
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        self._audit_delete(request, obj)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        for obj in queryset:  # "delete selected": one row each
+            self._audit_delete(request, obj)
+        super().delete_queryset(request, queryset)
+
 
 class AuditedAdmin(admin.ModelAdmin):
     """Users, teams and memberships changed through these pages are audited with the admin as the actor
@@ -113,14 +131,23 @@ class FarmAccountAdmin(admin.ModelAdmin):
         services.audit_record(actor=request.user, action="account.delete", target=obj, request=request, before={"name": obj.name})
         super().delete_model(request, obj)
 
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        for obj in queryset:  # "delete selected": one row each
+            services.audit_record(
+                actor=request.user, action="account.delete", target=obj, request=request, before={"name": obj.name}
+            )
+        super().delete_queryset(request, queryset)
+
 
 @admin.register(Manifest)
 class ManifestAdmin(ReadOnlyAdmin):
+    audit_noun = "manifest"
     list_display = ["name", "account", "entry_count", "total_bytes", "created_by", "created_at"]
 
 
 @admin.register(TransferJob)
 class TransferJobAdmin(ReadOnlyAdmin):
+    audit_noun = "job"
     list_display = ["pk", "kind", "status", "account", "files_done", "files_failed", "files_total", "created_by", "created_at"]
     list_filter = ["status", "kind"]
 

@@ -33,8 +33,8 @@ KNOWN_ACTIONS = [
     "team.", "team.create", "team.change", "team.delete",
     "membership.", "membership.create", "membership.change", "membership.delete",
     "account.", "account.create", "account.change", "account.delete",
-    "manifest.", "manifest.import", "manifest.import.finish",
-    "job.", "job.create", "job.pause", "job.resume", "job.cancel", "job.retry", "job.max_speed", "job.finish",
+    "manifest.", "manifest.import", "manifest.import.finish", "manifest.delete",
+    "job.", "job.create", "job.pause", "job.resume", "job.cancel", "job.retry", "job.max_speed", "job.finish", "job.delete",
     "farm.",
 ]  # fmt: skip
 KNOWN_TARGETS = ["User", "Login", "Team", "Membership", "FarmAccount", "Manifest", "TransferJob", "FarmTask"]

@@ -393,3 +393,24 @@ def test_a_role_changed_in_the_admin_has_the_role_before_and_after(client, make_
     event = AuditEvent.objects.get(action="membership.change")
     assert (event.actor, event.before["role"], event.after["role"], event.team_id) == (admin, "viewer", "lead", team.pk)
     assert get_user_model().objects.filter(username="artist").exists()
+
+
+def test_manifests_and_jobs_deleted_in_the_admin_are_recorded_with_the_admin(
+    client, make_user, make_account, make_manifest, make_job
+):
+    admin = make_user("boss", superuser=True)
+    client.force_login(admin)
+    account = make_account()
+    manifest = make_manifest(account)
+    jobs = [make_job(account=account, status="completed") for _ in range(2)]
+
+    one = client.post(reverse("admin:transfers_manifest_delete", args=[manifest.pk]), {"post": "yes"})
+    bulk = {"action": "delete_selected", "_selected_action": [job.pk for job in jobs], "post": "yes"}
+    many = client.post(reverse("admin:transfers_transferjob_changelist"), bulk)
+
+    assert one.status_code == many.status_code == 302
+    deleted = AuditEvent.objects.filter(action__in=["manifest.delete", "job.delete"])
+    assert sorted((e.action, e.target_id, e.actor_id, e.team_id) for e in deleted) == sorted(
+        [("manifest.delete", str(manifest.pk), admin.pk, account.team_id)]
+        + [("job.delete", str(job.pk), admin.pk, account.team_id) for job in jobs]
+    )
