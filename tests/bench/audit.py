@@ -47,7 +47,7 @@ def main() -> None:
     random.seed(7)
     started = time.monotonic()
     batch: list[AuditEvent] = []
-    for number in range(args.rows if not AuditEvent.objects.exists() else 0):
+    for number in range(0 if args.reuse else args.rows):
         action = random.choice(rare) if number % 1000 == 0 else random.choice(actions)
         batch.append(
             AuditEvent(
