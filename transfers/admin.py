@@ -28,9 +28,27 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
+    audit_noun = ""  # "manifest", "job": a deletion made here is audited as "<noun>.delete"
+
+    def _audit_delete(self, request: HttpRequest, obj: Any) -> None:
+        if self.audit_noun:
+            before = {"name": str(obj)}
+            services.audit_record(
+                actor=request.user, action=f"{self.audit_noun}.delete", target=obj, request=request, before=before
+            )
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        self._audit_delete(request, obj)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        for obj in queryset:  # "delete selected": one row each
+            self._audit_delete(request, obj)
+        super().delete_queryset(request, queryset)
+
 
 class AuditedAdmin(admin.ModelAdmin):
-    """Users and memberships changed through these pages are audited with the admin as the actor
+    """Users, teams and memberships changed through these pages are audited with the admin as the actor
     (transfers.signals writes the rows; this only says who acts and in which request)."""
 
     def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -63,15 +81,6 @@ class TeamAdmin(AuditedAdmin):
     list_display = ["name", "created_at"]
     search_fields = ["name"]
     inlines = [MembershipInline]
-
-    def save_model(self, request: HttpRequest, obj: Team, form: Any, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        action = "team.change" if change else "team.create"
-        services.audit_record(actor=request.user, action=action, target=obj, request=request, after={"name": obj.name})
-
-    def delete_model(self, request: HttpRequest, obj: Team) -> None:
-        services.audit_record(actor=request.user, action="team.delete", target=obj, request=request, before={"name": obj.name})
-        super().delete_model(request, obj)
 
 
 User = get_user_model()
@@ -122,14 +131,23 @@ class FarmAccountAdmin(admin.ModelAdmin):
         services.audit_record(actor=request.user, action="account.delete", target=obj, request=request, before={"name": obj.name})
         super().delete_model(request, obj)
 
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        for obj in queryset:  # "delete selected": one row each
+            services.audit_record(
+                actor=request.user, action="account.delete", target=obj, request=request, before={"name": obj.name}
+            )
+        super().delete_queryset(request, queryset)
+
 
 @admin.register(Manifest)
 class ManifestAdmin(ReadOnlyAdmin):
+    audit_noun = "manifest"
     list_display = ["name", "account", "entry_count", "total_bytes", "created_by", "created_at"]
 
 
 @admin.register(TransferJob)
 class TransferJobAdmin(ReadOnlyAdmin):
+    audit_noun = "job"
     list_display = ["pk", "kind", "status", "account", "files_done", "files_failed", "files_total", "created_by", "created_at"]
     list_filter = ["status", "kind"]
 
@@ -139,8 +157,12 @@ class TransferJobAdmin(ReadOnlyAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "actor", "action", "target_type", "target_id", "outcome", "request_id"]
-    list_filter = ["action", "outcome"]
+    """Shown, never added, changed or deleted (superusers included); /audit/ is the page to search it."""
+
+    list_display = ["created_at", "actor_name", "action", "target_type", "target_id", "team_id", "outcome", "request_id"]
+    list_filter = ["outcome"]
+    show_full_result_count = False  # no second COUNT(*) over a million rows
+    actions = None
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False

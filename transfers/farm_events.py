@@ -41,6 +41,7 @@ from transfers.engine.paths import PathRefused, clean_server_path, server_target
 from transfers.farm import UnknownTask, connector_for
 from transfers.farm import status as task_status
 from transfers.models import AuditEvent, FarmAccount, FarmEventToken, FarmFrame, FarmTask
+from transfers.services import audit_team_of
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ def _audit(actor: Actor, action: str, target: Any, *, after: dict[str, Any] | No
     AuditEvent.objects.create(
         actor=person,
         actor_name=person.get_username() if person is not None else "farm",
+        team_id=audit_team_of(target),
         action=action,
         target_type=type(target).__name__,
         target_id=str(getattr(target, "pk", target)),

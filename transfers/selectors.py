@@ -12,6 +12,8 @@ A user's role in a team decides what they may do there:
     manage        yes   -       -        create and edit accounts, import and delete manifests; simulate a
                                          render, (re)generate and revoke an account's farm events token;
                                          make and revoke the team's kiosk links (a read-only dashboard)
+                                         add and remove the team's members, change their roles
+    the audit     -     -       -        staff only (audit_events_for)
 
 Reads of an object the user may not see are answered like a missing object (404); the callers check an
 action on an object they may see with `user_may`, and answer 403 (API) or an error message (pages).
@@ -24,6 +26,7 @@ from typing import Any, Literal
 from django.db.models import BooleanField, Count, ExpressionWrapper, Q, QuerySet, Sum
 
 from transfers.models import (
+    AuditEvent,
     FarmAccount,
     FarmFrame,
     FarmTask,
@@ -131,6 +134,22 @@ def notification_deliveries_for(user: Any) -> QuerySet[NotificationDelivery]:
     if user is None or not user.is_authenticated:
         return NotificationDelivery.objects.none()
     return NotificationDelivery.objects.filter(user=user).select_related("job").order_by("-created_at", "-pk")
+
+
+def members_for(user: Any, team: Team) -> QuerySet[Membership]:
+    """The memberships of a team the user may see (any role in it; staff: every team), by username."""
+    memberships = Membership.objects.select_related("user").order_by("user__username")
+    return _restrict(memberships.filter(team=team), user, ROLES_FOR["view"], "team")
+
+
+def may_audit(user: Any) -> bool:
+    """The audit page and its export are for staff (and superusers) only."""
+    return _sees_all(user)
+
+
+def audit_events_for(user: Any) -> QuerySet[AuditEvent]:
+    """The audit trail: every row for staff, none for anyone else (the audit page answers them 404)."""
+    return AuditEvent.objects.all() if _sees_all(user) else AuditEvent.objects.none()
 
 
 _TEAM_PATH: dict[type, str] = {

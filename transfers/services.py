@@ -29,7 +29,7 @@ from transfers import manifest_store, progress, selectors
 from transfers.engine.manifest import ManifestInvalid
 from transfers.farm import FarmConnector, connector_for
 from transfers.farm import UnsupportedAccount as UnsupportedAccount  # for the callers of job_create_upload
-from transfers.models import AuditEvent, FarmAccount, Manifest, ManifestEntry, TransferItem, TransferJob
+from transfers.models import AuditEvent, FarmAccount, Manifest, ManifestEntry, Team, TransferItem, TransferJob
 
 User = AuthUser | AnonymousUser
 logger = logging.getLogger(__name__)
@@ -42,6 +42,57 @@ class ManifestNotReady(ValueError):
 _STORE_BATCH = 5000  # items per transaction: each holds SQLite's write lock ~0.1 s at most
 
 
+# Keys whose values never go into an audit row, at any depth: the row says only whether one was set.
+_SECRET_WORDS = ("password", "secret", "token", "access_key", "api_key", "private_key", "credential")
+
+
+def audit_redact(values: Any) -> Any:
+    """`values` with every secret-looking key's value replaced by "set" or "not set" (recursively)."""
+    if isinstance(values, dict):
+        return {
+            key: ("set" if value else "not set")
+            if isinstance(key, str) and any(word in key.lower() for word in _SECRET_WORDS)
+            else audit_redact(value)
+            for key, value in values.items()
+        }
+    if isinstance(values, (list, tuple)):
+        return [audit_redact(value) for value in values]
+    return values
+
+
+def audit_snapshot(obj: Any, fields: Iterable[str]) -> dict[str, Any]:
+    """The named fields of a model instance as an audit row's before/after (foreign keys by id, secrets
+    as "set"/"not set"). Take one before and one after a change; audit_record keeps the keys that changed:
+
+        before = services.audit_snapshot(account, FIELDS)
+        ... change and save ...
+        services.audit_record(actor=user, action="account.change", target=account, request=request,
+                              before=before, after=services.audit_snapshot(account, FIELDS), changed_only=True)
+    """
+    values: dict[str, Any] = {}
+    for name in fields:
+        field = obj._meta.get_field(name)
+        value = getattr(obj, field.attname)
+        values[name] = value if isinstance(value, (str, int, float, bool, list, dict, type(None))) else str(value)
+    return audit_redact(values)  # type: ignore[no-any-return]
+
+
+def audit_team_of(target: Any) -> int | None:
+    """The id of the team a target belongs to (a team, a membership, an account, or anything of an
+    account: manifests, jobs, farm tasks, tokens), None for the rest (users, logins)."""
+    if isinstance(target, Team):
+        return target.pk
+    team_id = getattr(target, "team_id", None)  # memberships, accounts
+    if isinstance(team_id, int):
+        return team_id
+    account_id = getattr(target, "account_id", None)
+    if isinstance(account_id, int):
+        return FarmAccount.objects.filter(pk=account_id).values_list("team_id", flat=True).first()
+    if isinstance(target, TransferJob) and target.pk is not None:  # a bare TransferJob(pk=...)
+        return TransferJob.objects.filter(pk=target.pk).values_list("account__team", flat=True).first()
+    return None
+
+
 def audit_record(
     *,
     actor: User | None,
@@ -51,17 +102,34 @@ def audit_record(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
     outcome: str = "ok",
+    team: Team | int | None = None,
+    changed_only: bool = False,
+    actor_name: str = "system",
 ) -> AuditEvent:
-    """Append an audit row; call it inside the transaction that makes the change."""
+    """Append an audit row; call it inside the transaction that makes the change.
+
+    `action` is "<noun>.<verb>" (job.pause, account.change, auth.login); the target's team is found
+    from the target unless `team` is given; `actor_name` names an actor without an account ("system",
+    "anonymous" for a failed login of an unknown name). Secret-looking keys of before/after are stored as
+    "set"/"not set" only (audit_redact); with `changed_only`, only the keys whose values differ stay.
+    """
     person = actor if isinstance(actor, AuthUser) else None  # anonymous and the system have no row
+    before, after = audit_redact(before), audit_redact(after)
+    if changed_only and before is not None and after is not None:
+        keys = [key for key in {**before, **after} if before.get(key) != after.get(key)]
+        before = {key: before.get(key) for key in keys}
+        after = {key: after.get(key) for key in keys}
+    team_id = team.pk if isinstance(team, Team) else team if team is not None else audit_team_of(target)
+    django_request = getattr(request, "_request", request)  # a DRF request works too
     return AuditEvent.objects.create(
         actor=person,
-        actor_name=person.get_username() if person is not None else "system",
+        actor_name=person.get_username() if person is not None else actor_name[:150],
+        team_id=team_id,
         action=action,
         target_type=type(target).__name__,
-        target_id=str(getattr(target, "pk", target)),
-        request_id=getattr(request, "request_id", "") if request else "",
-        remote_addr=request.META.get("REMOTE_ADDR") if request else None,
+        target_id=str(getattr(target, "pk", target))[:60],
+        request_id=getattr(django_request, "request_id", "") if django_request is not None else "",
+        remote_addr=django_request.META.get("REMOTE_ADDR") if django_request is not None else None,
         before=before,
         after=after,
         outcome=outcome,

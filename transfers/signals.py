@@ -1,8 +1,12 @@
-"""Audit rows for rows changed outside the app's services: users and team memberships.
+"""Audit rows for rows changed outside the app's services: users, teams and team memberships; and logins.
 
-Whoever changes them — the admin, `createsuperuser`, bootstrap, a shell — these receivers write the one
-audit row, so a creation is never recorded twice. The admin wraps its views in `audit_context`, which
-names the actor and the request; anywhere else the actor is "system".
+Whoever changes them — the admin, the team pages (transfers.teams), `createsuperuser`, bootstrap, a
+shell — these receivers write the one audit row, so a creation is never recorded twice. The admin and
+transfers.teams wrap their changes in `audit_context`, which names the actor and the request; anywhere
+else the actor is "system".
+
+Logins, logouts and failed logins (form, admin, API Basic auth) are recorded from Django's auth
+signals: a failed one with the username that was tried, never the password.
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ from contextvars import ContextVar
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 from django.http import HttpRequest
 
 from transfers import services
-from transfers.models import Membership
+from transfers.models import Membership, Team
 
 _context: ContextVar[tuple[Any, HttpRequest | None] | None] = ContextVar("rvweb_audit_context", default=None)
 
@@ -56,7 +62,29 @@ def user_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
 
 
 def _membership_facts(membership: Membership) -> dict[str, Any]:
-    return {"user": membership.user_id, "team": membership.team_id, "role": membership.role}
+    username = get_user_model().objects.filter(pk=membership.user_id).values_list("username", flat=True).first()
+    return {"user": membership.user_id, "username": username, "team": membership.team_id, "role": membership.role}
+
+
+@receiver(pre_save, sender=Team, dispatch_uid="rvweb-audit-team-before")
+def team_before(sender: Any, instance: Team, raw: bool = False, **kwargs: Any) -> None:
+    old = Team.objects.filter(pk=instance.pk).values("name").first() if instance.pk and not raw else None
+    instance._audit_before = old  # type: ignore[attr-defined]
+
+
+@receiver(post_save, sender=Team, dispatch_uid="rvweb-audit-team-save")
+def team_saved(sender: Any, instance: Team, created: bool, raw: bool = False, **kwargs: Any) -> None:
+    if raw:
+        return
+    before = getattr(instance, "_audit_before", None)
+    after = {"name": instance.name}
+    if created or before != after:
+        _record("team.create" if created else "team.change", instance, before=None if created else before, after=after)
+
+
+@receiver(post_delete, sender=Team, dispatch_uid="rvweb-audit-team-delete")
+def team_deleted(sender: Any, instance: Team, **kwargs: Any) -> None:
+    _record("team.delete", instance, before={"name": instance.name})
 
 
 @receiver(pre_save, sender=Membership, dispatch_uid="rvweb-audit-membership-before")
@@ -79,3 +107,37 @@ def membership_saved(sender: Any, instance: Membership, created: bool, raw: bool
 @receiver(post_delete, sender=Membership, dispatch_uid="rvweb-audit-membership-delete")
 def membership_deleted(sender: Any, instance: Membership, **kwargs: Any) -> None:
     _record("membership.delete", instance, before=_membership_facts(instance))
+
+
+def _login_request(request: Any) -> HttpRequest | None:
+    django_request = getattr(request, "_request", request)  # DRF's Basic auth hands its own request
+    return django_request if isinstance(django_request, HttpRequest) else None
+
+
+@receiver(user_logged_in, dispatch_uid="rvweb-audit-login")
+def logged_in(sender: Any, request: Any = None, user: Any = None, **kwargs: Any) -> None:
+    services.audit_record(actor=user, action="auth.login", target=user, request=_login_request(request))
+
+
+@receiver(user_logged_out, dispatch_uid="rvweb-audit-logout")
+def logged_out(sender: Any, request: Any = None, user: Any = None, **kwargs: Any) -> None:
+    if user is not None:  # logging out without a session changes nothing
+        services.audit_record(actor=user, action="auth.logout", target=user, request=_login_request(request))
+
+
+@receiver(user_login_failed, dispatch_uid="rvweb-audit-login-failed")
+def login_failed(sender: Any, credentials: dict[str, Any] | None = None, request: Any = None, **kwargs: Any) -> None:
+    from rvweb.lockout import Login
+
+    field = get_user_model().USERNAME_FIELD
+    name = str((credentials or {}).get(field) or (credentials or {}).get("username") or "")[:60]
+    account = get_user_model().objects.filter(**{field: name}).first() if name else None
+    services.audit_record(
+        actor=account,
+        actor_name="anonymous",
+        action="auth.login_failed",
+        target=account if account is not None else Login(name),
+        request=_login_request(request),
+        after={"username": name},  # the credentials' other values (the password) never
+        outcome="failed",
+    )

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from transfers import dashboard_views, group_views, job_views, notification_views, token_views, views
+from transfers import audit_views, dashboard_views, group_views, job_views, notification_views, team_views, token_views, views
 from transfers.farm import account_views
 from transfers.farm import views as farm_views
 
@@ -23,6 +23,13 @@ urlpatterns = [
     path("dashboard/kiosks/<int:pk>/revoke", dashboard_views.kiosk_revoke, name="kiosk-revoke"),
     path("kiosk/", dashboard_views.kiosk_page, name="kiosk"),
     path("kiosk/state.json", dashboard_views.kiosk_json, name="kiosk-state"),
+    path("audit/", audit_views.audit_list, name="audit"),
+    path("audit/export.csv", audit_views.audit_export, name="audit-export"),
+    path("teams/", team_views.team_list, name="team-list"),
+    path("teams/<int:pk>/", team_views.team_detail, name="team-detail"),
+    path("teams/<int:pk>/members/add", team_views.team_member_add, name="team-member-add"),
+    path("teams/<int:pk>/members/<int:member>/role", team_views.team_member_role, name="team-member-role"),
+    path("teams/<int:pk>/members/<int:member>/remove", team_views.team_member_remove, name="team-member-remove"),
     path("farm/", farm_views.farm_account_list, name="farm-accounts"),
     path("farm/new", account_views.farm_account_new, name="farm-account-new"),
     path("farm/<int:account_id>/edit", account_views.farm_account_edit, name="farm-account-edit"),

@@ -118,7 +118,7 @@ def test_a_member_added_in_the_team_admin_is_a_membership_event_naming_the_admin
     event = AuditEvent.objects.get(action="membership.create")
     assert (event.actor, event.after) == (
         admin_client.admin,
-        {"user": artist.pk, "team": membership.team_id, "role": "member"},
+        {"user": artist.pk, "username": "artist", "team": membership.team_id, "role": "member"},
     )
     assert AuditEvent.objects.get(action="team.create").actor == admin_client.admin
 

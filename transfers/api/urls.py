@@ -5,6 +5,7 @@ from rest_framework.routers import DefaultRouter
 
 from transfers.api import farm
 from transfers.api.groups import JobGroupViewSet
+from transfers.api.teams import TeamViewSet
 from transfers.api.views import FarmAccountViewSet, ManifestViewSet, TransferJobViewSet
 
 app_name = "api"
@@ -13,6 +14,7 @@ router.register("accounts", FarmAccountViewSet, basename="account")
 router.register("manifests", ManifestViewSet, basename="manifest")
 router.register("jobs", TransferJobViewSet, basename="job")
 router.register("groups", JobGroupViewSet, basename="group")
+router.register("teams", TeamViewSet, basename="team")
 
 urlpatterns = [
     *router.urls,
