@@ -53,7 +53,7 @@ def test_cancel_of_a_finished_job_is_a_conflict(api, lead, new_job):
     response = api.post(f"/api/jobs/{job.pk}/cancel/")
 
     assert response.status_code == 409
-    assert "completed" in response.json()["detail"]
+    assert "completed" in response.json()["error"]["message"]
 
 
 def test_max_speed_refuses_a_string(api, lead, new_job):

@@ -12,10 +12,12 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from transfers import kinds, selectors, services
+from transfers.api.errors import Conflict, Invalid
 from transfers.api.filters import FarmAccountFilter, JobFilter, ManifestFilter
 from transfers.api.serializers import (
     FarmAccountSerializer,
@@ -36,7 +38,7 @@ def _start(request: Request, *, kind: str, account: FarmAccount | None, manifest
     if isinstance(options, QueryDict):  # a form post: one value per name, a list where repeated
         options = {key: values if len(values) > 1 else values[0] for key, values in options.lists()}
     if not isinstance(options, dict):
-        return Response({"options": ["an object of the kind's options, by the SDK's names"]}, status=status.HTTP_400_BAD_REQUEST)
+        raise ValidationError({"options": ["an object of the kind's options, by the SDK's names"]})
     target = account if account is not None else manifest.account if manifest is not None else None
     try:
         job = job_create(
@@ -48,7 +50,7 @@ def _start(request: Request, *, kind: str, account: FarmAccount | None, manifest
             request=request._request,  # type: ignore[arg-type]
         )
     except (kinds.OptionsInvalid, kinds.UnknownKind, services.UnsupportedAccount, services.ManifestNotReady) as exc:
-        return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        raise Invalid(str(exc)) from None
     return Response(TransferJobSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
@@ -157,7 +159,7 @@ class ManifestViewSet(viewsets.ReadOnlyModelViewSet):
                 manifest=self.get_object(), user=request.user, request=request._request, options=options.validated_data
             )
         except (services.UnsupportedAccount, services.ManifestNotReady, kinds.OptionsInvalid) as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+            raise Invalid(str(exc)) from None
         return Response(TransferJobSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
@@ -187,7 +189,7 @@ class TransferJobViewSet(viewsets.ReadOnlyModelViewSet):
     def _act(self, request: Request, act: Callable[..., bool], verb: str) -> Response:
         job = self._controlled_job()
         if not act(job=job, user=request.user, request=request._request):
-            return Response({"detail": f"cannot {verb} a job that is {job.status}"}, status=status.HTTP_409_CONFLICT)
+            raise Conflict(f"cannot {verb} a job that is {job.status}")
         job.refresh_from_db()
         return Response(TransferJobSerializer(job).data)
 
@@ -218,8 +220,8 @@ class TransferJobViewSet(viewsets.ReadOnlyModelViewSet):
         job = self._controlled_job()
         value = request.data.get("max_speed")
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            return Response({"max_speed": ["a whole number of KB/s of at least 1, or null"]}, status=status.HTTP_400_BAD_REQUEST)
+            raise ValidationError({"max_speed": ["a whole number of KB/s of at least 1, or null"]})
         if job.is_terminal:
-            return Response({"detail": f"cannot change the speed of a job that is {job.status}"}, status=status.HTTP_409_CONFLICT)
+            raise Conflict(f"cannot change the speed of a job that is {job.status}")
         services.job_set_max_speed(job=job, max_speed=value, user=request.user, request=request._request)
         return Response(TransferJobSerializer(job).data)
