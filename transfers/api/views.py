@@ -30,6 +30,8 @@ from transfers.api.serializers import (
 )
 from transfers.models import FarmAccount, Manifest, TransferJob
 
+MAX_KBPS = 10_485_760  # the kinds' own bound on max_speed (transfers.kinds.options.KBps)
+
 
 def _start(request: Request, *, kind: str, account: FarmAccount | None, manifest: Manifest | None, options: object) -> Response:
     """Start a job of any kind (transfers.jobs.job_create): 201 with the job, 400 naming what is wrong."""
@@ -218,9 +220,11 @@ class TransferJobViewSet(viewsets.ReadOnlyModelViewSet):
     def max_speed(self, request: Request, pk: str | None = None) -> Response:
         """Change the speed limit of a running job: {"max_speed": KB/s or null}."""
         job = self._controlled_job()
+        if not isinstance(request.data, dict):  # a JSON list or string: nothing to .get() from
+            raise ValidationError({"non_field_errors": ['send an object: {"max_speed": KB/s or null}']})
         value = request.data.get("max_speed")
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise ValidationError({"max_speed": ["a whole number of KB/s of at least 1, or null"]})
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_KBPS):
+            raise ValidationError({"max_speed": [f"a whole number of KB/s from 1 to {MAX_KBPS}, or null"]})
         if job.is_terminal:
             raise Conflict(f"cannot change the speed of a job that is {job.status}")
         services.job_set_max_speed(job=job, max_speed=value, user=request.user, request=request._request)
