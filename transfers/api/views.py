@@ -8,7 +8,6 @@ from collections.abc import Callable
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import QueryDict
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -19,6 +18,7 @@ from rest_framework.response import Response
 from transfers import kinds, selectors, services
 from transfers.api.errors import Conflict, Invalid
 from transfers.api.filters import FarmAccountFilter, JobFilter, ManifestFilter
+from transfers.api.schema import options_component
 from transfers.api.serializers import (
     FarmAccountSerializer,
     JobCreateSerializer,
@@ -66,7 +66,12 @@ def _door(kind_names: str, operation_id: str) -> Callable[..., object]:
     return extend_schema(
         operation_id=operation_id,
         parameters=[OpenApiParameter("kind", str, OpenApiParameter.PATH, enum=kind_names.split("|"), description="an SDK name")],
-        request=OpenApiTypes.OBJECT,
+        request={
+            "application/json": {
+                "anyOf": [{"$ref": f"#/components/schemas/{options_component(name)}"} for name in kind_names.split("|")],
+                "description": "the kind's options, by the SDK's names",
+            }
+        },
         responses={201: TransferJobSerializer},
     )
 
