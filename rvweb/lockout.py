@@ -46,3 +46,22 @@ def _audit_lockout(
 
 def connect() -> None:
     user_locked_out.connect(_audit_lockout, dispatch_uid="rvweb-audit-lockout")
+
+
+def lockout_response(request: Any, original_response: Any = None, credentials: dict[str, Any] | None = None) -> Any:
+    """AXES_LOCKOUT_CALLABLE: the lockout page, or under /api/ a 429 in the API's error shape."""
+    from axes.helpers import get_client_username, get_cool_off, get_failure_limit
+    from django.conf import settings
+    from django.http import JsonResponse
+    from django.shortcuts import render
+
+    from transfers.api.errors import error_body
+
+    cool_off = get_cool_off(request)
+    username = get_client_username(request, credentials) or ""
+    if request.path.startswith("/api/"):
+        wait = f"; try again in {cool_off}" if cool_off else ""
+        body = error_body("locked_out", f"too many failed logins{f' as {username!r}' if username else ''}{wait}")
+        return JsonResponse(body, status=settings.AXES_HTTP_RESPONSE_CODE)
+    context = {"failure_limit": get_failure_limit(request, credentials), "username": username, "cooloff_timedelta": cool_off}
+    return render(request, settings.AXES_LOCKOUT_TEMPLATE, context, status=settings.AXES_HTTP_RESPONSE_CODE)

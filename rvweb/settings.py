@@ -214,6 +214,7 @@ AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one over the limi
 AXES_RESET_ON_SUCCESS = True
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_LOCKOUT_TEMPLATE = "registration/lockout.html"
+AXES_LOCKOUT_CALLABLE = "rvweb.lockout.lockout_response"  # that page; a JSON error under /api/
 AXES_VERBOSE = False
 AXES_SENSITIVE_PARAMETERS = ["password"]
 
@@ -234,7 +235,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.BasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "transfers.api.schema.ApiSchema",
+    "EXCEPTION_HANDLER": "transfers.api.errors.exception_handler",  # one error shape, see there
     "DEFAULT_PAGINATION_CLASS": "transfers.api.pagination.Pages",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
 }
@@ -249,6 +251,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "transfers.api.schema.kind_options_hook"],
 }
 
 # Progress messages per second per job on the channel layer (latest wins in between).

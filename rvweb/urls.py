@@ -12,3 +12,5 @@ urlpatterns = [
     path("api/", include("transfers.api.urls")),
     path("", include("transfers.urls")),
 ]
+
+handler404 = "transfers.api.errors.page_not_found"  # JSON under /api/, the 404 page elsewhere

@@ -59,3 +59,15 @@ def test_the_docs_page_loads_everything_from_this_host(client, lead):
         if src.startswith("/static/"):
             assert finders.find(src.removeprefix("/static/")), src
     assert script.status_code == 200 and "/api/schema/" in script.content.decode()
+
+
+def test_each_kinds_options_are_a_component_the_doors_take(client, lead):
+    client.force_login(lead)
+
+    schema = client.get("/api/schema/?format=json").json()
+
+    options = schema["components"]["schemas"]["DownloadOptions"]
+    assert options["properties"]["max_speed"]["nullable"] is True and "anyOf" not in options["properties"]["max_speed"]
+    body = schema["paths"]["/api/accounts/{id}/{kind}/"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert {"$ref": "#/components/schemas/DownloadOptions"} in body["anyOf"]
+    assert schema["components"]["schemas"]["UploadConfigOptions"]["required"] == ["task_id", "config_file_list"]

@@ -28,7 +28,7 @@ def two_accounts(team, make_account):
 
 def _fields(response):
     """The parameters a 400 names."""
-    return response.json()
+    return response.json()["error"]["fields"]
 
 
 def _ids(response):
@@ -151,4 +151,4 @@ def test_a_page_out_of_range_is_a_404_not_a_500(api, two_accounts, page):
     response = api.get(f"/api/jobs/?page={page}")
 
     assert response.status_code == 404
-    assert response.json()["detail"]
+    assert response.json()["error"]["code"] == "not_found"

@@ -87,9 +87,9 @@ def test_no_door_starts_a_download_on_another_team_s_account_or_task(account, le
     # And the other way round: their lead cannot name our account.
     reverse = _post(_client(outsider), f"/api/accounts/{account.pk}/auto_download/", {"task_id_list": [1]})
 
-    assert by_jobs.status_code == 400 and "account" in by_jobs.json(), by_jobs.content
+    assert by_jobs.status_code == 400 and "account" in by_jobs.json()["error"]["fields"], by_jobs.content
     assert (by_url.status_code, by_page.status_code, reverse.status_code) == (404, 404, 404)
-    assert on_ours.status_code == 400 and f"has no task {their_task.task_id}" in on_ours.json()["detail"]
+    assert on_ours.status_code == 400 and f"has no task {their_task.task_id}" in on_ours.json()["error"]["message"]
     assert not TransferJob.objects.exists()
 
 
@@ -135,7 +135,7 @@ def test_auto_download_options_of_the_wrong_type_are_a_400_naming_the_option(acc
 
     for response in (by_jobs, by_url):
         assert response.status_code == 400, response.content
-        assert named in response.json()["detail"]
+        assert named in response.json()["error"]["message"]
     assert not TransferJob.objects.exists()
 
 
@@ -486,7 +486,7 @@ def test_lists_and_strings_in_download_options_are_bounded(account, lead, option
     response = _post(_client(lead), f"/api/accounts/{account.pk}/download/", options)
 
     assert response.status_code == 400, response.content[:200]
-    assert named in response.json()["detail"]
+    assert named in response.json()["error"]["message"]
     assert not TransferJob.objects.exists()
 
 

@@ -64,7 +64,7 @@ def test_an_event_with_the_account_token_is_recorded_and_audited(account, token)
 def test_no_token_is_401_with_how_to_send_one(account, token):
     status, answer = _post(account.pk, {"type": "task_created", "scene": "s"}, None)
 
-    assert status == 401 and "Authorization: Bearer <token>" in answer["detail"]
+    assert status == 401 and "Authorization: Bearer <token>" in answer["error"]["message"]
     assert not FarmTask.objects.exists()
 
 
@@ -80,7 +80,7 @@ def test_a_malformed_authorization_header_is_401(account, token, header):
 def test_a_wrong_token_is_401(account, token):
     status, answer = _post(account.pk, {"type": "task_created", "scene": "s"}, token + "x")
 
-    assert status == 401 and "not the current events token" in answer["detail"]
+    assert status == 401 and "not the current events token" in answer["error"]["message"]
     assert not FarmTask.objects.exists()
 
 
@@ -186,7 +186,7 @@ def test_a_frame_path_outside_its_task_folder_is_refused(account, token, make_fa
 
     status, answer = _post(account.pk, {"type": "frame_finished", "task_id": 12, "path": path, "size": 1}, token)
 
-    assert status == 400 and answer["detail"]
+    assert status == 400 and answer["error"]["message"]
     assert not FarmFrame.objects.exists()
 
 
@@ -203,7 +203,7 @@ def test_a_symlink_out_of_the_output_area_is_refused(account, token, make_farm_t
         account.pk, {"type": "frame_finished", "task_id": 13, "path": "13_shot/link/secret.exr", "size": 1}, token
     )
 
-    assert status == 400 and "escapes the storage root" in answer["detail"]
+    assert status == 400 and "escapes the storage root" in answer["error"]["message"]
 
 
 def test_a_frame_not_written_yet_or_incomplete_is_refused(account, token, make_farm_task):
@@ -215,14 +215,14 @@ def test_a_frame_not_written_yet_or_incomplete_is_refused(account, token, make_f
     )
     short = _post(account.pk, {"type": "frame_finished", "task_id": 14, "path": path, "size": 11}, token)
 
-    assert missing[0] == 400 and "is not in the output area" in missing[1]["detail"]
-    assert short[0] == 400 and "holds 10 bytes, not the 11 announced" in short[1]["detail"]
+    assert missing[0] == 400 and "is not in the output area" in missing[1]["error"]["message"]
+    assert short[0] == 400 and "holds 10 bytes, not the 11 announced" in short[1]["error"]["message"]
 
 
 def test_an_unknown_task_is_404_saying_which(account, token):
     status, answer = _post(account.pk, {"type": "frame_finished", "task_id": 555, "path": "555_s/f.exr", "size": 1}, token)
 
-    assert status == 404 and "has no task 555" in answer["detail"]
+    assert status == 404 and "has no task 555" in answer["error"]["message"]
 
 
 def test_a_task_id_taken_already_is_409(account, token, make_farm_task):
@@ -230,7 +230,7 @@ def test_a_task_id_taken_already_is_409(account, token, make_farm_task):
 
     status, answer = _post(account.pk, {"type": "task_created", "scene": "s", "task_id": 15}, token)
 
-    assert status == 409 and "has a task 15 already" in answer["detail"]
+    assert status == 409 and "has a task 15 already" in answer["error"]["message"]
 
 
 @pytest.mark.parametrize(
@@ -247,7 +247,7 @@ def test_a_task_id_taken_already_is_409(account, token, make_farm_task):
 def test_bad_json_is_400_with_a_clear_message(account, token, raw, message):
     status, answer = _post(account.pk, None, token, raw=raw)
 
-    assert status == 400 and message in answer["detail"]
+    assert status == 400 and message in answer["error"]["message"]
 
 
 @pytest.mark.parametrize(
@@ -279,7 +279,7 @@ def test_a_bad_event_is_400_with_a_clear_message(account, token, make_farm_task,
     status, answer = _post(account.pk, event, token)
 
     assert status == 400, answer
-    assert message in answer["detail"]
+    assert message in answer["error"]["message"]
 
 
 def test_a_list_with_one_bad_event_records_nothing_and_names_it(account, token):
@@ -287,8 +287,8 @@ def test_a_list_with_one_bad_event_records_nothing_and_names_it(account, token):
 
     status, answer = _post(account.pk, events, token)
 
-    assert status == 400 and answer["detail"].startswith("event 1 of 2: scene must be")
-    assert "no event of this request was recorded" in answer["detail"]
+    assert status == 400 and answer["error"]["message"].startswith("event 1 of 2: scene must be")
+    assert "no event of this request was recorded" in answer["error"]["message"]
     assert not FarmTask.objects.exists()
 
 
@@ -297,14 +297,14 @@ def test_a_huge_body_is_413_and_changes_nothing(account, token):
 
     status, answer = _post(account.pk, events, token)
 
-    assert status == 413 and "larger than" in answer["detail"]
+    assert status == 413 and "larger than" in answer["error"]["message"]
     assert not FarmTask.objects.exists()
 
 
 def test_too_many_events_in_one_list_is_413(account, token):
     status, answer = _post(account.pk, [{}] * 1001, token)
 
-    assert status == 413 and "at most 1000" in answer["detail"]
+    assert status == 413 and "at most 1000" in answer["error"]["message"]
 
 
 def test_a_refused_request_is_audited_with_its_reason(account, token):
@@ -340,4 +340,4 @@ def test_events_for_a_farm_that_reports_its_own_tasks_are_refused(make_account, 
 
     status, answer = _post(account.pk, {"type": "task_created", "scene": "s"}, token)
 
-    assert status == 400 and "takes no farm events" in answer["detail"]
+    assert status == 400 and "takes no farm events" in answer["error"]["message"]

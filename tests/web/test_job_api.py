@@ -53,7 +53,7 @@ def test_cancel_of_a_finished_job_is_a_conflict(api, lead, new_job):
     response = api.post(f"/api/jobs/{job.pk}/cancel/")
 
     assert response.status_code == 409
-    assert "completed" in response.json()["detail"]
+    assert "completed" in response.json()["error"]["message"]
 
 
 def test_max_speed_refuses_a_string(api, lead, new_job):
@@ -83,3 +83,21 @@ def test_another_teams_job_cannot_be_cancelled(api, lead, new_job, make_team, ma
     assert response.status_code == 404
     job.refresh_from_db()
     assert job.status == "running"
+
+
+def test_max_speed_refuses_a_body_that_is_not_an_object(api, lead, new_job):
+    job = new_job(lead, "running")
+
+    response = api.post(f"/api/jobs/{job.pk}/max_speed/", [None, None], content_type="application/json")
+
+    assert response.status_code == 400
+    assert "non_field_errors" in response.json()["error"]["fields"]
+
+
+def test_max_speed_refuses_a_number_beyond_the_kinds_bound(api, lead, new_job):
+    job = new_job(lead, "running")
+
+    response = api.post(f"/api/jobs/{job.pk}/max_speed/", {"max_speed": 10**30}, content_type="application/json")
+
+    assert response.status_code == 400
+    assert list(response.json()["error"]["fields"]) == ["max_speed"]

@@ -73,7 +73,7 @@ def test_post_jobs_refuses_bad_options_with_a_400_naming_them(team, make_user, a
     response = _post(_client(lead), "/api/jobs/", {**body, "account": account.pk})
 
     assert response.status_code == 400, response.content
-    assert message in response.json()["detail"]
+    assert message in response.json()["error"]["message"]
     assert not TransferJob.objects.exists()
 
 
@@ -103,7 +103,7 @@ def test_the_sdk_named_urls_start_their_kind(team, make_user, account, task, all
 
     assert response.status_code == 201, response.content
     assert TransferJob.objects.get().kind == "download"
-    assert refused.status_code == 400 and "task_id_list" in refused.json()["detail"]
+    assert refused.status_code == 400 and "task_id_list" in refused.json()["error"]["message"]
 
 
 def test_the_sdk_named_commands_start_their_kind_and_say_what_is_wrong(account, task, allowed_dir):

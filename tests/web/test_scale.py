@@ -338,7 +338,7 @@ def test_the_api_refuses_to_upload_a_manifest_still_importing(client, account, l
     response = client.post(f"/api/manifests/{manifest.pk}/upload_asset/", {}, content_type="application/json")
 
     assert response.status_code == 400
-    assert "importing" in response.json()["detail"]
+    assert "importing" in response.json()["error"]["message"]
     assert not TransferJob.objects.exists()
 
 

@@ -108,7 +108,8 @@ def test_basic_auth_on_the_api_is_throttled_too(client, lead, settings):
     response = client.get("/api/jobs/", HTTP_AUTHORIZATION=_basic("lead", PASSWORD))
 
     assert response.status_code == 429
-    assert b"Too many failed logins" in response.content
+    error = response.json()["error"]  # the API's one error shape
+    assert error["code"] == "locked_out" and "too many failed logins" in error["message"]
     assert b"Traceback" not in response.content
 
 

@@ -24,13 +24,13 @@ from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
 from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from transfers import selectors
+from transfers.api.errors import Invalid, error_body
 from transfers.api.serializers import FarmTaskDetailSerializer, FarmTaskListSerializer, FarmTokenSerializer
 from transfers.farm import UnknownTask, UnsupportedAccount, connector_for
 from transfers.farm.status import status_of
@@ -52,8 +52,20 @@ MAX_BODY = 256 * 1024  # bytes: a thousand events fit easily
 MAX_EVENTS = 1000
 
 
+_CODES = {
+    400: "invalid",
+    401: "not_authenticated",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+}
+
+
 def _answer(status: int, detail: str, **extra: Any) -> JsonResponse:
-    response = JsonResponse({"detail": detail, **extra}, status=status)
+    """200: {"detail", "events"}; an error: the API's one error shape (transfers.api.errors)."""
+    body = error_body(_CODES.get(status, "invalid"), detail) if status >= 400 else {"detail": detail, **extra}
+    response = JsonResponse(body, status=status)
     response["Cache-Control"] = "no-store"
     if status == 401:
         response["WWW-Authenticate"] = 'Bearer realm="rvweb farm events"'
@@ -77,8 +89,11 @@ def _body(request: HttpRequest) -> bytes | None:
 
 
 @csrf_exempt  # no cookies here: a bearer token authenticates each request
-@require_POST
 def farm_events(request: HttpRequest, account_id: int) -> JsonResponse:
+    if request.method != "POST":
+        response = _answer(405, f"{request.method} is not allowed here: POST events")
+        response["Allow"] = "POST"
+        return response
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return _answer(401, "this API needs the farm account's events token: send the header 'Authorization: Bearer <token>'")
@@ -187,6 +202,6 @@ def farm_task(request: Request, account_id: int, task_id: int) -> Response:
     try:
         outputs = connector_for(account).outputs(task.task_id)
     except UnsupportedAccount as exc:
-        return Response({"detail": str(exc)}, status=400)
+        raise Invalid(str(exc)) from None
     files = [{"path": o.path, "size": o.size, "finished": o.finished} for o in outputs]
     return Response({**_task_json(task, children), "outputs": files})

@@ -87,15 +87,17 @@ class JobOptionsSerializer(serializers.Serializer):
     """The SDK's transfer options, with its names and units."""
 
     pool_size = serializers.IntegerField(min_value=1, max_value=64, required=False)
-    max_speed = serializers.IntegerField(min_value=1, required=False, help_text="KB/s, as in the SDK")
+    max_speed = serializers.IntegerField(min_value=1, max_value=10_485_760, required=False, help_text="KB/s, as in the SDK")
     upload_num = serializers.IntegerField(min_value=1, max_value=10, required=False, help_text="attempts per file")
     is_db = serializers.BooleanField(required=False, help_text="skip files unchanged since their last upload")
 
 
 class TransferJobSerializer(serializers.ModelSerializer):
     percent = serializers.IntegerField(read_only=True)
-    duration = serializers.FloatField(read_only=True)
-    average_speed = serializers.FloatField(read_only=True)
+    duration = serializers.FloatField(read_only=True, allow_null=True, help_text="seconds; null until it finishes")
+    average_speed = serializers.FloatField(
+        read_only=True, allow_null=True, help_text="bytes/s; null: unfinished, or nothing sent"
+    )
     is_terminal = serializers.BooleanField(read_only=True)
     # The page's live state (TransferJob.as_live), the same dict the template and the state messages carry.
     live = serializers.SerializerMethodField()
@@ -182,4 +184,4 @@ class FarmTokenSerializer(serializers.Serializer):
 
 
 class MaxSpeedSerializer(serializers.Serializer):
-    max_speed = serializers.IntegerField(min_value=1, allow_null=True, help_text="KB/s; null: no limit")
+    max_speed = serializers.IntegerField(min_value=1, max_value=10_485_760, allow_null=True, help_text="KB/s; null: no limit")

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import QueryDict
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -18,7 +17,9 @@ from rest_framework.response import Response
 
 from transfers import kinds, selectors, services
 from transfers.accounts import AccountInvalid, account_check, account_save, steps_as_json
+from transfers.api.errors import Conflict, Invalid
 from transfers.api.filters import FarmAccountFilter, JobFilter, ManifestFilter
+from transfers.api.schema import options_component
 from transfers.api.serializers import (
     AccountCheckSerializer,
     FarmAccountSerializer,
@@ -31,6 +32,8 @@ from transfers.api.serializers import (
 )
 from transfers.models import FarmAccount, Manifest, TransferJob
 
+MAX_KBPS = 10_485_760  # the kinds' own bound on max_speed (transfers.kinds.options.KBps)
+
 
 def _start(request: Request, *, kind: str, account: FarmAccount | None, manifest: Manifest | None, options: object) -> Response:
     """Start a job of any kind (transfers.jobs.job_create): 201 with the job, 400 naming what is wrong."""
@@ -39,7 +42,7 @@ def _start(request: Request, *, kind: str, account: FarmAccount | None, manifest
     if isinstance(options, QueryDict):  # a form post: one value per name, a list where repeated
         options = {key: values if len(values) > 1 else values[0] for key, values in options.lists()}
     if not isinstance(options, dict):
-        return Response({"options": ["an object of the kind's options, by the SDK's names"]}, status=status.HTTP_400_BAD_REQUEST)
+        raise ValidationError({"options": ["an object of the kind's options, by the SDK's names"]})
     target = account if account is not None else manifest.account if manifest is not None else None
     try:
         job = job_create(
@@ -51,7 +54,7 @@ def _start(request: Request, *, kind: str, account: FarmAccount | None, manifest
             request=request._request,  # type: ignore[arg-type]
         )
     except (kinds.OptionsInvalid, kinds.UnknownKind, services.UnsupportedAccount, services.ManifestNotReady) as exc:
-        return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        raise Invalid(str(exc)) from None
     return Response(TransferJobSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
@@ -65,7 +68,12 @@ def _door(kind_names: str, operation_id: str) -> Callable[..., object]:
     return extend_schema(
         operation_id=operation_id,
         parameters=[OpenApiParameter("kind", str, OpenApiParameter.PATH, enum=kind_names.split("|"), description="an SDK name")],
-        request=OpenApiTypes.OBJECT,
+        request={
+            "application/json": {
+                "anyOf": [{"$ref": f"#/components/schemas/{options_component(name)}"} for name in kind_names.split("|")],
+                "description": "the kind's options, by the SDK's names",
+            }
+        },
         responses={201: TransferJobSerializer},
     )
 
@@ -167,7 +175,7 @@ class ManifestViewSet(viewsets.ReadOnlyModelViewSet):
                 manifest=self.get_object(), user=request.user, request=request._request, options=options.validated_data
             )
         except (services.UnsupportedAccount, services.ManifestNotReady, kinds.OptionsInvalid) as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+            raise Invalid(str(exc)) from None
         return Response(TransferJobSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
@@ -197,7 +205,7 @@ class TransferJobViewSet(viewsets.ReadOnlyModelViewSet):
     def _act(self, request: Request, act: Callable[..., bool], verb: str) -> Response:
         job = self._controlled_job()
         if not act(job=job, user=request.user, request=request._request):
-            return Response({"detail": f"cannot {verb} a job that is {job.status}"}, status=status.HTTP_409_CONFLICT)
+            raise Conflict(f"cannot {verb} a job that is {job.status}")
         job.refresh_from_db()
         return Response(TransferJobSerializer(job).data)
 
@@ -233,10 +241,12 @@ class TransferJobViewSet(viewsets.ReadOnlyModelViewSet):
     def max_speed(self, request: Request, pk: str | None = None) -> Response:
         """Change the speed limit of a running job: {"max_speed": KB/s or null}."""
         job = self._controlled_job()
+        if not isinstance(request.data, dict):  # a JSON list or string: nothing to .get() from
+            raise ValidationError({"non_field_errors": ['send an object: {"max_speed": KB/s or null}']})
         value = request.data.get("max_speed")
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            return Response({"max_speed": ["a whole number of KB/s of at least 1, or null"]}, status=status.HTTP_400_BAD_REQUEST)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_KBPS):
+            raise ValidationError({"max_speed": [f"a whole number of KB/s from 1 to {MAX_KBPS}, or null"]})
         if job.is_terminal:
-            return Response({"detail": f"cannot change the speed of a job that is {job.status}"}, status=status.HTTP_409_CONFLICT)
+            raise Conflict(f"cannot change the speed of a job that is {job.status}")
         services.job_set_max_speed(job=job, max_speed=value, user=request.user, request=request._request)
         return Response(TransferJobSerializer(job).data)
