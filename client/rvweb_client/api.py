@@ -223,6 +223,11 @@ def _reason(exc: urllib.error.HTTPError) -> str:
         body = json.loads(exc.read() or b"null")
     except ValueError:
         body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):  # rvweb's one error shape
+        error = body["error"]
+        fields = error.get("fields") or {}
+        said = "; ".join(f"{k}: {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in fields.items())
+        return f"{error.get('message', '')}{' (' + said + ')' if said else ''}"
     if isinstance(body, dict):
         if "detail" in body and len(body) == 1:
             return str(body["detail"])

@@ -199,14 +199,14 @@ def test_manifests_of_two_accounts_of_the_team_are_a_400(team, member, parts, ma
     response = _post(_client(member), "/api/groups/", {"manifests": [parts[0].pk, other.pk]})
 
     assert response.status_code == 400
-    assert "one farm account" in response.json()["detail"]
+    assert "one farm account" in response.json()["error"]["message"]
 
 
 def test_bad_options_refuse_the_whole_group(member, parts, enqueued):
     response = _post(_client(member), "/api/groups/", {"manifests": [p.pk for p in parts], "options": {"pool_size": 0}})
 
     assert response.status_code == 400
-    assert "pool_size" in response.json()["detail"]
+    assert "pool_size" in response.json()["error"]["message"]
     assert not JobGroup.objects.exists() and not TransferJob.objects.exists()
 
 

@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from transfers import groups, kinds, selectors, services
+from transfers.api.errors import Conflict, Invalid
 from transfers.models import JobGroup
 
 _JOB_FIELDS = ["id", "manifest", "status", "files_total", "files_done", "files_failed", "error"]
@@ -98,7 +99,7 @@ class JobGroupViewSet(viewsets.ReadOnlyModelViewSet):
                 request=request._request,
             )
         except (groups.GroupInvalid, kinds.OptionsInvalid, services.ManifestNotReady, services.UnsupportedAccount) as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+            raise Invalid(str(exc)) from None
         return Response(JobGroupSerializer(self.get_queryset().get(pk=group.pk)).data, status=status.HTTP_201_CREATED)
 
     def _act(self, request: Request, verb: groups.GroupAction) -> Response:
@@ -107,7 +108,7 @@ class JobGroupViewSet(viewsets.ReadOnlyModelViewSet):
             raise PermissionDenied("your role in this group's team does not allow controlling it")
         data = JobGroupSerializer(group).data
         if verb not in data["actions"]:
-            return Response({"detail": f"cannot {verb} a group that is {data['status']}"}, status=status.HTTP_409_CONFLICT)
+            raise Conflict(f"cannot {verb} a group that is {data['status']}")
         groups.group_act(group=group, action=verb, user=request.user, request=request._request)
         return Response(JobGroupSerializer(self.get_queryset().get(pk=group.pk)).data)
 

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from django.db.models import Count, QuerySet
 from django.shortcuts import get_object_or_404
@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from transfers import selectors, teams
+from transfers.api.errors import Invalid
 from transfers.models import Membership, Team
 
 
@@ -44,8 +45,8 @@ class RoleSerializer(serializers.Serializer):  # type: ignore[type-arg]
     role = serializers.ChoiceField(choices=Membership.Role.choices)
 
 
-def _refused(exc: Exception) -> Response:
-    return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+def _refused(exc: Exception) -> NoReturn:
+    raise Invalid(str(exc)) from None
 
 
 class TeamViewSet(viewsets.ReadOnlyModelViewSet):  # type: ignore[type-arg]
