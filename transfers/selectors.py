@@ -21,7 +21,17 @@ from typing import Any, Literal
 
 from django.db.models import BooleanField, Count, ExpressionWrapper, Q, QuerySet
 
-from transfers.models import FarmAccount, FarmFrame, FarmTask, Manifest, Membership, Team, TransferJob
+from transfers.models import (
+    FarmAccount,
+    FarmFrame,
+    FarmTask,
+    Manifest,
+    ManifestEntry,
+    ManifestWork,
+    Membership,
+    Team,
+    TransferJob,
+)
 
 Action = Literal["view", "run", "control", "manage"]
 Role = Literal["viewer", "member", "lead"]
@@ -68,6 +78,17 @@ def accounts_for(user: Any, *, action: Literal["view", "manage"] = "view") -> Qu
 def manifests_for(user: Any, *, action: Literal["view", "run", "manage"] = "view") -> QuerySet[Manifest]:
     manifests = Manifest.objects.select_related("account", "account__team", "created_by").defer("account__access_key")
     return _restrict(manifests, user, ROLES_FOR[action], "account__team")
+
+
+def manifest_entries_for(user: Any, manifest: Manifest) -> QuerySet[ManifestEntry]:
+    """The entries of a manifest the user may see (none otherwise), unordered: callers page by number."""
+    visible = manifests_for(user).filter(pk=manifest.pk).values("pk")
+    return ManifestEntry.objects.filter(manifest_id__in=visible).order_by()
+
+
+def manifest_works_for(user: Any, manifest: Manifest) -> QuerySet[ManifestWork]:
+    """Appends, splits and dry runs of a manifest the user may see, the latest first."""
+    return ManifestWork.objects.filter(manifest__in=manifests_for(user).filter(pk=manifest.pk).values("pk"))
 
 
 def jobs_for(user: Any, *, action: Literal["view", "control"] = "view") -> QuerySet[TransferJob]:

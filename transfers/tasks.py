@@ -173,3 +173,11 @@ def _start_recovery(sender: Any = None, **kwargs: Any) -> None:
 def _stop_recovery(sender: Any = None, **kwargs: Any) -> None:
     if _thread is not None:
         _thread.stopping.set()
+
+
+@shared_task(name="transfers.manifest_work", acks_late=True)
+def manifest_work(work_id: int) -> None:
+    """Append to, split or dry-run a manifest (transfers.manifest_work recorded the work)."""
+    from transfers.manifest_work import work_run
+
+    work_run(work_id=work_id)

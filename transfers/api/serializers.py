@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.urls import reverse
 from rest_framework import serializers
 
 from transfers import selectors
-from transfers.models import FarmAccount, Manifest, TransferJob
+from transfers.models import FarmAccount, Manifest, ManifestEntry, ManifestWork, TransferJob
 from transfers.progress import JobLive
 
 
@@ -47,7 +48,7 @@ class ManifestSerializer(serializers.ModelSerializer):
         model = Manifest
         fields = [
             "id", "name", "account", "team", "transmit_type", "state", "entries_stored", "problems", "entry_count",
-            "total_bytes", "created_at",
+            "total_bytes", "created_at", "split_from",
         ]  # fmt: skip
 
 
@@ -117,3 +118,47 @@ class JobCreateSerializer(serializers.Serializer):
         if "account" not in attrs and "manifest" not in attrs:
             raise serializers.ValidationError("give the farm account (or, for an upload, the manifest)")
         return attrs
+
+
+class ManifestWorkSerializer(serializers.ModelSerializer):
+    state_label = serializers.CharField(source="get_state_display", read_only=True)
+    manifest_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ManifestWork
+        fields = [
+            "id", "manifest", "manifest_url", "kind", "state", "state_label", "params", "done", "total", "result", "error",
+            "created_at", "finished_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_manifest_url(self, work: ManifestWork) -> str:
+        return reverse("manifest-detail", args=[work.manifest_id])
+
+
+class ManifestEntrySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ManifestEntry
+        fields = ["number", "local", "server", "size"]
+        read_only_fields = fields
+
+
+class ManifestAppendSerializer(serializers.Serializer):
+    """append_to_upload: files and folders on the server (beneath the allowed roots), into the manifest of
+    the URL, or {"manifest": id}, or a new manifest {"name", "account"}."""
+
+    paths = serializers.ListField(
+        child=serializers.CharField(max_length=4096, trim_whitespace=False), min_length=1, max_length=1000
+    )
+    manifest = serializers.PrimaryKeyRelatedField(queryset=selectors.manifests_for(None), required=False)
+    name = serializers.CharField(max_length=200, required=False)
+    account = serializers.PrimaryKeyRelatedField(queryset=selectors.accounts_for(None), required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["manifest"].queryset = selectors.manifests_for(_user(self))
+        self.fields["account"].queryset = selectors.accounts_for(_user(self))
+
+
+class ManifestSplitSerializer(serializers.Serializer):
+    max_resources_number = serializers.IntegerField(min_value=1, max_value=2**31, help_text="entries per part (cutting_upload)")
