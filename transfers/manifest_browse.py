@@ -71,7 +71,7 @@ def page(
     last: int,
     after: int | None = None,
     before: int | None = None,
-    size: int = PAGE,
+    size: int | None = None,
     window: int | None = None,
 ) -> Page:
     """One keyset page in entry order: the entries after `after`, or (going back) those before `before`.
@@ -80,6 +80,7 @@ def page(
     otherwise read the whole manifest): a page that finds fewer than `size` in it ends there, and its
     cursor continues the search. `last` is the manifest's last entry number.
     """
+    size = size or PAGE
     rows = entries.only("pk", "number", "local", "server", "size")
     if before is not None:
         low = max(0, before - 1 - window) if window else 0
