@@ -80,25 +80,25 @@ def page(
     otherwise read the whole manifest): a page that finds fewer than `size` in it ends there, and its
     cursor continues the search. `last` is the manifest's last entry number.
     """
-    size = size or PAGE
+    count = size or PAGE
     rows = entries.only("pk", "number", "local", "server", "size")
     if before is not None:
         low = max(0, before - 1 - window) if window else 0
-        found = list(rows.filter(number__lt=before, number__gt=low).order_by("-number")[: size + 1])
-        earlier = found[size].number + 1 if len(found) > size else (low + 1 if low > 0 else None)
-        found = found[:size][::-1]
-        searched = (low + 1, before - 1) if window and len(found) < size else None
-        later = found[-1].number if found else before - 1
-        return Page(found, later if later < last else None, earlier, searched)
+        found = list(rows.filter(number__lt=before, number__gt=low).order_by("-number")[: count + 1])
+        earlier = found[count].number + 1 if len(found) > count else (low + 1 if low > 0 else None)
+        found = found[:count][::-1]
+        searched = (low + 1, before - 1) if window and len(found) < count else None
+        shown_last = found[-1].number if found else before - 1
+        return Page(found, shown_last if shown_last < last else None, earlier, searched)
     start = after or 0
     high = start + window if window else None
     if high is not None:
         rows = rows.filter(number__lte=high)
-    found = list(rows.filter(number__gt=start).order_by("number")[: size + 1])
-    later = found[size - 1].number if len(found) > size else (high if high is not None and high < last else None)
-    found = found[:size]
+    found = list(rows.filter(number__gt=start).order_by("number")[: count + 1])
+    later = found[count - 1].number if len(found) > count else (high if high is not None and high < last else None)
+    found = found[:count]
     earlier = (found[0].number if found else start + 1) if start else None
-    searched = (start + 1, min(high, last)) if high is not None and len(found) < size else None
+    searched = (start + 1, min(high, last)) if high is not None and len(found) < count else None
     return Page(found, later, earlier, searched)
 
 
