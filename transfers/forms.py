@@ -25,10 +25,10 @@ class ManifestImportForm(forms.Form):
         "upload list: one absolute file or folder path per line (.txt or .json)",
     )
     server_path = forms.CharField(
-        label="Or a file on the server",
+        label="Or a path on the server",
         required=False,
         max_length=4096,
-        help_text="An absolute path beneath an allowed root, instead of a file from this computer.",
+        help_text="The upload.json or upload list as an absolute path beneath an allowed root, instead of one from this computer.",
     )
 
     def clean(self) -> dict[str, Any]:

@@ -47,8 +47,8 @@ def test_a_lead_builds_browses_splits_and_dry_runs_a_manifest(
     expect(page.locator("#picker-path")).to_have_text(str(allowed_dir))
     picker.get_by_label("choose shots").check()
     expect(page.locator("#picker-chosen")).to_have_text(str(shots))
-    picker.get_by_label("Name").fill("picked shots")
-    picker.get_by_label("Farm account").select_option(label="build farm")
+    picker.get_by_label("Manifest title").fill("picked shots")
+    picker.get_by_label("Account").select_option(label="build farm")
     page.get_by_role("button", name="Build the manifest").click()
 
     # The new manifest's page follows the worker's walk, then shows the entries.
