@@ -28,7 +28,7 @@ class ManifestImportForm(forms.Form):
         label="Or a path on the server",
         required=False,
         max_length=4096,
-        help_text="The upload.json or upload list as an absolute path beneath an allowed root, instead of one from this computer.",
+        help_text="The upload.json or upload list, as an absolute path beneath an allowed root.",
     )
 
     def clean(self) -> dict[str, Any]:

@@ -533,3 +533,23 @@ def test_a_malformed_file_on_the_server_is_refused_by_the_worker(
     manifest = Manifest.objects.get(name="bad")
     assert manifest.state == "refused"
     assert manifest.problems
+
+
+def test_recovery_leaves_built_and_split_manifests_to_their_works(
+    account: FarmAccount, make_manifest: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = make_manifest(account, files=2)
+    part = Manifest.objects.create(name="part", account=account, state="importing", split_from=original)
+    built = Manifest.objects.create(name="built", account=account, state="importing")
+    ManifestWork.objects.create(manifest=built, kind="append", state="running")
+    queued = ManifestWork.objects.create(manifest=original, kind="dry_run")
+    spooled = Manifest.objects.create(name="uploaded", account=account, state="importing")
+    imports: list[int] = []
+    works: list[int] = []
+    monkeypatch.setattr(tasks.import_manifest, "delay", imports.append)
+    monkeypatch.setattr(tasks.manifest_work, "delay", works.append)
+
+    tasks.recover_imports()
+
+    assert (imports, works) == ([spooled.pk], [queued.pk])
+    assert part.pk not in imports
