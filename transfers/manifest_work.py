@@ -66,7 +66,9 @@ def _user(user: Any) -> Any:
     return user if user is not None and user.is_authenticated else None
 
 
-def _begin(*, manifest: Manifest, kind: str, params: dict[str, Any], user: Any, request: HttpRequest | None) -> ManifestWork:
+def _begin(
+    *, manifest: Manifest, kind: str, params: dict[str, Any], user: Any, request: HttpRequest | None, new: bool = False
+) -> ManifestWork:
     """Record the work and its audit row, and enqueue it once committed. A work that changes or reads
     the whole manifest refuses to start beside another one that changes it."""
     from transfers.services import audit_record
@@ -74,7 +76,7 @@ def _begin(*, manifest: Manifest, kind: str, params: dict[str, Any], user: Any, 
 
     with transaction.atomic():
         locked = Manifest.objects.select_for_update().get(pk=manifest.pk)
-        if kind != ManifestWork.Kind.APPEND and locked.state != Manifest.State.READY:
+        if not new and locked.state != Manifest.State.READY:
             raise WorkRefused(f"the manifest is {locked.get_state_display().lower()}: wait until it is ready")
         changing = locked.works.filter(state__in=ManifestWork.ACTIVE, kind=ManifestWork.Kind.APPEND).exists()
         if kind == ManifestWork.Kind.APPEND:
@@ -134,13 +136,15 @@ def manifest_append_begin(
         raise WorkRefused(f"at most {MAX_PATHS} files and folders at once; choose their folder instead")
     with LocalTree(settings.ALLOWED_LOCAL_ROOTS) as tree:
         clean = list(dict.fromkeys(_checked_path(tree, path) for path in paths))
+    new = manifest is None
     if manifest is None:
         if not name.strip():
             raise WorkRefused("give the new manifest a name")
         manifest = Manifest.objects.create(
             name=name.strip()[:200], account=account, state=Manifest.State.IMPORTING, created_by=_user(user)
         )
-    return _begin(manifest=manifest, kind=ManifestWork.Kind.APPEND, params={"paths": clean}, user=user, request=request)
+    params = {"paths": clean}
+    return _begin(manifest=manifest, kind=ManifestWork.Kind.APPEND, params=params, user=user, request=request, new=new)
 
 
 def manifest_split_begin(

@@ -553,3 +553,33 @@ def test_recovery_leaves_built_and_split_manifests_to_their_works(
 
     assert (imports, works) == ([spooled.pk], [queued.pk])
     assert part.pk not in imports
+
+
+def test_api_imports_a_file_on_the_server_and_refuses_one_outside(
+    as_lead: Client, worker: Any, allowed_dir: Path, account: FarmAccount
+) -> None:
+    (allowed_dir / "a.exr").write_bytes(b"a")
+    upload = allowed_dir / "upload.json"
+    upload.write_text(json.dumps({"asset": [{"local": str(allowed_dir / "a.exr"), "server": "/D/a.exr"}]}))
+
+    with worker():
+        good = as_lead.post("/api/manifests/", {"name": "s", "account": account.pk, "server_path": str(upload)})
+    outside = as_lead.post("/api/manifests/", {"name": "o", "account": account.pk, "server_path": "/etc/passwd"})
+    neither = as_lead.post("/api/manifests/", {"name": "n", "account": account.pk})
+
+    assert good.status_code == 202
+    assert Manifest.objects.get(pk=good.json()["id"]).state == "ready"
+    assert (outside.status_code, neither.status_code) == (400, 400)
+    assert "outside the allowed roots" in outside.json()["detail"]
+
+
+def test_append_refuses_a_manifest_that_is_not_ready(as_lead: Client, allowed_dir: Path, account: FarmAccount) -> None:
+    refused = Manifest.objects.create(name="refused", account=account, state="refused")
+    (allowed_dir / "a").write_bytes(b"a")
+
+    response = as_lead.post(
+        f"/api/manifests/{refused.pk}/append/", {"paths": [str(allowed_dir / "a")]}, content_type="application/json"
+    )
+
+    assert response.status_code == 400
+    assert "wait until it is ready" in response.json()["detail"]

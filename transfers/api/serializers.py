@@ -57,11 +57,19 @@ class ManifestImportSerializer(serializers.Serializer):
     # Accounts the user can see; importing needs the lead role there, which the service checks (403).
     account = serializers.PrimaryKeyRelatedField(queryset=selectors.accounts_for(None))
     transmit_type = serializers.ChoiceField(choices=Manifest.TransmitType.choices, default=Manifest.TransmitType.UPLOAD_JSON)
-    file = serializers.FileField()
+    file = serializers.FileField(required=False)
+    server_path = serializers.CharField(
+        required=False, max_length=4096, help_text="instead of `file`: the file on the server, beneath an allowed root"
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["account"].queryset = selectors.accounts_for(_user(self))
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if ("file" in attrs) == bool(attrs.get("server_path")):
+            raise serializers.ValidationError("give the file (`file`) or its path on the server (`server_path`), one of them")
+        return attrs
 
 
 class JobOptionsSerializer(serializers.Serializer):

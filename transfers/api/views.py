@@ -110,10 +110,24 @@ class ManifestViewSet(viewsets.ReadOnlyModelViewSet):
         return selectors.manifests_for(self.request.user)
 
     def create(self, request: Request) -> Response:
-        """Accept an upload.json or an upload list: 202, state "importing"; a worker reads and checks it,
-        then GET shows state "ready", or "refused" with its problems."""
+        """Accept an upload.json or an upload list (`file`, or `server_path`: a file on the server beneath an
+        allowed root): 202, state "importing"; a worker reads and checks it, then GET shows state
+        "ready", or "refused" with its problems."""
         form = ManifestImportSerializer(data=request.data, context=self.get_serializer_context())
         form.is_valid(raise_exception=True)
+        if form.validated_data.get("server_path"):
+            try:
+                manifest = manifest_work.manifest_import_server_file(
+                    name=form.validated_data["name"],
+                    account=form.validated_data["account"],
+                    path=form.validated_data["server_path"],
+                    user=request.user,
+                    request=request._request,
+                    transmit_type=form.validated_data["transmit_type"],
+                )
+            except manifest_work.WorkRefused as exc:
+                return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+            return Response(ManifestSerializer(manifest).data, status=status.HTTP_202_ACCEPTED)
         manifest = services.manifest_import_begin(
             name=form.validated_data["name"],
             account=form.validated_data["account"],
