@@ -84,7 +84,8 @@ def _begin(
         if changing:
             raise WorkRefused("files are being added to this manifest: wait until that has finished")
         work = ManifestWork.objects.create(manifest=locked, kind=kind, params=params, created_by=_user(user))
-        audit_record(actor=user, action=f"manifest.{kind}", target=locked, request=request, after={"work": work.pk, **params})
+        shown = {key: value[:20] if isinstance(value, list) else value for key, value in params.items()}  # a row, not a list
+        audit_record(actor=user, action=f"manifest.{kind}", target=locked, request=request, after={"work": work.pk, **shown})
         transaction.on_commit(lambda: manifest_work.delay(work.pk))
     return work
 
