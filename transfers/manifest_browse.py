@@ -22,6 +22,7 @@ from django.db.models import Exists, F, Func, OuterRef, QuerySet, TextField, Val
 from django.db.models.functions import Replace
 
 from transfers.engine.localfs import LocalTree
+from transfers.engine.manifest import is_text
 from transfers.engine.paths import PathRefused
 from transfers.models import Manifest, ManifestEntry, UploadRecord
 
@@ -132,6 +133,10 @@ def folder_list(path: str) -> Listed:
         for entry in sorted(os.scandir(fd), key=lambda e: e.name):
             if len(folders) + len(files) + len(others) >= PICKER_LIMIT:
                 more += 1
+                continue
+            if not is_text(entry.name):  # shown as such, never picked: it could not be sent anyway
+                shown = os.fsencode(entry.name).decode("utf-8", "replace")
+                others.append(f"{shown} (not UTF-8 text)")
                 continue
             info = entry.stat(follow_symlinks=False)
             if stat.S_ISDIR(info.st_mode):

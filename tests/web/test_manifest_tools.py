@@ -583,3 +583,27 @@ def test_append_refuses_a_manifest_that_is_not_ready(as_lead: Client, allowed_di
 
     assert response.status_code == 400
     assert "wait until it is ready" in response.json()["detail"]
+
+
+def test_append_skips_a_file_name_that_is_not_text(as_lead: Client, worker: Any, allowed_dir: Path, account: FarmAccount) -> None:
+    (allowed_dir / "shots").mkdir()
+    (allowed_dir / "shots" / "a.exr").write_bytes(b"a")
+    with open(os.path.join(os.fsencode(allowed_dir / "shots"), b"\xff.exr"), "wb") as handle:
+        handle.write(b"x")
+
+    manifest = _built(as_lead, worker, account, [str(allowed_dir / "shots")])
+
+    assert list(manifest.entries.values_list("local", flat=True)) == [str(allowed_dir / "shots" / "a.exr")]
+    result = manifest.works.get().result
+    assert result["skipped"] == 1
+    assert "not UTF-8 text" in result["problems"][0]
+
+
+def test_picker_lists_a_name_that_is_not_text_without_failing(as_lead: Client, allowed_dir: Path) -> None:
+    with open(os.path.join(os.fsencode(allowed_dir), b"\xff.exr"), "wb") as handle:
+        handle.write(b"x")
+
+    response = as_lead.get("/api/manifests/folders/", {"path": str(allowed_dir)})
+
+    assert response.status_code == 200
+    assert response.json()["others"] == ["\ufffd.exr (not UTF-8 text)"]
