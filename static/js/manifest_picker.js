@@ -114,4 +114,10 @@ document.getElementById("picker-form").addEventListener("submit", async (event) 
   window.location.assign(body.manifest_url);
 });
 
+document.getElementById("picker-go").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const path = document.getElementById("picker-go-path").value.trim();
+  if (path) list(path);
+});
+
 if (root) list(current || "");

@@ -86,6 +86,17 @@ def test_a_lead_builds_browses_splits_and_dry_runs_a_manifest(
     expect(page.locator("#dry-missing")).to_have_text("1")
     expect(page.get_by_text(f"{shots}/b.exr").first).to_be_visible()
 
+    # More files, added to this manifest by typing a folder's path into the picker; one already there is skipped.
+    (shots / "e.exr").write_bytes(b"z" * 5)
+    page.get_by_text("Add files and folders").click()
+    picker.get_by_label("Open a folder by its path").fill(str(shots))
+    picker.get_by_role("button", name="Open").click()
+    expect(page.locator("#picker-path")).to_have_text(str(shots))
+    picker.get_by_label("choose e.exr").check()
+    picker.get_by_label("choose a.exr").check()
+    page.get_by_role("button", name="Add to this manifest").click()
+    expect(page.get_by_text("1 files added, 1 already in the manifest, 0 skipped.")).to_be_visible(timeout=DONE_MS)
+
     # A part opens as a manifest of its own, pointing back to the original.
     parts.get_by_role("link", name="picked shots — part 2 of 2").click()
     expect(page.get_by_text("A part of picked shots")).to_be_visible()
