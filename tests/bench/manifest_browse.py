@@ -66,6 +66,9 @@ def _run(args: argparse.Namespace) -> int:
         for i in range(1, count + 1, 10)
     ]
     UploadRecord.objects.bulk_create(records, batch_size=5000)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")  # what autovacuum does soon after a bulk load; stale statistics pick bad plans
     print(f"{count} entries and {len(records)} ledger records made in {time.monotonic() - started:.0f} s", flush=True)
     user = get_user_model().objects.create_user(f"bench-{os.getpid()}")
     Membership.objects.create(user=user, team=team, role=Membership.Role.LEAD)
