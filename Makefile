@@ -31,7 +31,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
-	RVWEB_DATA_DIR=$${RVWEB_DATA_DIR:-$(CURDIR)/var/test} $(BIN)/mypy transfers/engine transfers/kinds transfers/jobs.py transfers/groups.py transfers/run_context.py transfers/downloads.py transfers/recorder.py transfers/services.py transfers/execution.py transfers/ledger.py transfers/locks.py transfers/tasks.py transfers/farm transfers/farm_events.py transfers/accounts.py transfers/notifications.py transfers/samples.py transfers/job_filters.py transfers/job_form.py transfers/job_views.py transfers/progress.py transfers/kiosks.py transfers/dashboard.py transfers/dashboard_views.py transfers/dashboard_hub.py transfers/audit.py transfers/teams.py
+	RVWEB_DATA_DIR=$${RVWEB_DATA_DIR:-$(CURDIR)/var/test} $(BIN)/mypy transfers/engine transfers/kinds transfers/jobs.py transfers/groups.py transfers/run_context.py transfers/downloads.py transfers/recorder.py transfers/services.py transfers/execution.py transfers/ledger.py transfers/locks.py transfers/tasks.py transfers/farm transfers/farm_events.py transfers/accounts.py transfers/notifications.py transfers/samples.py transfers/job_filters.py transfers/job_form.py transfers/job_views.py transfers/progress.py transfers/kiosks.py transfers/dashboard.py transfers/dashboard_views.py transfers/dashboard_hub.py transfers/audit.py transfers/teams.py transfers/manifest_work.py transfers/manifest_browse.py
 	RVWEB_DATA_DIR=$${RVWEB_DATA_DIR:-$(CURDIR)/var/test} $(BIN)/python manage.py makemigrations --check --dry-run >/dev/null || (echo "models changed without a migration: run manage.py makemigrations"; exit 1)
 
 # Tests keep their own data dir (test database file, embedded Redis socket) apart from `make run`'s.

@@ -20,9 +20,22 @@ class ManifestImportForm(forms.Form):
 
     file = forms.FileField(
         label="File",
+        required=False,
         help_text='upload.json: {"asset": [{"local": "/abs/path", "server": "/D/path"}]} — '
         "upload list: one absolute file or folder path per line (.txt or .json)",
     )
+    server_path = forms.CharField(
+        label="Or a path on the server",
+        required=False,
+        max_length=4096,
+        help_text="The upload.json or upload list, as an absolute path beneath an allowed root.",
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if bool(data.get("file")) == bool(data.get("server_path")):
+            raise forms.ValidationError("Choose a file from this computer or name one on the server (one of them).")
+        return data
 
     def __init__(self, *args: object, user: Any, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -233,3 +246,48 @@ class NotificationSettingsForm(forms.Form):
 
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.fields["events"].choices = NotificationSettings.Event.choices  # type: ignore[attr-defined]
+
+
+class EntryFilterForm(forms.Form):
+    """Filters of a manifest's entries (page and API alike); an empty field filters nothing."""
+
+    q = forms.CharField(required=False, max_length=500, label="Search", help_text="Part of the local path.")
+    folder = forms.CharField(required=False, max_length=4096, help_text="Entries under this local folder.")
+    ext = forms.RegexField(
+        required=False,
+        regex=r"^\.?[A-Za-z0-9_-]{1,16}$",
+        label="Extension",
+        error_messages={"invalid": "An extension is 1 to 16 letters, digits, - or _ (e.g. exr)."},
+    )
+    size_min = forms.IntegerField(required=False, min_value=0, max_value=2**63 - 1, label="Size from (bytes)")
+    size_max = forms.IntegerField(required=False, min_value=0, max_value=2**63 - 1, label="Size to (bytes)")
+    uploaded = forms.ChoiceField(
+        required=False,
+        choices=[("", "either"), ("yes", "yes: the ledger has it"), ("no", "no: not in the ledger")],
+        label="Already uploaded",
+    )
+    after = forms.IntegerField(required=False, min_value=0, max_value=2**31, widget=forms.HiddenInput)
+    before = forms.IntegerField(required=False, min_value=1, max_value=2**31, widget=forms.HiddenInput)
+
+    def clean_ext(self) -> str:
+        return str(self.cleaned_data.get("ext") or "").lstrip(".")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        low, high = data.get("size_min"), data.get("size_max")
+        if low is not None and high is not None and low > high:
+            self.add_error("size_max", "The upper size is below the lower one.")
+        if data.get("after") is not None and data.get("before") is not None:
+            raise forms.ValidationError("Page after an entry or before one, not both.")
+        return data
+
+    def filtering(self) -> bool:
+        """Whether any filter narrows the entries (then a page searches a window at a time)."""
+        data = self.cleaned_data
+        return any(data.get(name) not in (None, "") for name in ("q", "folder", "ext", "size_min", "size_max", "uploaded"))
+
+
+class SplitForm(forms.Form):
+    max_resources_number = forms.IntegerField(
+        min_value=1, max_value=2**31, label="max_resources_number (entries per part)", help_text="cutting_upload"
+    )

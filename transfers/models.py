@@ -105,6 +105,8 @@ class Manifest(models.Model):
     state = models.CharField(max_length=10, choices=State.choices, default=State.READY)
     entries_stored = models.PositiveIntegerField(default=0)  # import progress, while importing
     problems = models.JSONField(default=list, blank=True)  # a refusal: [{"entry"|"line": N, "reason": ...}], the first 1000
+    # A part made by splitting another manifest (cutting_upload): the original it was cut from.
+    split_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="parts")
 
     class Meta:
         ordering = ["-created_at"]
@@ -149,6 +151,43 @@ class JobGroup(models.Model):
 
     def __str__(self) -> str:
         return f"job group {self.pk}"
+
+
+class ManifestWork(models.Model):
+    """Work a worker does on a manifest for a user (transfers.manifest_work): append files and folders
+    (append_to_upload), split it into parts (cutting_upload), or a dry run. `done` of `total` is its
+    progress; `result` what it found or made; only one work that changes a manifest runs at a time."""
+
+    class Kind(models.TextChoices):
+        APPEND = "append", "Append files and folders"
+        SPLIT = "split", "Split into parts"
+        DRY_RUN = "dry_run", "Dry run"
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    manifest = models.ForeignKey(Manifest, on_delete=models.CASCADE, related_name="works")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    params = models.JSONField(default=dict, blank=True)
+    done = models.PositiveBigIntegerField(default=0)
+    total = models.PositiveBigIntegerField(default=0)
+    result = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True)
+
+    ACTIVE = frozenset({State.QUEUED, State.RUNNING})
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of manifest {self.manifest_id} ({self.state})"
 
 
 class TransferJob(models.Model):

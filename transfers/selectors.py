@@ -33,6 +33,8 @@ from transfers.models import (
     JobGroup,
     Kiosk,
     Manifest,
+    ManifestEntry,
+    ManifestWork,
     Membership,
     NotificationDelivery,
     Team,
@@ -84,6 +86,21 @@ def accounts_for(user: Any, *, action: Literal["view", "run", "manage"] = "view"
 def manifests_for(user: Any, *, action: Literal["view", "run", "manage"] = "view") -> QuerySet[Manifest]:
     manifests = Manifest.objects.select_related("account", "account__team", "created_by").defer("account__access_key")
     return _restrict(manifests, user, ROLES_FOR[action], "account__team")
+
+
+def manifest_entries_for(user: Any, manifest: Manifest) -> QuerySet[ManifestEntry]:
+    """The entries of a manifest the user may see (none otherwise), unordered: callers page by number.
+
+    Checked once, then filtered by equality: `manifest_id IN (subquery)` makes PostgreSQL sort every
+    entry of the manifest instead of walking the (manifest, number) index."""
+    if not manifests_for(user).filter(pk=manifest.pk).exists():
+        return ManifestEntry.objects.none()
+    return ManifestEntry.objects.filter(manifest_id=manifest.pk).order_by()
+
+
+def manifest_works_for(user: Any, manifest: Manifest) -> QuerySet[ManifestWork]:
+    """Appends, splits and dry runs of a manifest the user may see, the latest first."""
+    return ManifestWork.objects.filter(manifest__in=manifests_for(user).filter(pk=manifest.pk).values("pk"))
 
 
 def jobs_for(user: Any, *, action: Literal["view", "control"] = "view") -> QuerySet[TransferJob]:

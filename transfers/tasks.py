@@ -21,7 +21,7 @@ from django.db import OperationalError, close_old_connections, connection
 from redis.exceptions import RedisError
 
 from transfers import execution, locks, services
-from transfers.models import Manifest, TransferJob
+from transfers.models import Manifest, ManifestWork, TransferJob
 
 logger = logging.getLogger(__name__)
 
@@ -133,10 +133,17 @@ def import_manifest(manifest_id: int) -> None:
 
 @shared_task(name="transfers.recover_imports")
 def recover_imports() -> None:
-    """Enqueue every manifest still importing: its message may be gone with a restarted Redis, or its
-    worker died. A duplicate of a run still going does nothing (services.manifest_import_run)."""
-    for manifest_id in Manifest.objects.filter(state=Manifest.State.IMPORTING).values_list("pk", flat=True):
+    """Enqueue every manifest still importing, and every queued manifest work: its message may be gone
+    with a restarted Redis, or its worker died. A duplicate of a run still going does nothing
+    (services.manifest_import_run, manifest_work.work_run)."""
+    importing = Manifest.objects.filter(state=Manifest.State.IMPORTING, split_from__isnull=True)
+    built = ManifestWork.objects.filter(kind=ManifestWork.Kind.APPEND).values("manifest_id")
+    # Those being built by an append, or made by a split, have no file to read: their work fills them.
+    for manifest_id in importing.exclude(pk__in=built).values_list("pk", flat=True):
         import_manifest.delay(manifest_id)
+    # Appends, splits and dry runs still queued: a queued one runs once (manifest_work.work_run).
+    for work_id in ManifestWork.objects.filter(state=ManifestWork.State.QUEUED).values_list("pk", flat=True):
+        manifest_work.delay(work_id)
 
 
 @shared_task(name="transfers.recover_jobs")
@@ -184,3 +191,11 @@ def _start_recovery(sender: Any = None, **kwargs: Any) -> None:
 def _stop_recovery(sender: Any = None, **kwargs: Any) -> None:
     if _thread is not None:
         _thread.stopping.set()
+
+
+@shared_task(name="transfers.manifest_work", acks_late=True)
+def manifest_work(work_id: int) -> None:
+    """Append to, split or dry-run a manifest (transfers.manifest_work recorded the work)."""
+    from transfers.manifest_work import work_run
+
+    work_run(work_id=work_id)

@@ -9,16 +9,15 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from transfers import job_filters, kinds, manifest_store, samples, selectors, services
-from transfers.forms import ManifestImportForm, SpeedForm, UploadOptionsForm
+from transfers import job_filters, kinds, manifest_browse, manifest_store, manifest_work, samples, selectors, services
+from transfers.forms import EntryFilterForm, ManifestImportForm, SpeedForm, SplitForm, UploadOptionsForm
 from transfers.models import Manifest, TransferJob
 
-_ENTRIES_SHOWN = 200
+_WORKS_SHOWN = 10
 
 
 @login_required
@@ -29,35 +28,110 @@ def manifest_list(request: HttpRequest) -> HttpResponse:
         problems = ["you may not import manifests: that needs the lead role in a team that owns a farm account"]
     elif request.method == "POST" and form.is_valid():
         try:
-            # A worker reads and checks it; its page shows the progress, then the entries or the problems.
-            manifest = services.manifest_import_begin(
-                name=form.cleaned_data["name"],
-                account=form.cleaned_data["account"],
-                chunks=form.cleaned_data["file"].chunks(),
-                spooled=getattr(form.cleaned_data["file"], "temporary_file_path", lambda: None)(),
-                user=request.user,
-                request=request,
-                transmit_type=form.cleaned_data["transmit_type"],
-            )
-        except PermissionDenied as exc:
+            manifest = _import(request, form)
+        except (PermissionDenied, manifest_work.WorkRefused) as exc:
             problems = [str(exc)]
         else:
             return redirect("manifest-detail", pk=manifest.pk)
     manifests = selectors.manifests_for(request.user)[:100]
-    context = {"manifests": manifests, "form": form, "problems": problems, "may_import": form.may_import()}
+    context = {
+        "manifests": manifests,
+        "form": form,
+        "problems": problems,
+        "may_import": form.may_import(),
+        "accounts": selectors.accounts_for(request.user, action="manage"),
+    }
     return render(request, "transfers/manifest_list.html", context)
+
+
+def _import(request: HttpRequest, form: ManifestImportForm) -> Manifest:
+    """A worker reads and checks the file; its page shows the progress, then the entries or the problems."""
+    data = form.cleaned_data
+    if data.get("server_path"):
+        return manifest_work.manifest_import_server_file(
+            name=data["name"],
+            account=data["account"],
+            path=data["server_path"],
+            user=request.user,
+            request=request,
+            transmit_type=data["transmit_type"],
+        )
+    return services.manifest_import_begin(
+        name=data["name"],
+        account=data["account"],
+        chunks=data["file"].chunks(),
+        spooled=getattr(data["file"], "temporary_file_path", lambda: None)(),
+        user=request.user,
+        request=request,
+        transmit_type=data["transmit_type"],
+    )
 
 
 @login_required
 def manifest_detail(request: HttpRequest, pk: int) -> HttpResponse:
     manifest = get_object_or_404(selectors.manifests_for(request.user), pk=pk)
     ready = manifest.state == Manifest.State.READY
-    entries = manifest.entries.all() if ready else manifest.entries.none()
-    page = Paginator(entries, _ENTRIES_SHOWN).get_page(request.GET.get("page"))
+    filters = EntryFilterForm(request.GET)
+    page = None
+    if ready and filters.is_valid():
+        entries = manifest_browse.filtered(selectors.manifest_entries_for(request.user, manifest), manifest, filters.cleaned_data)
+        page = manifest_browse.page(
+            entries,
+            last=manifest.entry_count,
+            after=filters.cleaned_data.get("after"),
+            before=filters.cleaned_data.get("before"),
+            window=manifest_browse.WINDOW if filters.filtering() else None,
+        )
+    kept = request.GET.copy()
+    for cursor in ("after", "before"):
+        kept.pop(cursor, None)
     problems = [str(problem) for problem in manifest_store.problems_loaded(manifest.problems)]
-    may_run = selectors.user_may(request.user, "run", manifest)  # for templates that hide what the role cannot do
-    context = {"manifest": manifest, "page": page, "options": UploadOptionsForm(), "may_run": may_run, "problems": problems}
+    context = {
+        "manifest": manifest,
+        "page": page,
+        "filters": filters,
+        "query": kept.urlencode(),
+        "options": UploadOptionsForm(),
+        "may_run": selectors.user_may(request.user, "run", manifest),  # templates hide what the role cannot do
+        "may_manage": selectors.user_may(request.user, "manage", manifest),
+        "split": SplitForm(),
+        "works": selectors.manifest_works_for(request.user, manifest)[:_WORKS_SHOWN],
+        "parts": selectors.manifests_for(request.user).filter(split_from=manifest).order_by("pk"),
+        "problems": problems,
+    }
     return render(request, "transfers/manifest_detail.html", context)
+
+
+@login_required
+@require_POST
+def manifest_split(request: HttpRequest, pk: int) -> HttpResponse:
+    manifest = get_object_or_404(selectors.manifests_for(request.user), pk=pk)
+    form = SplitForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Split: " + "; ".join(" ".join(v) for v in form.errors.values()))
+        return redirect("manifest-detail", pk=manifest.pk)
+    try:
+        manifest_work.manifest_split_begin(
+            manifest=manifest, max_resources_number=form.cleaned_data["max_resources_number"], user=request.user, request=request
+        )
+    except (PermissionDenied, manifest_work.WorkRefused) as exc:
+        messages.error(request, f"Split: {exc}")
+    else:
+        messages.success(request, "Splitting: a worker makes the parts; they are listed below as they are made.")
+    return redirect("manifest-detail", pk=manifest.pk)
+
+
+@login_required
+@require_POST
+def manifest_dry_run(request: HttpRequest, pk: int) -> HttpResponse:
+    manifest = get_object_or_404(selectors.manifests_for(request.user), pk=pk)
+    try:
+        manifest_work.manifest_dry_run_begin(manifest=manifest, user=request.user, request=request)
+    except (PermissionDenied, manifest_work.WorkRefused) as exc:
+        messages.error(request, f"Dry run: {exc}")
+    else:
+        messages.success(request, "Dry run started: a worker looks at every file; the result appears below.")
+    return redirect("manifest-detail", pk=manifest.pk)
 
 
 @login_required

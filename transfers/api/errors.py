@@ -34,7 +34,7 @@ class ErrorBody(TypedDict):
     error: ErrorDetail
 
 
-class Invalid(exceptions.APIException):
+class Invalid(exceptions.APIException):  # type: ignore[misc]
     """A request the view cannot act on, said in one message (a refused option, a manifest not ready)."""
 
     status_code = 400
@@ -42,7 +42,7 @@ class Invalid(exceptions.APIException):
     default_detail = "this request cannot be done as sent"
 
 
-class Conflict(exceptions.APIException):
+class Conflict(exceptions.APIException):  # type: ignore[misc]
     """The object's state does not allow it now (pausing a finished job)."""
 
     status_code = 409
@@ -108,13 +108,13 @@ def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     return html_page_not_found(request, exception)
 
 
-class ErrorDetailSerializer(serializers.Serializer):
+class ErrorDetailSerializer(serializers.Serializer):  # type: ignore[misc]
     code = serializers.CharField(help_text="a short word a script can test: invalid, not_found, conflict, …")
     message = serializers.CharField()
     fields = serializers.DictField(required=False, help_text="validation errors only: messages by field or parameter")
 
 
-class ErrorSerializer(serializers.Serializer):
+class ErrorSerializer(serializers.Serializer):  # type: ignore[misc]
     """The schema of an error body (see the module's docstring)."""
 
     error = ErrorDetailSerializer()

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.urls import reverse
 from rest_framework import serializers
 
 from transfers import selectors
-from transfers.models import FarmAccount, Manifest, TransferJob
+from transfers.models import FarmAccount, Manifest, ManifestEntry, ManifestWork, TransferJob
 from transfers.progress import JobLive
 
 
@@ -67,7 +68,7 @@ class ManifestSerializer(serializers.ModelSerializer):
         model = Manifest
         fields = [
             "id", "name", "account", "team", "transmit_type", "state", "entries_stored", "problems", "entry_count",
-            "total_bytes", "created_at",
+            "total_bytes", "created_at", "split_from",
         ]  # fmt: skip
 
 
@@ -76,11 +77,19 @@ class ManifestImportSerializer(serializers.Serializer):
     # Accounts the user can see; importing needs the lead role there, which the service checks (403).
     account = serializers.PrimaryKeyRelatedField(queryset=selectors.accounts_for(None))
     transmit_type = serializers.ChoiceField(choices=Manifest.TransmitType.choices, default=Manifest.TransmitType.UPLOAD_JSON)
-    file = serializers.FileField()
+    file = serializers.FileField(required=False)
+    server_path = serializers.CharField(
+        required=False, max_length=4096, help_text="instead of `file`: the file on the server, beneath an allowed root"
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["account"].queryset = selectors.accounts_for(_user(self))
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if ("file" in attrs) == bool(attrs.get("server_path")):
+            raise serializers.ValidationError("give the file (`file`) or its path on the server (`server_path`), one of them")
+        return attrs
 
 
 class JobOptionsSerializer(serializers.Serializer):
@@ -185,3 +194,47 @@ class FarmTokenSerializer(serializers.Serializer):
 
 class MaxSpeedSerializer(serializers.Serializer):
     max_speed = serializers.IntegerField(min_value=1, max_value=10_485_760, allow_null=True, help_text="KB/s; null: no limit")
+
+
+class ManifestWorkSerializer(serializers.ModelSerializer):
+    state_label = serializers.CharField(source="get_state_display", read_only=True)
+    manifest_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ManifestWork
+        fields = [
+            "id", "manifest", "manifest_url", "kind", "state", "state_label", "params", "done", "total", "result", "error",
+            "created_at", "finished_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_manifest_url(self, work: ManifestWork) -> str:
+        return reverse("manifest-detail", args=[work.manifest_id])
+
+
+class ManifestEntrySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ManifestEntry
+        fields = ["number", "local", "server", "size"]
+        read_only_fields = fields
+
+
+class ManifestAppendSerializer(serializers.Serializer):
+    """append_to_upload: files and folders on the server (beneath the allowed roots), into the manifest of
+    the URL, or {"manifest": id}, or a new manifest {"name", "account"}."""
+
+    paths = serializers.ListField(
+        child=serializers.CharField(max_length=4096, trim_whitespace=False), min_length=1, max_length=1000
+    )
+    manifest = serializers.PrimaryKeyRelatedField(queryset=selectors.manifests_for(None), required=False)
+    name = serializers.CharField(max_length=200, required=False)
+    account = serializers.PrimaryKeyRelatedField(queryset=selectors.accounts_for(None), required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["manifest"].queryset = selectors.manifests_for(_user(self))
+        self.fields["account"].queryset = selectors.accounts_for(_user(self))
+
+
+class ManifestSplitSerializer(serializers.Serializer):
+    max_resources_number = serializers.IntegerField(min_value=1, max_value=2**31, help_text="entries per part (cutting_upload)")

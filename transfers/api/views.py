@@ -15,7 +15,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from transfers import kinds, selectors, services
+from transfers import kinds, manifest_browse, manifest_work, selectors, services
 from transfers.accounts import AccountInvalid, account_check, account_save, steps_as_json
 from transfers.api.errors import Conflict, Invalid
 from transfers.api.filters import FarmAccountFilter, JobFilter, ManifestFilter
@@ -25,12 +25,18 @@ from transfers.api.serializers import (
     FarmAccountSerializer,
     JobCreateSerializer,
     JobOptionsSerializer,
+    ManifestAppendSerializer,
+    ManifestEntrySerializer,
     ManifestImportSerializer,
     ManifestSerializer,
+    ManifestSplitSerializer,
+    ManifestWorkSerializer,
     MaxSpeedSerializer,
     TransferJobSerializer,
 )
-from transfers.models import FarmAccount, Manifest, TransferJob
+from transfers.engine.paths import PathRefused
+from transfers.forms import EntryFilterForm
+from transfers.models import FarmAccount, Manifest, ManifestWork, TransferJob
 
 MAX_KBPS = 10_485_760  # the kinds' own bound on max_speed (transfers.kinds.options.KBps)
 
@@ -143,10 +149,24 @@ class ManifestViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(request={"multipart/form-data": ManifestImportSerializer}, responses={202: ManifestSerializer})
     def create(self, request: Request) -> Response:
-        """Accept an upload.json or an upload list: 202, state "importing"; a worker reads and checks it,
-        then GET shows state "ready", or "refused" with its problems."""
+        """Accept an upload.json or an upload list (`file`, or `server_path`: a file on the server beneath an
+        allowed root): 202, state "importing"; a worker reads and checks it, then GET shows state
+        "ready", or "refused" with its problems."""
         form = ManifestImportSerializer(data=request.data, context=self.get_serializer_context())
         form.is_valid(raise_exception=True)
+        if form.validated_data.get("server_path"):
+            try:
+                manifest = manifest_work.manifest_import_server_file(
+                    name=form.validated_data["name"],
+                    account=form.validated_data["account"],
+                    path=form.validated_data["server_path"],
+                    user=request.user,
+                    request=request._request,
+                    transmit_type=form.validated_data["transmit_type"],
+                )
+            except manifest_work.WorkRefused as exc:
+                return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+            return Response(ManifestSerializer(manifest).data, status=status.HTTP_202_ACCEPTED)
         manifest = services.manifest_import_begin(
             name=form.validated_data["name"],
             account=form.validated_data["account"],
@@ -177,6 +197,140 @@ class ManifestViewSet(viewsets.ReadOnlyModelViewSet):
         except (services.UnsupportedAccount, services.ManifestNotReady, kinds.OptionsInvalid) as exc:
             raise Invalid(str(exc)) from None
         return Response(TransferJobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+    # --- browsing, the folder picker, append, split, dry run (transfers.manifest_browse, manifest_work) ---
+
+    @action(detail=True, methods=["get"])
+    def entries(self, request: Request, pk: str | None = None) -> Response:
+        """A keyset page of entries: ?q= (part of the local path), folder=, ext=, size_min=, size_max=,
+        uploaded=yes|no (per the ledger), after= or before= (the cursors of the previous answer). A
+        filtered page searches at most WINDOW entries: `searched` says which, `next` continues."""
+        manifest = self.get_object()
+        form = EntryFilterForm(request.query_params)
+        if not form.is_valid():
+            return Response(form.errors.get_json_data(), status=status.HTTP_400_BAD_REQUEST)
+        if manifest.state != manifest.State.READY:
+            return Response(
+                {"detail": f"the manifest is {manifest.state}: no entries to browse"}, status=status.HTTP_409_CONFLICT
+            )
+        entries = manifest_browse.filtered(selectors.manifest_entries_for(request.user, manifest), manifest, form.cleaned_data)
+        page = manifest_browse.page(
+            entries,
+            last=manifest.entry_count,
+            after=form.cleaned_data.get("after"),
+            before=form.cleaned_data.get("before"),
+            window=manifest_browse.WINDOW if form.filtering() else None,
+        )
+        return Response(
+            {
+                "results": ManifestEntrySerializer(page.entries, many=True).data,
+                "next": page.after,
+                "previous": page.before,
+                "searched": list(page.searched) if page.searched else None,
+            }
+        )
+
+    @action(detail=False, methods=["get"])
+    def folders(self, request: Request) -> Response:
+        """The folder picker: ?path= one folder beneath an allowed root (no path: the roots); symlinks are
+        listed as `others`, never followed."""
+        if not selectors.teams_for(request.user, role="lead").exists():
+            raise PermissionDenied("choosing files on the server needs the lead role in a team")
+        path = request.query_params.get("path", "")
+        if not path:
+            return Response(
+                {
+                    "path": "",
+                    "parent": None,
+                    "roots": manifest_browse.roots(),
+                    "folders": [],
+                    "files": [],
+                    "others": [],
+                    "more": 0,
+                }
+            )
+        try:
+            listed = manifest_browse.folder_list(path)
+        except PathRefused as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        except FileNotFoundError:
+            return Response({"detail": f"{path!r} does not exist"}, status=status.HTTP_400_BAD_REQUEST)
+        except OSError as exc:
+            return Response({"detail": f"{path!r} cannot be listed: {exc.strerror or exc}"}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(
+            {
+                "path": listed.path,
+                "parent": listed.parent,
+                "roots": manifest_browse.roots(),
+                "folders": listed.folders,
+                "files": [{"name": name, "size": size} for name, size in listed.files],
+                "others": listed.others,
+                "more": listed.more,
+            }
+        )
+
+    @action(detail=False, methods=["post"])
+    def append(self, request: Request) -> Response:
+        """append_to_upload into {"manifest": id}, or a new manifest {"name", "account"}: 202 with the work."""
+        return self._append(request, manifest=None)
+
+    @action(detail=True, methods=["post"], url_path="append")
+    def append_to(self, request: Request, pk: str | None = None) -> Response:
+        """append_to_upload into this manifest: {"paths": [...]}; 202 with the work."""
+        return self._append(request, manifest=self.get_object())
+
+    def _append(self, request: Request, *, manifest: Manifest | None) -> Response:
+        form = ManifestAppendSerializer(data=request.data, context=self.get_serializer_context())
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        try:
+            work = manifest_work.manifest_append_begin(
+                paths=data["paths"],
+                manifest=manifest or data.get("manifest"),
+                name=data.get("name", ""),
+                account=data.get("account"),
+                user=request.user,
+                request=request._request,
+            )
+        except manifest_work.WorkRefused as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(ManifestWorkSerializer(work).data, status=status.HTTP_202_ACCEPTED)
+
+    @action(detail=True, methods=["post"])
+    def split(self, request: Request, pk: str | None = None) -> Response:
+        """cutting_upload: {"max_resources_number": N}; 202 with the work, whose result lists the parts."""
+        manifest = self.get_object()
+        form = ManifestSplitSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        return self._work(
+            lambda: manifest_work.manifest_split_begin(
+                manifest=manifest,
+                max_resources_number=form.validated_data["max_resources_number"],
+                user=request.user,
+                request=request._request,
+            )
+        )
+
+    @action(detail=True, methods=["post"], url_path="dry-run")
+    def dry_run(self, request: Request, pk: str | None = None) -> Response:
+        """What an upload would send; 202 with the work, whose result holds the figures."""
+        manifest = self.get_object()
+        return self._work(
+            lambda: manifest_work.manifest_dry_run_begin(manifest=manifest, user=request.user, request=request._request)
+        )
+
+    def _work(self, begin: Callable[[], ManifestWork]) -> Response:
+        try:
+            work = begin()
+        except manifest_work.WorkRefused as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(ManifestWorkSerializer(work).data, status=status.HTTP_202_ACCEPTED)
+
+    @action(detail=True, methods=["get"])
+    def works(self, request: Request, pk: str | None = None) -> Response:
+        """The manifest's appends, splits and dry runs, the latest first (20)."""
+        manifest = self.get_object()
+        return Response(ManifestWorkSerializer(selectors.manifest_works_for(request.user, manifest)[:20], many=True).data)
 
 
 class TransferJobViewSet(viewsets.ReadOnlyModelViewSet):
