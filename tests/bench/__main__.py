@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from tests.bench import audit, copying, dashboard, downloading, job_pages, reupload, scale, sdk
+from tests.bench import audit, copying, dashboard, downloading, job_pages, manifest_browse, reupload, scale, sdk
 from tests.bench.common import Config, Row, log, print_table, python_version, remove_in_background
 
 NAMES = {
@@ -31,6 +31,7 @@ NAMES = {
     10: "job page and per-file table, a job of 500,000 items (SQLite, or DATABASE_URL)",
     11: "transfers list, 10,000 jobs (SQLite, or DATABASE_URL)",
     12: "audit page and CSV export, 1,000,000 rows (SQLite, or DATABASE_URL)",
+    13: "browsing a 500,000-entry manifest: pages and filters (SQLite, or DATABASE_URL)",
 }
 
 
@@ -91,6 +92,7 @@ def main(argv: list[str]) -> int:
             10: lambda: job_pages.job_page(config),
             11: lambda: job_pages.transfers_list(config),
             12: lambda: audit.bench(config),
+            13: lambda: manifest_browse.bench(config),
         }
         for number in args.only:
             print(f"\n[{number}] {NAMES[number]}", flush=True)

@@ -14,7 +14,6 @@ import resource
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 
@@ -121,22 +120,14 @@ def main() -> None:
 
 
 def bench(config: Any) -> Any:
-    """Benchmark 12 of `make bench`: this module in a process of its own (it sets up Django on its own
-    database), its slowest page against the 300 ms the other list pages aim at; the export reported."""
+    """Benchmark 12 of `make bench`: this module in a process of its own, its slowest page against the
+    300 ms the other list pages aim at; the export reported."""
     import re
-    import subprocess
-    import sys
 
-    from tests.bench.common import Row
+    from tests.bench.common import Row, run_module
 
     rows = 100_000 if config.quick else 1_000_000
-    env = dict(os.environ, RVWEB_DATA_DIR=str(config.fresh("audit")))
-    if "DATABASE_URL" not in os.environ:
-        env["DATABASE_URL"] = f"sqlite:///{env['RVWEB_DATA_DIR']}/audit.sqlite3"
-    Path(env["RVWEB_DATA_DIR"]).mkdir(parents=True)
-    command = [sys.executable, "-m", "tests.bench.audit", "--rows", str(rows)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
-    print(done.stdout + done.stderr[-2000:], flush=True)
+    done = run_module(config, "tests.bench.audit", "--rows", str(rows))
     pages = [float(ms) for ms in re.findall(r"^page .*?([0-9.]+) ms$", done.stdout, re.M)]
     export = re.search(r"^export of every row: .*$", done.stdout, re.M)
     if done.returncode or not pages:

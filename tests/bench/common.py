@@ -183,3 +183,15 @@ def remove_in_background(path: Path) -> int:
 
 def python_version() -> str:
     return sys.version.split()[0]
+
+
+def run_module(config: Config, module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """A benchmark that sets Django up on a database of its own, run as `python -m module args` in a
+    process of its own with a fresh data dir (SQLite there unless DATABASE_URL is set); its output printed."""
+    data_dir = config.fresh(module.rsplit(".", 1)[-1])
+    data_dir.mkdir(parents=True)
+    env = dict(os.environ, RVWEB_DATA_DIR=str(data_dir))
+    env.setdefault("DATABASE_URL", f"sqlite:///{data_dir}/bench.sqlite3")
+    done = subprocess.run([sys.executable, "-m", module, *args], env=env, capture_output=True, text=True)
+    print(done.stdout + done.stderr[-2000:], flush=True)
+    return done
