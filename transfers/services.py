@@ -46,11 +46,22 @@ _STORE_BATCH = 5000  # items per transaction: each holds SQLite's write lock ~0.
 _SECRET_WORDS = ("password", "secret", "token", "access_key", "api_key", "private_key", "credential")
 
 
+# What a caller may already have put in a secret's place: said as it is ("changed" tells more than "set").
+_SECRET_SAYINGS = frozenset({"set", "not set", "changed", "cleared", "unchanged"})
+
+
+def _said(value: Any) -> str:
+    if isinstance(value, str) and value in _SECRET_SAYINGS:
+        return value
+    return "set" if value else "not set"
+
+
 def audit_redact(values: Any) -> Any:
-    """`values` with every secret-looking key's value replaced by "set" or "not set" (recursively)."""
+    """`values` with every secret-looking key's value replaced by "set" or "not set" (recursively); a
+    value that already only says what happened to the secret ("changed", "cleared") stays."""
     if isinstance(values, dict):
         return {
-            key: ("set" if value else "not set")
+            key: _said(value)
             if isinstance(key, str) and any(word in key.lower() for word in _SECRET_WORDS)
             else audit_redact(value)
             for key, value in values.items()
