@@ -243,7 +243,7 @@ def test_the_api_creates_with_the_same_checks_and_never_returns_the_key(make_use
     assert created.json()["has_access_key"] is True and created.json()["upload_options"] == {"max_speed": 1024, "is_db": False}
     assert bad.status_code == 400 and "port" in str(bad.json()["error"]["fields"]["transfer_lines"])
     assert bad_options.status_code == 400 and "pool_size" in str(bad_options.json()["error"]["fields"]["upload_options"])
-    assert bad_kind.status_code == 400 and "kind" in bad_kind.json()
+    assert bad_kind.status_code == 400 and "kind" in bad_kind.json()["error"]["fields"]
     assert FarmAccount.objects.get(name="Api farm").access_key == KEY
 
 
