@@ -297,7 +297,11 @@ def test_a_terminal_job_cannot_be_moved(job):
 
 def test_a_transition_publishes_the_new_state_after_commit(job, monkeypatch, django_capture_on_commit_callbacks):
     published: list[tuple[int, str]] = []
-    monkeypatch.setattr(progress, "publish_state", lambda job_id, *, status, live=None: published.append((job_id, status)))
+
+    def publish_state(job_id, *, status, live=None, team_id=None):
+        published.append((job_id, status))
+
+    monkeypatch.setattr(progress, "publish_state", publish_state)
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         services.job_start(job_id=job.pk)
