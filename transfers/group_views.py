@@ -9,7 +9,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from transfers import groups, selectors
+from transfers import groups, kinds, selectors, services
 
 
 @login_required
@@ -49,4 +49,37 @@ def group_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         messages.error(request, str(exc))
     else:
         messages.success(request, f"{action.capitalize()}: {changed} of the group's jobs.")
+    return redirect("group-detail", pk=group.pk)
+
+
+@login_required
+@require_POST
+def group_from_parts(request: HttpRequest, pk: int) -> HttpResponse:
+    """thread_pool_upload in the browser: a split manifest's parts uploaded in parallel as one group."""
+    manifest = get_object_or_404(selectors.manifests_for(request.user), pk=pk)
+    parts = list(selectors.manifests_for(request.user).filter(split_from=manifest).order_by("pk"))
+    if not parts:
+        messages.error(request, "This manifest has no parts yet: split it first.")
+        return redirect("manifest-detail", pk=manifest.pk)
+    speed, pool_size = request.POST.get("max_speed", "").strip(), request.POST.get("pool_size", "").strip()
+    options = {"max_speed": int(speed) if speed.isdigit() else speed} if speed else {}
+    refusals = (
+        PermissionDenied,
+        groups.GroupInvalid,
+        kinds.OptionsInvalid,
+        services.ManifestNotReady,
+        services.UnsupportedAccount,
+    )
+    try:
+        group = groups.group_create(
+            manifests=parts,
+            pool_size=int(pool_size) if pool_size.isdigit() else pool_size or 10,
+            options=options,
+            user=request.user,
+            request=request,
+        )
+    except refusals as exc:
+        messages.error(request, f"Not started: {exc}")
+        return redirect("manifest-detail", pk=manifest.pk)
+    messages.success(request, f"Uploading {len(parts)} parts, at most {group.pool_size} at once.")
     return redirect("group-detail", pk=group.pk)

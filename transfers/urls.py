@@ -16,6 +16,7 @@ urlpatterns = [
     path("jobs/<int:pk>/items", job_views.job_items, name="job-items"),
     path("jobs/<int:pk>/speed", views.job_speed, name="job-speed"),
     path("jobs/<int:pk>/<slug:action>", views.job_action, name="job-action"),
+    path("manifests/<int:pk>/thread_pool_upload", group_views.group_from_parts, name="manifest-thread-pool-upload"),
     path("groups/<int:pk>/", group_views.group_detail, name="group-detail"),
     path("groups/<int:pk>/<slug:action>", group_views.group_action, name="group-action"),
     path("settings/notifications/", notification_views.notification_settings, name="notification-settings"),

@@ -278,3 +278,51 @@ def test_a_broker_away_when_a_job_ends_costs_only_the_next_start(member, parts, 
     assert groups.group_advance(job_id=first.pk) == []
     assert groups.group_release(group_id=group.pk) == []
     assert "could not start" in caplog.text
+
+
+# --- thread_pool_upload from a split manifest's page -------------------------------------------------------
+
+
+@pytest.fixture
+def split_manifest(account, parts) -> Any:
+    whole = parts[0].__class__.objects.create(name="upload.json", account=account)
+    parts[0].__class__.objects.filter(pk__in=[p.pk for p in parts]).update(split_from=whole)
+    return whole
+
+
+def test_the_manifest_page_uploads_its_parts_as_one_group(member, split_manifest, parts, enqueued):
+    client = _client(member)
+
+    page = client.get(f"/manifests/{split_manifest.pk}/")
+    response = client.post(f"/manifests/{split_manifest.pk}/thread_pool_upload", {"pool_size": "2", "max_speed": "300"})
+
+    assert 'id="thread-pool-upload"' in page.content.decode()
+    group = JobGroup.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/groups/{group.pk}/"
+    jobs = list(group.jobs.order_by("pk"))
+    assert [job.manifest_id for job in jobs] == [p.pk for p in parts] and group.pool_size == 2
+    assert {job.options["max_speed"] for job in jobs} == {300}
+
+
+def test_parts_in_parallel_refused_for_a_viewer_bad_input_and_no_parts(
+    team, make_user, split_manifest, parts, account, make_manifest
+):
+    viewer = _client(make_user("viewer", team=team, role="viewer"))
+    lead = _client(make_user("lead", team=team, role="lead"))
+    lonely = make_manifest(account, files=1, name="whole.json")
+
+    assert 'id="thread-pool-upload"' not in viewer.get(f"/manifests/{split_manifest.pk}/").content.decode()
+    refused = viewer.post(f"/manifests/{split_manifest.pk}/thread_pool_upload", {"pool_size": "2"}, follow=True)
+    bad = lead.post(f"/manifests/{split_manifest.pk}/thread_pool_upload", {"pool_size": "0"}, follow=True)
+    none = lead.post(f"/manifests/{lonely.pk}/thread_pool_upload", {"pool_size": "2"}, follow=True)
+
+    assert "Not started" in refused.content.decode() and "Not started" in bad.content.decode()
+    assert "no parts yet" in none.content.decode()
+    assert not JobGroup.objects.exists()
+
+
+def test_parts_in_parallel_of_another_teams_manifest_is_a_404(make_team, make_user, split_manifest):
+    stranger = _client(make_user("stranger", team=make_team("Other"), role="lead"))
+
+    assert stranger.post(f"/manifests/{split_manifest.pk}/thread_pool_upload", {"pool_size": "2"}).status_code == 404
+    assert not JobGroup.objects.exists()
