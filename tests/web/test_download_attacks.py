@@ -434,7 +434,7 @@ def test_a_watcher_keeps_downloading_while_the_channel_layer_is_down(account, le
         async def group_send(self, group: str, message: Any) -> None:
             raise ConnectionError("Redis is gone")
 
-    monkeypatch.setattr(progress, "get_channel_layer", Down)
+    monkeypatch.setattr(progress, "get_channel_layer", lambda *alias: Down())
     task = _render(account, frames=4)
 
     job = _run(_start("auto_download", account, lead, task_id_list=[task.task_id], local_path=str(local), sleep_time=0.2))
