@@ -54,7 +54,7 @@ async function list(path) {
     const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
     body = await response.json();
     if (!response.ok) {
-      say(body.detail || `HTTP ${response.status}`);
+      say(body.error?.message || `HTTP ${response.status}`);
       return;
     }
   } catch (error) {
@@ -108,7 +108,7 @@ document.getElementById("picker-form").addEventListener("submit", async (event) 
   });
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
-    say(body.detail || Object.entries(body).map(([k, v]) => `${k}: ${v}`).join("; ") || `HTTP ${response.status}`);
+    say(body.error?.message || `HTTP ${response.status}`);
     return;
   }
   window.location.assign(body.manifest_url);

@@ -113,3 +113,36 @@ def test_farm_events_errors_have_the_same_shape(client, make_account):
     wrong = _error(client.get(f"/api/farm/{account.pk}/events/"), 405, "method_not_allowed")
 
     assert "POST" in wrong["message"]
+
+
+def test_400_for_a_form_body_with_too_many_fields(api, settings, team, make_account, make_manifest):
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 10
+    manifest = make_manifest(make_account(team))
+
+    response = api.post(f"/api/manifests/{manifest.pk}/append/", {"paths": [f"/p{n}" for n in range(11)]})
+
+    assert "too many fields" in _error(response, 400, "too_large")["message"]
+
+
+def test_400_for_a_bad_entries_filter_names_the_parameter(api, team, make_account, make_manifest):
+    manifest = make_manifest(make_account(team))
+
+    error = _error(
+        api.get(f"/api/manifests/{manifest.pk}/entries/", {"size_min": "-1", "after": "1", "before": "2"}), 400, "invalid"
+    )
+
+    assert "size_min" in error["fields"] and error["fields"]["non_field_errors"] == [
+        "Page after an entry or before one, not both."
+    ]
+
+
+def test_409_for_the_entries_of_a_manifest_not_ready(api, team, make_account, make_manifest):
+    manifest = make_manifest(make_account(team))
+    manifest.state = manifest.State.IMPORTING
+    manifest.save()
+
+    _error(api.get(f"/api/manifests/{manifest.pk}/entries/"), 409, "conflict")
+
+
+def test_400_for_a_picker_path_outside_the_roots(api):
+    assert "absolute" in _error(api.get("/api/manifests/folders/", {"path": "relative"}), 400, "invalid")["message"]

@@ -1,5 +1,5 @@
 """schemathesis against the API's own OpenAPI schema: every operation, called as a lead with a token on
-a small world (a team, a local farm account, a manifest, a job, a farm task), answers no 5xx, and every
+a small world (a team with a member, a local farm account, a manifest, a job, a group, a farm task), answers no 5xx, and every
 answer conforms to the schema (status code documented, content type, body). Bounded and deterministic:
 a few derandomized examples per operation, in-process through the WSGI app (no server to start)."""
 
@@ -25,6 +25,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from transfers import groups
 from transfers.api_tokens import api_token_create
 
 MAX_EXAMPLES = 5
@@ -75,7 +76,18 @@ def world(_keep_the_connection, team, make_user, make_account, make_manifest, ma
     manifest = make_manifest(account, files=2)
     job = make_job(manifest=manifest, created_by=lead, status="running")
     task = make_farm_task(account, task_id=4242)
-    ids = {"accounts": account.pk, "manifests": manifest.pk, "jobs": job.pk, "farm": account.pk, "task_id": task.task_id}
+    group = groups.group_create(manifests=[make_manifest(account, files=2, name="part.json")], pool_size=1, options={}, user=lead)
+    member = make_user("member", team=team, role="member").memberships.get(team=team)
+    ids = {
+        "accounts": account.pk,
+        "manifests": manifest.pk,
+        "jobs": job.pk,
+        "groups": group.pk,
+        "teams": team.pk,
+        "farm": account.pk,
+        "task_id": task.task_id,
+        "member": member.pk,
+    }
     return World(key=api_token_create(user=lead, name="schemathesis")[1], ids=ids)
 
 
@@ -88,8 +100,8 @@ def _aim(case: Any, world: World) -> None:
             continue
         if name in ("id", "account_id"):
             case.path_parameters[name] = world.ids[section]
-        elif name == "task_id":
-            case.path_parameters[name] = world.ids["task_id"]
+        elif name in ("task_id", "member"):
+            case.path_parameters[name] = world.ids[name]
 
 
 @schema.parametrize()

@@ -189,7 +189,7 @@ def test_another_teams_manifest_in_the_list_is_a_400_and_nothing_is_made(member,
     response = _post(_client(member), "/api/groups/", {"manifests": [parts[0].pk, foreign.pk]})
 
     assert response.status_code == 400
-    assert response.json() == {"manifests": [f"no manifest {foreign.pk}"]}
+    assert response.json()["error"]["fields"] == {"manifests": [f"no manifest {foreign.pk}"]}
     assert not JobGroup.objects.exists() and not TransferJob.objects.exists()
 
 

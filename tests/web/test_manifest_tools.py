@@ -82,7 +82,7 @@ def test_picker_refuses_paths_outside_the_roots_or_climbing(as_lead: Client, all
     response = as_lead.get("/api/manifests/folders/", {"path": path.format(root=allowed_dir)})
 
     assert response.status_code == 400
-    assert response.json()["detail"]
+    assert response.json()["error"]["message"]
 
 
 def test_picker_shows_a_symlink_but_never_enters_it(as_lead: Client, allowed_dir: Path, tmp_path: Path) -> None:
@@ -94,7 +94,7 @@ def test_picker_shows_a_symlink_but_never_enters_it(as_lead: Client, allowed_dir
 
     assert (listed["folders"], listed["others"]) == ([], ["escape"])
     assert entered.status_code == 400
-    assert "symlink" in entered.json()["detail"]
+    assert "symlink" in entered.json()["error"]["message"]
 
 
 @pytest.mark.parametrize("role", ["member", "viewer"])
@@ -208,7 +208,7 @@ def test_append_refuses_a_symlinked_path(as_lead: Client, allowed_dir: Path, acc
     )
 
     assert response.status_code == 400
-    assert "symlink" in response.json()["detail"]
+    assert "symlink" in response.json()["error"]["message"]
 
 
 def test_append_needs_a_manifest_or_a_name_and_account(as_lead: Client, allowed_dir: Path, account: FarmAccount) -> None:
@@ -429,7 +429,7 @@ def test_split_waits_for_an_append_in_progress(
     response = as_lead.post(f"/api/manifests/{original.pk}/split/", {"max_resources_number": 2}, content_type="application/json")
 
     assert response.status_code == 400
-    assert "being added" in response.json()["detail"]
+    assert "being added" in response.json()["error"]["message"]
 
 
 # --- dry run ------------------------------------------------------------------------------------
@@ -570,7 +570,7 @@ def test_api_imports_a_file_on_the_server_and_refuses_one_outside(
     assert good.status_code == 202
     assert Manifest.objects.get(pk=good.json()["id"]).state == "ready"
     assert (outside.status_code, neither.status_code) == (400, 400)
-    assert "outside the allowed roots" in outside.json()["detail"]
+    assert "outside the allowed roots" in outside.json()["error"]["message"]
 
 
 def test_append_refuses_a_manifest_that_is_not_ready(as_lead: Client, allowed_dir: Path, account: FarmAccount) -> None:
@@ -582,7 +582,7 @@ def test_append_refuses_a_manifest_that_is_not_ready(as_lead: Client, allowed_di
     )
 
     assert response.status_code == 400
-    assert "wait until it is ready" in response.json()["detail"]
+    assert "wait until it is ready" in response.json()["error"]["message"]
 
 
 def test_append_skips_a_file_name_that_is_not_text(as_lead: Client, worker: Any, allowed_dir: Path, account: FarmAccount) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any, NotRequired, TypedDict
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.defaults import page_not_found as html_page_not_found
 from rest_framework import exceptions, serializers
@@ -48,6 +49,21 @@ class Conflict(exceptions.APIException):  # type: ignore[misc]
     status_code = 409
     default_code = "conflict"
     default_detail = "the object's state does not allow this now"
+
+
+class TooLarge(exceptions.APIException):  # type: ignore[misc]
+    """A body past Django's bounds (DATA_UPLOAD_MAX_MEMORY_SIZE, _NUMBER_FIELDS, _NUMBER_FILES)."""
+
+    status_code = 400
+    default_code = "too_large"
+    default_detail = "the request's body is too large"
+
+
+_TOO_LARGE: dict[type[Exception], str] = {
+    RequestDataTooBig: "the request's body is too large",
+    TooManyFieldsSent: "the request's body has too many fields",
+    TooManyFilesSent: "the request's body has too many files",
+}
 
 
 def error_body(code: str, message: str, fields: dict[str, Any] | None = None) -> ErrorBody:
@@ -85,8 +101,11 @@ def _validation(exc: exceptions.ValidationError) -> ErrorBody:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler (Http404 and Django's PermissionDenied as NotFound and PermissionDenied), its body in
-    our shape; None (a 500) for anything else."""
-    if isinstance(exc, Http404):
+    our shape; a body past Django's bounds a 400 (Django's own answer, an HTML page, otherwise); None (a 500)
+    for anything else."""
+    if type(exc) in _TOO_LARGE:
+        exc = TooLarge(_TOO_LARGE[type(exc)])
+    elif isinstance(exc, Http404):
         exc = exceptions.NotFound(*exc.args)
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied(*exc.args)

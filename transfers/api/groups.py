@@ -11,8 +11,10 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -76,12 +78,16 @@ class JobGroupCreateSerializer(serializers.Serializer):
     options = serializers.DictField(required=False, default=dict)
 
 
+_GROUP = extend_schema(request=None, responses=JobGroupSerializer)
+
+
 class JobGroupViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = JobGroupSerializer
 
     def get_queryset(self) -> QuerySet[JobGroup]:
         return selectors.groups_for(self.request.user)
 
+    @extend_schema(request=JobGroupCreateSerializer, responses={201: JobGroupSerializer})
     def create(self, request: Request) -> Response:
         form = JobGroupCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
@@ -89,7 +95,7 @@ class JobGroupViewSet(viewsets.ReadOnlyModelViewSet):
         found = selectors.manifests_for(request.user).in_bulk(wanted)
         missing = [pk for pk in wanted if pk not in found]
         if missing:  # another team's manifest is as unknown as one that does not exist
-            return Response({"manifests": [f"no manifest {pk}" for pk in missing]}, status=status.HTTP_400_BAD_REQUEST)
+            raise ValidationError({"manifests": [f"no manifest {pk}" for pk in missing]})
         try:
             group = groups.group_create(
                 manifests=[found[pk] for pk in wanted],
@@ -112,18 +118,22 @@ class JobGroupViewSet(viewsets.ReadOnlyModelViewSet):
         groups.group_act(group=group, action=verb, user=request.user, request=request._request)
         return Response(JobGroupSerializer(self.get_queryset().get(pk=group.pk)).data)
 
+    @_GROUP
     @action(detail=True, methods=["post"])
     def pause(self, request: Request, pk: str | None = None) -> Response:
         return self._act(request, "pause")
 
+    @_GROUP
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, pk: str | None = None) -> Response:
         return self._act(request, "resume")
 
+    @_GROUP
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         return self._act(request, "cancel")
 
+    @_GROUP
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str | None = None) -> Response:
         return self._act(request, "retry")

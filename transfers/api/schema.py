@@ -11,7 +11,7 @@ from drf_spectacular.utils import OpenApiResponse
 from transfers.api.errors import ErrorSerializer
 
 ERRORS = {
-    "400": "invalid input: a field, an option or a query parameter (named in `fields`)",
+    "400": "invalid input: a field, an option or a query parameter (named in `fields`); a body too large",
     "401": "no credentials, or a wrong or revoked token",
     "403": "your role in the object's team does not allow this",
     "404": "no such object, or one you may not see; a page past the end",

@@ -238,3 +238,65 @@ class ManifestAppendSerializer(serializers.Serializer):
 
 class ManifestSplitSerializer(serializers.Serializer):
     max_resources_number = serializers.IntegerField(min_value=1, max_value=2**31, help_text="entries per part (cutting_upload)")
+
+
+class ManifestEntryPageSerializer(serializers.Serializer):
+    """GET /api/manifests/<id>/entries/: a keyset page; `next` and `previous` are the cursors to send as
+    after= and before=."""
+
+    results = ManifestEntrySerializer(many=True)
+    next = serializers.IntegerField(allow_null=True, help_text="send as after= for the next page; null: the last")
+    previous = serializers.IntegerField(allow_null=True, help_text="send as before= for the previous page; null: the first")
+    searched = serializers.ListField(
+        child=serializers.IntegerField(),
+        min_length=2,
+        max_length=2,
+        allow_null=True,
+        help_text="a filtered page that ran out of its window: the first and last entry numbers it searched",
+    )
+
+
+class ManifestEntryQuerySerializer(serializers.Serializer):
+    """The query parameters of the entries (checked by transfers.forms.EntryFilterForm)."""
+
+    q = serializers.CharField(required=False, max_length=500, help_text="part of the local path")
+    folder = serializers.CharField(required=False, max_length=4096, help_text="entries under this local folder")
+    ext = serializers.RegexField(r"^\.?[A-Za-z0-9_-]{1,16}$", required=False, help_text="an extension, e.g. exr")
+    size_min = serializers.IntegerField(required=False, min_value=0, max_value=2**63 - 1, help_text="bytes")
+    size_max = serializers.IntegerField(required=False, min_value=0, max_value=2**63 - 1, help_text="bytes")
+    uploaded = serializers.ChoiceField(
+        choices=["yes", "no"], required=False, allow_blank=True, help_text="yes: the ledger has it; no: it does not"
+    )
+    after = serializers.IntegerField(required=False, min_value=0, max_value=2**31, help_text="the `next` of a page")
+    before = serializers.IntegerField(required=False, min_value=1, max_value=2**31, help_text="the `previous` of a page")
+
+
+class FolderFileSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    size = serializers.IntegerField(help_text="bytes")
+
+
+class FolderListSerializer(serializers.Serializer):
+    """GET /api/manifests/folders/: one folder beneath an allowed root (no path: only the roots)."""
+
+    path = serializers.CharField(allow_blank=True, help_text="empty: the roots")
+    parent = serializers.CharField(allow_null=True, help_text="null at an allowed root (and with no path)")
+    roots = serializers.ListField(child=serializers.CharField())
+    folders = serializers.ListField(child=serializers.CharField())
+    files = FolderFileSerializer(many=True)
+    others = serializers.ListField(child=serializers.CharField(), help_text="symlinks, devices…: shown, never entered")
+    more = serializers.IntegerField(help_text="entries past the picker's limit, not listed")
+
+
+class JobFailureSerializer(serializers.Serializer):
+    number = serializers.IntegerField()
+    local = serializers.CharField()
+    server = serializers.CharField()
+    error = serializers.CharField(allow_blank=True)
+
+
+class JobFailuresSerializer(serializers.Serializer):
+    """GET /api/jobs/<id>/failures/: the failed files (the first 1000) and how many failed in all."""
+
+    count = serializers.IntegerField()
+    results = JobFailureSerializer(many=True)

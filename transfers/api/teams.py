@@ -8,6 +8,7 @@ from typing import Any, NoReturn
 
 from django.db.models import Count, QuerySet
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -45,6 +46,9 @@ class RoleSerializer(serializers.Serializer):  # type: ignore[type-arg]
     role = serializers.ChoiceField(choices=Membership.Role.choices)
 
 
+_MEMBER = OpenApiParameter("member", int, OpenApiParameter.PATH, description="the membership's id (`id` of a member)")
+
+
 def _refused(exc: Exception) -> NoReturn:
     raise Invalid(str(exc)) from None
 
@@ -55,7 +59,11 @@ class TeamViewSet(viewsets.ReadOnlyModelViewSet):  # type: ignore[type-arg]
     def get_queryset(self) -> QuerySet[Team]:
         return selectors.teams_for(self.request.user).annotate(member_count=Count("memberships"))
 
-    @action(detail=True, methods=["get", "post"])
+    @extend_schema(methods=["GET"], operation_id="teams_members_list", responses=MemberSerializer(many=True))
+    @extend_schema(
+        methods=["POST"], operation_id="teams_members_add", request=MemberAddSerializer, responses={201: MemberSerializer}
+    )
+    @action(detail=True, methods=["get", "post"], pagination_class=None)
     def members(self, request: Request, pk: str | None = None) -> Response:
         team = self.get_object()
         if request.method == "GET":
@@ -68,6 +76,17 @@ class TeamViewSet(viewsets.ReadOnlyModelViewSet):  # type: ignore[type-arg]
             return _refused(exc)
         return Response(MemberSerializer(membership).data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(parameters=[_MEMBER], methods=["GET"], operation_id="teams_member_retrieve", responses=MemberSerializer)
+    @extend_schema(
+        parameters=[_MEMBER],
+        methods=["PATCH"],
+        operation_id="teams_member_set_role",
+        request=RoleSerializer,
+        responses=MemberSerializer,
+    )
+    @extend_schema(
+        parameters=[_MEMBER], methods=["DELETE"], operation_id="teams_member_remove", request=None, responses={204: None}
+    )
     @action(detail=True, methods=["get", "patch", "delete"], url_path=r"members/(?P<member>[0-9]+)")
     def member(self, request: Request, pk: str | None = None, member: str = "") -> Response:
         team = self.get_object()

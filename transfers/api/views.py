@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied
 from django.db.models import QuerySet
+from django.forms import Form
 from django.http import QueryDict
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -17,15 +18,19 @@ from rest_framework.response import Response
 
 from transfers import kinds, manifest_browse, manifest_work, selectors, services
 from transfers.accounts import AccountInvalid, account_check, account_save, steps_as_json
-from transfers.api.errors import Conflict, Invalid
+from transfers.api.errors import Conflict, ErrorSerializer, Invalid
 from transfers.api.filters import FarmAccountFilter, JobFilter, ManifestFilter
 from transfers.api.schema import options_component
 from transfers.api.serializers import (
     AccountCheckSerializer,
     FarmAccountSerializer,
+    FolderListSerializer,
     JobCreateSerializer,
+    JobFailuresSerializer,
     JobOptionsSerializer,
     ManifestAppendSerializer,
+    ManifestEntryPageSerializer,
+    ManifestEntryQuerySerializer,
     ManifestEntrySerializer,
     ManifestImportSerializer,
     ManifestSerializer,
@@ -85,6 +90,14 @@ def _door(kind_names: str, operation_id: str) -> Callable[..., object]:
 
 
 _JOB = extend_schema(request=None, responses=TransferJobSerializer)
+_WORK = {202: OpenApiResponse(ManifestWorkSerializer, description="accepted: a worker does it; GET works/ follows it")}
+
+
+def _form_invalid(form: Form) -> ValidationError:
+    """A Django form's errors as the API's 400 (`non_field_errors` for the form's own)."""
+    return ValidationError(
+        {("non_field_errors" if name == NON_FIELD_ERRORS else name): list(messages) for name, messages in form.errors.items()}
+    )
 
 
 class FarmAccountViewSet(
@@ -165,7 +178,7 @@ class ManifestViewSet(viewsets.ReadOnlyModelViewSet):
                     transmit_type=form.validated_data["transmit_type"],
                 )
             except manifest_work.WorkRefused as exc:
-                return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+                raise Invalid(str(exc)) from None
             return Response(ManifestSerializer(manifest).data, status=status.HTTP_202_ACCEPTED)
         manifest = services.manifest_import_begin(
             name=form.validated_data["name"],
@@ -200,6 +213,13 @@ class ManifestViewSet(viewsets.ReadOnlyModelViewSet):
 
     # --- browsing, the folder picker, append, split, dry run (transfers.manifest_browse, manifest_work) ---
 
+    @extend_schema(
+        parameters=[ManifestEntryQuerySerializer],
+        responses={
+            200: ManifestEntryPageSerializer,
+            409: OpenApiResponse(ErrorSerializer, description="the manifest is not ready"),
+        },
+    )
     @action(detail=True, methods=["get"])
     def entries(self, request: Request, pk: str | None = None) -> Response:
         """A keyset page of entries: ?q= (part of the local path), folder=, ext=, size_min=, size_max=,
@@ -208,11 +228,9 @@ class ManifestViewSet(viewsets.ReadOnlyModelViewSet):
         manifest = self.get_object()
         form = EntryFilterForm(request.query_params)
         if not form.is_valid():
-            return Response(form.errors.get_json_data(), status=status.HTTP_400_BAD_REQUEST)
+            raise _form_invalid(form)
         if manifest.state != manifest.State.READY:
-            return Response(
-                {"detail": f"the manifest is {manifest.state}: no entries to browse"}, status=status.HTTP_409_CONFLICT
-            )
+            raise Conflict(f"the manifest is {manifest.state}: no entries to browse")
         entries = manifest_browse.filtered(selectors.manifest_entries_for(request.user, manifest), manifest, form.cleaned_data)
         page = manifest_browse.page(
             entries,
@@ -230,6 +248,10 @@ class ManifestViewSet(viewsets.ReadOnlyModelViewSet):
             }
         )
 
+    @extend_schema(
+        parameters=[OpenApiParameter("path", str, description="an absolute folder beneath an allowed root; none: the roots")],
+        responses=FolderListSerializer,
+    )
     @action(detail=False, methods=["get"])
     def folders(self, request: Request) -> Response:
         """The folder picker: ?path= one folder beneath an allowed root (no path: the roots); symlinks are
@@ -252,11 +274,11 @@ class ManifestViewSet(viewsets.ReadOnlyModelViewSet):
         try:
             listed = manifest_browse.folder_list(path)
         except PathRefused as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+            raise Invalid(str(exc)) from None
         except FileNotFoundError:
-            return Response({"detail": f"{path!r} does not exist"}, status=status.HTTP_400_BAD_REQUEST)
+            raise Invalid(f"{path!r} does not exist") from None
         except OSError as exc:
-            return Response({"detail": f"{path!r} cannot be listed: {exc.strerror or exc}"}, status=status.HTTP_400_BAD_REQUEST)
+            raise Invalid(f"{path!r} cannot be listed: {exc.strerror or exc}") from None
         return Response(
             {
                 "path": listed.path,
@@ -269,11 +291,13 @@ class ManifestViewSet(viewsets.ReadOnlyModelViewSet):
             }
         )
 
+    @extend_schema(operation_id="manifests_append_new", request=ManifestAppendSerializer, responses=_WORK)
     @action(detail=False, methods=["post"])
     def append(self, request: Request) -> Response:
         """append_to_upload into {"manifest": id}, or a new manifest {"name", "account"}: 202 with the work."""
         return self._append(request, manifest=None)
 
+    @extend_schema(operation_id="manifests_append_to", request=ManifestAppendSerializer, responses=_WORK)
     @action(detail=True, methods=["post"], url_path="append")
     def append_to(self, request: Request, pk: str | None = None) -> Response:
         """append_to_upload into this manifest: {"paths": [...]}; 202 with the work."""
@@ -293,9 +317,10 @@ class ManifestViewSet(viewsets.ReadOnlyModelViewSet):
                 request=request._request,
             )
         except manifest_work.WorkRefused as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+            raise Invalid(str(exc)) from None
         return Response(ManifestWorkSerializer(work).data, status=status.HTTP_202_ACCEPTED)
 
+    @extend_schema(request=ManifestSplitSerializer, responses=_WORK)
     @action(detail=True, methods=["post"])
     def split(self, request: Request, pk: str | None = None) -> Response:
         """cutting_upload: {"max_resources_number": N}; 202 with the work, whose result lists the parts."""
@@ -311,6 +336,7 @@ class ManifestViewSet(viewsets.ReadOnlyModelViewSet):
             )
         )
 
+    @extend_schema(request=None, responses=_WORK)
     @action(detail=True, methods=["post"], url_path="dry-run")
     def dry_run(self, request: Request, pk: str | None = None) -> Response:
         """What an upload would send; 202 with the work, whose result holds the figures."""
@@ -323,10 +349,11 @@ class ManifestViewSet(viewsets.ReadOnlyModelViewSet):
         try:
             work = begin()
         except manifest_work.WorkRefused as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+            raise Invalid(str(exc)) from None
         return Response(ManifestWorkSerializer(work).data, status=status.HTTP_202_ACCEPTED)
 
-    @action(detail=True, methods=["get"])
+    @extend_schema(responses=ManifestWorkSerializer(many=True))
+    @action(detail=True, methods=["get"], pagination_class=None, filter_backends=[])
     def works(self, request: Request, pk: str | None = None) -> Response:
         """The manifest's appends, splits and dry runs, the latest first (20)."""
         manifest = self.get_object()
@@ -383,6 +410,7 @@ class TransferJobViewSet(viewsets.ReadOnlyModelViewSet):
     def retry(self, request: Request, pk: str | None = None) -> Response:
         return self._act(request, services.job_retry, "retry")
 
+    @extend_schema(responses=JobFailuresSerializer)
     @action(detail=True, methods=["get"])
     def failures(self, request: Request, pk: str | None = None) -> Response:
         """The job's failed files (the first 1000), each with why: what a script reports when a job did not complete."""
