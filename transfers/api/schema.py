@@ -16,7 +16,10 @@ ERRORS = {
     "403": "your role in the object's team does not allow this",
     "404": "no such object, or one you may not see; a page past the end",
 }
-WRITE_ERRORS = {"409": "the object's state does not allow this now"}
+WRITE_ERRORS = {
+    "409": "the object's state does not allow this now",
+    "415": "a body in a content type this operation does not take (or a multipart body without its parts)",
+}
 
 
 class ApiSchema(AutoSchema):
