@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import pytest
+from django.urls import reverse
 from rest_framework.test import APIClient
 
 from transfers import kiosks, services
@@ -110,6 +111,9 @@ def test_the_pages_filters(api, staff, team, trail):
         {"team": "999999"},
         {"since": "yesterday"},
         {"since": "2026-02-01", "until": "2026-01-01"},
+        {"until": "9999-12-31"},
+        {"until": "9999-12-31T23:59:30"},
+        {"since": "0001-01-01T00:00:10"},
         {"before": "-1"},
         {"before": str(2**64)},
         {"after": "x"},
@@ -305,3 +309,10 @@ def test_bad_kiosk_filters_are_a_400(api, lead):
     _as(api, lead)
 
     _error(api.get("/api/kiosks/", {"team": "abc"}), 400, "invalid")
+
+
+def test_dates_at_the_ends_of_time_are_a_400_on_the_page_too(client, staff):
+    client.force_login(staff)
+    for query in ({"until": "9999-12-31"}, {"since": "0001-01-01T00:00:10"}):
+        assert client.get(reverse("audit"), query).status_code == 400
+        assert client.get(reverse("audit-export"), query).status_code == 400
