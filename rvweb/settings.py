@@ -252,6 +252,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "transfers.api.schema.kind_options_hook"],
+    "ENUM_NAME_OVERRIDES": {"NotificationEventEnum": "transfers.models.NotificationSettings.Event"},
 }
 
 # Progress messages per second per job on the channel layer (latest wins in between).

@@ -43,6 +43,15 @@ KNOWN_OUTCOMES = ["ok", "failed", "refused", "locked_out", "completed", "complet
 _DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"]
 
 
+_YEARS = (1000, 9000)  # a date past these is a typo; at datetime's own ends a day or the margin would overflow
+
+
+def _in_range(value: dt.datetime | None) -> dt.datetime | None:
+    if value is not None and not _YEARS[0] <= value.year <= _YEARS[1]:
+        raise forms.ValidationError(f"a date between the years {_YEARS[0]} and {_YEARS[1]}")
+    return value
+
+
 class AuditFilterForm(forms.Form):
     """The audit page's filters, all optional; a value that cannot be read is a form error (400), never a 500."""
 
@@ -64,8 +73,11 @@ class AuditFilterForm(forms.Form):
         assert isinstance(field, forms.ModelChoiceField)
         field.queryset = teams
 
+    def clean_since(self) -> dt.datetime | None:
+        return _in_range(self.cleaned_data.get("since"))
+
     def clean_until(self) -> dt.datetime | None:
-        until: dt.datetime | None = self.cleaned_data.get("until")
+        until = _in_range(self.cleaned_data.get("until"))
         raw = str(self.data.get("until", "")).strip()
         if until is not None and len(raw) == 10:  # a bare date: through the end of that day
             until += dt.timedelta(days=1)

@@ -1,7 +1,7 @@
 """schemathesis against the API's own OpenAPI schema: every operation, called as a lead with a token on
-a small world (a team with a member, a local farm account, a manifest, a job, a group, a farm task), answers no 5xx, and every
-answer conforms to the schema (status code documented, content type, body). Bounded and deterministic:
-a few derandomized examples per operation, in-process through the WSGI app (no server to start)."""
+a small world (a team with a member, a local farm account, a manifest, a job, a group, a farm task, a kiosk
+link), answers no 5xx, and every answer conforms to the schema (status code documented, content type, body).
+Bounded and deterministic: a few derandomized examples per operation, in-process through the WSGI app (no server to start)."""
 
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from transfers import groups
+from transfers import groups, kiosks
 from transfers.api_tokens import api_token_create
+from transfers.models import AuditEvent
 
 MAX_EXAMPLES = 5
 
@@ -78,6 +79,7 @@ def world(_keep_the_connection, team, make_user, make_account, make_manifest, ma
     task = make_farm_task(account, task_id=4242)
     group = groups.group_create(manifests=[make_manifest(account, files=2, name="part.json")], pool_size=1, options={}, user=lead)
     member = make_user("member", team=team, role="member").memberships.get(team=team)
+    kiosk, _ = kiosks.kiosk_create(team=team, name="wall", user=lead)
     ids = {
         "accounts": account.pk,
         "manifests": manifest.pk,
@@ -87,6 +89,8 @@ def world(_keep_the_connection, team, make_user, make_account, make_manifest, ma
         "farm": account.pk,
         "task_id": task.task_id,
         "member": member.pk,
+        "kiosks": kiosk.pk,
+        "audit": AuditEvent.objects.values_list("pk", flat=True).first() or 1,  # the lead is not staff: a 404 anyway
     }
     return World(key=api_token_create(user=lead, name="schemathesis")[1], ids=ids)
 

@@ -16,7 +16,7 @@ import django_filters as filters
 from django.db.models import QuerySet
 
 from transfers import selectors
-from transfers.models import FarmAccount, Manifest, Team, TransferJob
+from transfers.models import FarmAccount, Kiosk, Manifest, Team, TransferJob
 
 
 def _teams(request: Any) -> QuerySet[Team]:
@@ -58,3 +58,12 @@ class FarmAccountFilter(filters.FilterSet):
     class Meta:
         model = FarmAccount
         fields = ["team", "kind"]
+
+
+class KioskFilter(filters.FilterSet):
+    team = filters.ModelChoiceFilter(queryset=_teams, help_text="a team's id")
+    revoked = filters.BooleanFilter(help_text="true: the revoked links only; false: the live ones")
+
+    class Meta:
+        model = Kiosk
+        fields = ["team", "revoked"]
