@@ -16,6 +16,13 @@ on the row (`done` of `total`), and with bounded memory:
 * dry run: what an upload would send: a stat per entry (engine.paths.SourceResolver) and the upload
   ledger asked a batch at a time: files and bytes, those the ledger has unchanged (size and mtime, as
   the engine's first look), missing, unreadable and refused files, and the bytes left to send.
+
+A run holds the work's lease (transfers.locks.work_lock, renewed by its own thread), so a worker that
+dies leaves its work running without one; the recovery round (transfers.tasks.works_recover) then
+enqueues it and the next run takes it over. Each step is safe to redo: append skips the entries it
+added before, split keeps the parts it finished and rebuilds a half-filled one, a dry run starts again.
+A run that loses its lease stops at its next batch, and one interrupted by the database or Redis leaves
+the work running for recovery: no outage fails a work.
 """
 
 from __future__ import annotations
@@ -351,6 +358,7 @@ def _append(work: ManifestWork) -> dict[str, Any]:
     with LocalTree(settings.ALLOWED_LOCAL_ROOTS) as tree:
         for path in work.params.get("paths", []):
             for local, size in _walk(tree, path, problems):
+                _check(work)  # a walk of many files already added can be long between batches
                 server = local_to_server(local)
                 key = hash(local)
                 if key in ours:
@@ -482,6 +490,7 @@ def _dry_run(work: ManifestWork) -> dict[str, Any]:
                 keys[number] = clean_server_path(server)
         records = ledger.lookup(sorted(set(keys.values())))
         for number, local, _ in batch:
+            _check(work)  # a stat can be slow (a network share)
             try:
                 real, info = resolver.resolve_stat(path_map.apply(local))
             except PathRefused as exc:
