@@ -212,6 +212,8 @@ def work_run(*, work_id: int) -> None:
 def _run_held(work_id: int, lease: locks.Lease) -> None:
     from transfers.services import audit_record
 
+    if ManifestWork.objects.filter(pk=work_id, state=ManifestWork.State.RUNNING).exists():
+        logger.warning("manifest work %s was left running by a run that is gone; taking it over", work_id)
     startable = ManifestWork.objects.filter(pk=work_id, state__in=ManifestWork.ACTIVE)
     if not startable.update(state=ManifestWork.State.RUNNING):
         return
