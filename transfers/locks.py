@@ -1,4 +1,5 @@
-"""One run at a time per job: a Redis lease, renewed by its own thread, expiring if the worker dies.
+"""One run at a time per job (and per manifest work): a Redis lease, renewed by its own thread,
+expiring if the worker dies.
 
 A quick pause-and-resume can enqueue a new run while the old one is still stopping; the new run
 waits here until the old one has let go of the partial files. The renewal runs apart from the
@@ -10,6 +11,7 @@ be renewed for nearly its whole lifetime, since by then another worker may right
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -78,16 +80,29 @@ def _key(job_id: int) -> str:
     return f"{settings.KEY_PREFIX}:job-run:{job_id}"
 
 
+def _work_key(work_id: int) -> str:
+    return f"{settings.KEY_PREFIX}:manifest-work-run:{work_id}"
+
+
 @contextmanager
-def job_lock(job_id: int, *, wait: float = 30.0) -> Iterator[Lease]:
-    lock = _client(settings.REDIS_URL).lock(_key(job_id), timeout=LEASE_SECONDS, blocking_timeout=wait, thread_local=False)
-    if not lock.acquire():
-        raise JobBusy(f"job {job_id} is still held by another run")
+def _lease(key: str, *, wait: float, busy: str) -> Iterator[Lease]:
+    lock = _client(settings.REDIS_URL).lock(key, timeout=LEASE_SECONDS, blocking_timeout=wait, thread_local=False)
+    if not lock.acquire(blocking=wait > 0):
+        raise JobBusy(busy)
     lease = Lease(lock)
     try:
         yield lease
     finally:
         lease.release()
+
+
+def job_lock(job_id: int, *, wait: float = 30.0) -> contextlib.AbstractContextManager[Lease]:
+    return _lease(_key(job_id), wait=wait, busy=f"job {job_id} is still held by another run")
+
+
+def work_lock(work_id: int) -> contextlib.AbstractContextManager[Lease]:
+    """A manifest work's lease (transfers.manifest_work.work_run); JobBusy at once if another run holds it."""
+    return _lease(_work_key(work_id), wait=0, busy=f"manifest work {work_id} is held by another run")
 
 
 def leases_held(job_ids: list[int]) -> set[int]:
@@ -96,6 +111,14 @@ def leases_held(job_ids: list[int]) -> set[int]:
         return set()
     found = _client(settings.REDIS_URL).exists  # one round trip per job is fine: few jobs run at once
     return {job_id for job_id in job_ids if found(_key(job_id))}
+
+
+def works_held(work_ids: list[int]) -> set[int]:
+    """The manifest works among `work_ids` that some run holds now. Raises RedisError when Redis is away."""
+    if not work_ids:
+        return set()
+    found = _client(settings.REDIS_URL).exists
+    return {work_id for work_id in work_ids if found(_work_key(work_id))}
 
 
 def redis_was_emptied() -> bool:

@@ -16,6 +16,13 @@ on the row (`done` of `total`), and with bounded memory:
 * dry run: what an upload would send: a stat per entry (engine.paths.SourceResolver) and the upload
   ledger asked a batch at a time: files and bytes, those the ledger has unchanged (size and mtime, as
   the engine's first look), missing, unreadable and refused files, and the bytes left to send.
+
+A run holds the work's lease (transfers.locks.work_lock, renewed by its own thread), so a worker that
+dies leaves its work running without one; the recovery round (transfers.tasks.works_recover) then
+enqueues it and the next run takes it over. Each step is safe to redo: append skips the entries it
+added before, split keeps the parts it finished and rebuilds a half-filled one, a dry run starts again.
+A run that loses its lease stops at its next batch, and one interrupted by the database or Redis leaves
+the work running for recovery: no outage fails a work.
 """
 
 from __future__ import annotations
@@ -31,13 +38,14 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
+from django.db import InterfaceError, OperationalError, transaction
 from django.db import connection as db_connection
-from django.db import transaction
 from django.db.models import F, Max, Sum
 from django.http import HttpRequest
 from django.utils import timezone
+from redis.exceptions import RedisError
 
-from transfers import manifest_store, selectors
+from transfers import locks, manifest_store, selectors
 from transfers.engine.localfs import LocalTree, NotAFile
 from transfers.engine.manifest import is_text
 from transfers.engine.paths import PathMap, PathRefused, SourceResolver, clean_server_path, local_to_server
@@ -173,19 +181,53 @@ def manifest_dry_run_begin(*, manifest: Manifest, user: Any, request: HttpReques
 # --- the worker's side ------------------------------------------------------------------------
 
 
+class WorkInterrupted(Exception):
+    """The run lost its lease (another worker may take the work over): it stops, leaving the work running."""
+
+
+# Failures around a run, not of the work: it stops and stays running; once its lease has lapsed,
+# recovery (transfers.tasks) runs it again, and every step is safe to redo.
+_INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    WorkInterrupted,
+    OperationalError,
+    InterfaceError,
+    RedisError,
+)
+
+
 def work_run(*, work_id: int) -> None:
-    """Run a queued work once (a redelivered message finds it running or ended, and does nothing)."""
+    """Run a queued work, holding its lease (transfers.locks.work_lock) while it runs. A work still
+    marked running whose lease we could take lost its run (its worker died): it is taken over and
+    done again from where it stands (append skips what it added, split keeps its finished parts). A
+    message for a work another run holds, or for one that has ended, does nothing."""
+    try:
+        with locks.work_lock(work_id) as lease:
+            _run_held(work_id, lease)
+    except locks.JobBusy:
+        logger.info("manifest work %s is held by another run; message dropped", work_id)
+    except RedisError as exc:  # no lease could be taken: the work is untouched, recovery enqueues it again
+        logger.warning("manifest work %s not started (%s); recovery will enqueue it again", work_id, type(exc).__name__)
+
+
+def _run_held(work_id: int, lease: locks.Lease) -> None:
     from transfers.services import audit_record
 
-    if not ManifestWork.objects.filter(pk=work_id, state=ManifestWork.State.QUEUED).update(state=ManifestWork.State.RUNNING):
+    if ManifestWork.objects.filter(pk=work_id, state=ManifestWork.State.RUNNING).exists():
+        logger.warning("manifest work %s was left running by a run that is gone; taking it over", work_id)
+    startable = ManifestWork.objects.filter(pk=work_id, state__in=ManifestWork.ACTIVE)
+    if not startable.update(state=ManifestWork.State.RUNNING):
         return
     work = (
         ManifestWork.objects.select_related("manifest", "manifest__account")
         .defer("manifest__account__access_key")
         .get(pk=work_id)
     )
+    work.lease = lease  # type: ignore[attr-defined]  # read by _check between batches
     try:
         result = _RUNNERS[work.kind](work)
+    except _INFRASTRUCTURE_ERRORS as exc:
+        logger.warning("manifest work %s interrupted (%s: %s); left running for recovery", work_id, type(exc).__name__, exc)
+        return
     except WorkRefused as exc:
         _end(work, state=ManifestWork.State.FAILED, error=str(exc))
     except Exception as exc:  # a bug must end the work, not leave it running for ever
@@ -197,6 +239,13 @@ def work_run(*, work_id: int) -> None:
     outcome = "ok" if work.state == ManifestWork.State.DONE else "failed"
     after = {"work": work.pk, **({"error": work.error} if work.error else {})}
     audit_record(actor=None, action=f"manifest.{work.kind}.finish", target=work.manifest, outcome=outcome, after=after)
+
+
+def _check(work: ManifestWork) -> None:
+    """Between batches: stop at once when the lease is lost (another run may hold the work now)."""
+    lease = getattr(work, "lease", None)
+    if lease is not None and lease.lost.is_set():
+        raise WorkInterrupted(f"manifest work {work.pk}: lost its lease; another run may take it over")
 
 
 def _end(work: ManifestWork, *, state: str, result: dict[str, Any] | None = None, error: str = "") -> None:
@@ -218,6 +267,7 @@ def _end(work: ManifestWork, *, state: str, result: dict[str, Any] | None = None
 
 
 def _progress(work: ManifestWork, *, done: int, total: int | None = None) -> None:
+    _check(work)
     fields: dict[str, int] = {"done": done}
     if total is not None:
         fields["total"] = total
@@ -287,22 +337,34 @@ def _walk(tree: LocalTree, path: str, problems: _Problems) -> Iterator[tuple[str
 
 
 def _append(work: ManifestWork) -> dict[str, Any]:
+    """Safe to run again: the manifest's last number before the work's first run is kept on its result
+    (`after`), so a run that takes the work over knows the entries after it as its own (the walk meets
+    them again and skips them, counted as added, not as duplicates) and adds only the rest."""
     manifest = work.manifest
+    number = ManifestEntry.objects.filter(manifest=manifest).aggregate(last=Max("number"))["last"] or 0
+    if "after" not in work.result:  # the first run: no entry of this work yet
+        work.result = {"after": number}
+        ManifestWork.objects.filter(pk=work.pk).update(result=work.result)
+    after = int(work.result["after"])
     locals_seen: set[int] = set()
+    ours: set[int] = set()  # added by an earlier run of this work
     servers_seen: set[int] = set()
     for batch in _entries_in_order(manifest.pk, ("local", "server")):
-        for _, local, server in batch:
-            locals_seen.add(hash(local))
+        for entry_number, local, server in batch:
+            (ours if entry_number > after else locals_seen).add(hash(local))
             with contextlib.suppress(PathRefused):
                 servers_seen.add(hash(clean_server_path(server)))
-    number = ManifestEntry.objects.filter(manifest=manifest).aggregate(last=Max("number"))["last"] or 0
-    problems, duplicates, added = _Problems(), 0, 0
+    problems, duplicates, added = _Problems(), 0, len(ours)
+    _progress(work, done=added)
     rows: list[tuple[int, int, str, str, int]] = []
     with LocalTree(settings.ALLOWED_LOCAL_ROOTS) as tree:
         for path in work.params.get("paths", []):
             for local, size in _walk(tree, path, problems):
+                _check(work)  # a walk of many files already added can be long between batches
                 server = local_to_server(local)
                 key = hash(local)
+                if key in ours:
+                    continue  # added before this run; counted already
                 if key in locals_seen:
                     duplicates += 1
                     continue
@@ -347,34 +409,33 @@ def _store(manifest_id: int, rows: list[tuple[int, int, str, str, int]]) -> None
 
 
 def _split(work: ManifestWork) -> dict[str, Any]:
+    """Safe to run again: the parts are made together with the work's result naming them, so a run
+    that takes the work over finds them all; it keeps the parts already ready and rebuilds the others
+    from empty (a part left half-filled loses its rows first), so no entry is copied twice."""
     original = work.manifest
     size = int(work.params["max_resources_number"])
     count = original.entry_count
     parts = math.ceil(count / size)  # no empty trailing part (the SDK's off-by-one)
-    _progress(work, done=0, total=count)
-    made: list[int] = []
-    with transaction.atomic():
-        for index in range(1, parts + 1):
-            part = Manifest.objects.create(
-                name=f"{original.name[:160]} — part {index} of {parts}",
-                account=original.account,
-                transmit_type=original.transmit_type,
-                state=Manifest.State.IMPORTING,
-                created_by=work.created_by,
-                split_from=original,
-            )
-            made.append(part.pk)
-        ManifestWork.objects.filter(pk=work.pk).update(result={"parts": made})
+    made: list[int] = [int(pk) for pk in work.result.get("parts", [])]
+    if len(made) != parts or Manifest.objects.filter(pk__in=made, split_from=original).count() != parts:
+        made = _split_parts(work, original, parts, stale=made)
     quote = db_connection.ops.quote_name
     table = quote(ManifestEntry._meta.db_table)
     copy = (
         f"INSERT INTO {table} (manifest_id, number, local, server, size) "  # noqa: S608 - names are ours, values bound
         f"SELECT %s, number - %s, local, server, size FROM {table} WHERE manifest_id = %s AND number > %s AND number <= %s"
     )
-    done = 0
+    ready = set(Manifest.objects.filter(pk__in=made, state=Manifest.State.READY).values_list("pk", flat=True))
+    done = sum(min(size, count - index * size) for index, part_id in enumerate(made) if part_id in ready)
+    _progress(work, done=done, total=count)
     for index, part_id in enumerate(made):
+        if part_id in ready:
+            continue
         offset = index * size
         end = min(offset + size, count)
+        with transaction.atomic():  # a part an earlier run left half-filled starts again from empty
+            ManifestEntry.objects.filter(manifest_id=part_id).delete()
+            Manifest.objects.filter(pk=part_id).update(entries_stored=0)
         low = offset
         while low < end:
             high = min(low + BATCH, end)
@@ -389,6 +450,30 @@ def _split(work: ManifestWork) -> dict[str, Any]:
         total = ManifestEntry.objects.filter(manifest_id=part_id).aggregate(total=Sum("size"))["total"] or 0
         Manifest.objects.filter(pk=part_id).update(state=Manifest.State.READY, entry_count=end - offset, total_bytes=total)
     return {"parts": made}
+
+
+def _split_parts(work: ManifestWork, original: Manifest, parts: int, *, stale: list[int]) -> list[int]:
+    """The parts, made (empty, importing) and named on the work's result in one transaction. A part an
+    earlier run made that is still there keeps its place; one that is gone is made again."""
+    made: list[int] = []
+    with transaction.atomic():
+        there = set(Manifest.objects.filter(pk__in=stale, split_from=original).values_list("pk", flat=True))
+        for index in range(1, parts + 1):
+            earlier = stale[index - 1] if index <= len(stale) else None
+            if earlier is not None and earlier in there:
+                made.append(earlier)
+                continue
+            part = Manifest.objects.create(
+                name=f"{original.name[:160]} — part {index} of {parts}",
+                account=original.account,
+                transmit_type=original.transmit_type,
+                state=Manifest.State.IMPORTING,
+                created_by=work.created_by,
+                split_from=original,
+            )
+            made.append(part.pk)
+        ManifestWork.objects.filter(pk=work.pk).update(result={"parts": made})
+    return made
 
 
 def _dry_run(work: ManifestWork) -> dict[str, Any]:
@@ -407,6 +492,7 @@ def _dry_run(work: ManifestWork) -> dict[str, Any]:
                 keys[number] = clean_server_path(server)
         records = ledger.lookup(sorted(set(keys.values())))
         for number, local, _ in batch:
+            _check(work)  # a stat can be slow (a network share)
             try:
                 real, info = resolver.resolve_stat(path_map.apply(local))
             except PathRefused as exc:

@@ -1,10 +1,11 @@
 """Celery tasks: orchestration only. They receive ids, never objects or secrets.
 
-Recovery: every worker runs `jobs_recover` when it is ready and then every RVWEB_RECOVER_EVERY
-seconds in a thread of its main process. It re-enqueues running jobs that no run holds (their run
-was interrupted by an outage, or their worker died) and, after Redis came back empty, queued jobs
-(their messages went with it). Duplicates are harmless: a run takes the job's lease and moves it
-with conditional transitions, and `run_job` drops a message for a job another run is moving.
+Recovery: every worker runs `jobs_recover` (and `works_recover`) when it is ready and then every
+RVWEB_RECOVER_EVERY seconds in a thread of its main process. It re-enqueues running jobs and manifest
+works that no run holds (their run was interrupted by an outage, or their worker died) and, after
+Redis came back empty, queued jobs (their messages went with it). Duplicates are harmless: a run
+takes the job's (or work's) lease and moves it with conditional transitions, and `run_job` drops a
+message for a job another run is moving.
 """
 
 from __future__ import annotations
@@ -104,6 +105,41 @@ class _Recovery:
         return sorted(due)
 
 
+class _WorkRecovery:
+    """The same for manifest works (transfers.manifest_work): running ones no run holds (their worker
+    died, or their run lost its lease) after the grace, and queued ones queued for long."""
+
+    def __init__(self, clock: Any = time.monotonic) -> None:
+        self.clock = clock
+        self.unheld_since: dict[int, float] = {}
+        self.queued_since: dict[int, float] = {}
+
+    def due(self) -> list[int]:
+        active = dict(ManifestWork.objects.filter(state__in=ManifestWork.ACTIVE).values_list("pk", "state"))
+        running = [pk for pk, state in active.items() if state == ManifestWork.State.RUNNING]
+        unheld = set(running) - locks.works_held(running)
+        now = self.clock()
+        self.unheld_since = {pk: self.unheld_since.get(pk, now) for pk in unheld}
+        due = {pk for pk, since in self.unheld_since.items() if now - since >= _UNHELD_GRACE}
+        queued = {pk for pk, state in active.items() if state == ManifestWork.State.QUEUED}
+        self.queued_since = {pk: self.queued_since.get(pk, now) for pk in queued}
+        stale = {pk for pk, since in self.queued_since.items() if now - since >= _QUEUED_GRACE}
+        for pk in stale:
+            self.queued_since[pk] = now
+        return sorted(due | stale)
+
+
+def works_recover(recovery: _WorkRecovery) -> list[int]:
+    """Enqueue the manifest works that should be moving and are not; returns their ids. A run takes
+    the work's lease first, so a duplicate message does nothing (manifest_work.work_run)."""
+    due = recovery.due()
+    for work_id in due:
+        manifest_work.apply_async((work_id,), retry=True, retry_policy=_PUBLISH_RETRY)
+    if due:
+        logger.info("recovery enqueued manifest works %s", due)
+    return due
+
+
 def jobs_recover(recovery: _Recovery | None = None, *, everything: bool = False) -> list[int]:
     """Enqueue the jobs that should be moving and are not; returns their ids."""
     due = (recovery or _Recovery()).due(everything=everything)
@@ -159,13 +195,14 @@ class _RecoveryThread(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        recovery = _Recovery()
+        recovery, works = _Recovery(), _WorkRecovery()
         first = True
         while not self.stopping.is_set():
             try:
                 close_old_connections()
                 # At start every queued job: this worker may be the first since everything restarted.
                 jobs_recover(recovery, everything=first)
+                works_recover(works)
                 if first:
                     recover_imports.delay()  # an import whose worker died, or whose message Redis lost
                 first = False
