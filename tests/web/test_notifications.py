@@ -10,7 +10,6 @@ import hmac
 import json
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 from django.core import mail
 from django.test import Client
 
+from tests.conftest import wait_for
 from transfers import notifications, services
 from transfers.downloads import TaskWatch
 from transfers.models import AuditEvent, NotificationDelivery, NotificationSettings, TransferJob
@@ -54,10 +54,7 @@ class Hook:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def wait(self, count: int, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.requests) < count and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert len(self.requests) >= count, f"{len(self.requests)} requests, expected {count}"
+        wait_for(lambda: len(self.requests) >= count, timeout=timeout, what=f"{count} webhook request(s)")
 
 
 @pytest.fixture
@@ -324,7 +321,5 @@ def test_a_jobs_end_reaches_the_webhook_through_the_worker(celery_worker, make_u
     request = hook.requests[0]
     assert request["headers"]["X-Rvweb-Signature"] == notifications.sign(row.webhook_secret, request["body"])
     assert json.loads(request["body"])["job"]["id"] == job.pk
-    deadline = time.monotonic() + 10
-    while not NotificationDelivery.objects.filter(user=user, status="sent").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: NotificationDelivery.objects.filter(user=user, status="sent").exists(), timeout=10, what="a sent delivery")
     assert NotificationDelivery.objects.filter(user=user, status="sent", job=job).count() == 1
