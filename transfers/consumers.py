@@ -87,8 +87,9 @@ class DashboardConsumer(_Screen):
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
+        teams = await self._teams(user)  # before accepting: the join then follows the accept at once
         await self.accept()
-        await self.watch(await self._teams(user))
+        await self.watch(teams)
 
     @database_sync_to_async
     def _teams(self, user: Any) -> dashboard_hub.Teams:

@@ -3,11 +3,13 @@ each viewer gets their teams' jobs and never another team's; a kiosk only with a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
@@ -17,7 +19,7 @@ from django.core import signing
 from django.test import Client
 
 from rvweb.asgi import application
-from transfers import consumers, kiosks
+from transfers import consumers, dashboard_hub, kiosks
 from transfers.consumers import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED
 from transfers.models import FarmAccount, Membership, Team, TransferJob
 from transfers.progress import JobProgress, ProgressThrottle, publish_state
@@ -63,8 +65,33 @@ def _progress(job: TransferJob, bytes_done: int) -> JobProgress:
     )  # fmt: skip
 
 
-async def _offer(job: TransferJob, bytes_done: int) -> None:
-    """As a worker publishes: a throttle of the job's team, from sync code in a thread."""
+async def _hub_listening() -> None:
+    """Until the socket's screen has joined the hub and Redis counts the hub among the subscribers of
+    every group it needs. A screen joins just after it is accepted (so `connect()` may return first), and
+    a SUBSCRIBE is written but not confirmed: on a loaded Redis a PUBLISH read in the same turn can be
+    served first, and pub/sub keeps nothing for a subscriber that was not there yet."""
+    hub = dashboard_hub.hub()
+    deadline = time.monotonic() + TIMEOUT
+    while not hub.screens:
+        assert time.monotonic() < deadline, "the screen never joined the hub"
+        await asyncio.sleep(0.02)
+    names = [hub.layer._get_layer()._get_group_channel_name(group) for group in hub.needed]
+    client = aioredis.from_url(settings.REDIS_URL)
+    try:
+        while names:
+            counts = dict(await client.pubsub_numsub(*names))
+            if all(counts.get(name.encode(), 0) for name in names):
+                return
+            assert time.monotonic() < deadline, f"the hub never subscribed to {names}"
+            await asyncio.sleep(0.02)
+    finally:
+        await client.aclose()
+
+
+async def _offer(job: TransferJob, bytes_done: int, *, listening: bool = True) -> None:
+    """As a worker publishes (once the hub listens): a throttle of the job's team, from sync code in a thread."""
+    if listening:
+        await _hub_listening()
     throttle = ProgressThrottle(job.pk, team_id=job.account.team_id, per_second=4)
     await sync_to_async(throttle.offer)(_progress(job, bytes_done))
 
@@ -130,6 +157,7 @@ async def test_a_burst_comes_as_one_batch_states_in_order_and_the_latest_progres
         time.sleep(0.03)
         throttle.offer(_progress(job, 30))
 
+    await _hub_listening()
     await sync_to_async(burst)()
 
     frame = await socket.receive_json_from(timeout=TIMEOUT)
@@ -259,7 +287,7 @@ async def test_a_session_does_not_open_a_kiosk_socket_without_a_token():
     socket = WebsocketCommunicator(application, "/ws/kiosk/", headers=[*HEADERS, (b"cookie", await _cookie(lead))])
     await socket.connect(timeout=TIMEOUT)
 
-    await _offer(job, 5)
+    await _offer(job, 5, listening=False)  # the socket never joins
 
     assert await _jobs_received(socket) == []
     await socket.disconnect()
