@@ -292,6 +292,9 @@ class TransferJob(models.Model):
     # writes its items, counters and end only while this is still its own: a run that lost its lease
     # and is still stopping when the next one took over (a Redis restart) can no longer write.
     run_token = models.CharField(max_length=32, blank=True, default="")
+    # How the last run reaches the farm's storage, for the page (farm.base.Route): the transport, the line
+    # chosen and why, each line's measured connect time. None: the farm's storage is a local folder.
+    route = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

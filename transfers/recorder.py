@@ -104,6 +104,11 @@ class Recorder:
             self.names[item_id] = server
             self.expected[item_id] = size
 
+    def sizes(self) -> dict[int, int | None]:
+        """The expected size of each item handed to the engine and not stored yet (None: not known)."""
+        with self._lock:
+            return dict(self.expected)
+
     def in_flight(self) -> set[int]:
         """The items handed to the engine whose results are not stored yet."""
         with self._lock:

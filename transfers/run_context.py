@@ -19,10 +19,11 @@ from django.db.models import F, Max
 from django.utils import timezone
 
 from transfers import downloads, progress
-from transfers.engine.endpoints import Destination, Endpoint, LocalFiles, LocalFolder, Source, StoredFile
+from transfers.engine.endpoints import Destination, Endpoint, LocalFiles, LocalFolder, StoredFile
 from transfers.engine.paths import PathMap, PathRefused
-from transfers.engine.runner import Control, Move, RunSummary, Task, TransferOptions, run_transfer
+from transfers.engine.runner import Control, Move, RunSummary, Task, TransferOptions
 from transfers.farm import connector_for
+from transfers.farm.base import LegRequest, Route
 from transfers.kinds.base import Leg, NewItem
 from transfers.kinds.options import Download, Transfer
 from transfers.ledger import DbLedger
@@ -78,20 +79,37 @@ class JobRun:
     # --- the engine ---------------------------------------------------------------------------------
 
     def transfer(self, leg: Leg) -> RunSummary:
-        tasks = self._pending(leg)
-        report, options = self.recorder, transfer_options(self.options)
-        source: Source
-        destination: Destination
+        """The leg's pending items, moved by the farm's connector (farm.base.FarmConnector.transfer)."""
+        logger.debug("job %s: %s leg in %s through the %s connector", self.job.pk, leg.direction, leg.area, self.connector.kind)
+        return self.connector.transfer(
+            LegRequest(
+                job_id=self.job.pk,
+                area=leg.area,
+                direction=leg.direction,
+                tasks=self._pending(leg),
+                job_options=self.options,
+                engine=transfer_options(self.options),
+                report=self.recorder,
+                control=self.control,
+                local_files=lambda: LocalFiles(list(settings.ALLOWED_LOCAL_ROOTS), PathMap(self.job.account.path_map)),
+                local_folder=self.local_folder,
+                ledger=lambda destination: self._ledger(leg, destination),
+                destination_added=self.recorder.add_destination,
+                note_route=self.note_route,
+                sizes=self.recorder.sizes,
+            )
+        )
+
+    def _ledger(self, leg: Leg, destination: Destination) -> Any:
+        if not leg.ledger:
+            return None
         if leg.direction == "download":
-            source, destination = self.area(leg.area), self.local_folder()
-            ledger: Any = downloads.LocalFilesLedger(destination) if leg.ledger else None
-        else:
-            source = LocalFiles(list(settings.ALLOWED_LOCAL_ROOTS), PathMap(self.job.account.path_map))
-            destination = self.area(leg.area)
-            ledger = DbLedger(account_id=self.job.account_id, area=leg.area) if leg.ledger else None
-        self.recorder.add_destination(destination)
-        logger.debug("job %s: %s leg in %s, from %s to %s", self.job.pk, leg.direction, leg.area, source.label, destination.label)
-        return run_transfer(source, destination, tasks, report=report, options=options, control=self.control, ledger=ledger)
+            return downloads.LocalFilesLedger(self.local_folder())  # a download always writes there
+        return DbLedger(account_id=self.job.account_id, area=leg.area)
+
+    def note_route(self, route: Route) -> None:
+        """Keep how this run reaches the farm on the job, for its page (fenced like every write of a run)."""
+        TransferJob.objects.filter(pk=self.job.pk, run_token=self.recorder.run_token).update(route=route.as_json())
 
     def _pending(self, leg: Leg) -> Iterator[Task]:
         """The job's pending items in the leg's area, _PAGE at a time in primary-key order (never all at once).
@@ -194,7 +212,7 @@ class JobRun:
         return placed
 
     def list_output(self, prefix: str) -> list[StoredFile]:
-        return list(self.area("output").list(prefix))
+        return self.connector.list_output(prefix)
 
     # --- waiting and telling ------------------------------------------------------------------------
 

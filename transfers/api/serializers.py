@@ -120,9 +120,10 @@ class TransferJobSerializer(serializers.ModelSerializer):
             "id", "kind", "status", "is_terminal", "actions", "account", "team", "manifest", "options", "created_at",
             "started_at", "finished_at", "files_total", "files_done", "files_failed", "files_skipped", "files_not_sent",
             "bytes_total", "bytes_done", "bytes_sent", "percent", "duration", "average_speed", "error", "live",
-            "prepared", "items_prepared",
+            "prepared", "items_prepared", "route",
         ]  # fmt: skip
         read_only_fields = fields
+        extra_kwargs = {"route": {"help_text": "how the last run reaches the farm: transport, line, why, measured connect times (ms)"}}
 
     def get_live(self, job: TransferJob) -> JobLive:
         return job.as_live()

@@ -6,14 +6,19 @@ kind). Its answers are plain dataclasses, so pages, services and downloads read 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from transfers.engine.endpoints import Endpoint, open_endpoint
+from transfers.engine.endpoints import Destination, Endpoint, LocalFolder, Source, StoredFile, open_endpoint
+from transfers.engine.events import Report
+from transfers.engine.ledger import Ledger
+from transfers.engine.runner import Control, RunSummary, Task, TransferOptions, run_transfer
 from transfers.farm.status import TaskStatus, status_of
 
 if TYPE_CHECKING:
+    from transfers.kinds.options import Transfer
     from transfers.models import FarmAccount
 
 AREAS = ("input", "output", "config")  # assets, rendered frames, task configuration files
@@ -90,6 +95,53 @@ class CheckStep:
     message: str = ""
 
 
+@dataclass(frozen=True)
+class Route:
+    """How a run reaches the farm's storage, for the job's page: the transport, the line and why."""
+
+    transport: str  # "local" (a folder on this machine), "transmitter" (the vendor's), ...
+    line: str = ""  # the line's name
+    host: str = ""
+    port: int = 0
+    engine: str = ""
+    reason: str = ""  # for people: why this line ("fastest measured: 3 ms", "internet_provider HKCT", ...)
+    measured: dict[str, float | None] = field(default_factory=dict)  # line name -> connect time (ms), None: unreachable
+    version: str = ""  # the transport's own version (the transmitter's), when it has one
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "transport": self.transport,
+            "line": self.line,
+            "host": self.host,
+            "port": self.port,
+            "engine": self.engine,
+            "reason": self.reason,
+            "measured": dict(self.measured),
+            "version": self.version,
+        }
+
+
+@dataclass
+class LegRequest:
+    """One leg of a run for the farm's connector to move (built by run_context.JobRun.transfer): the
+    job's pending items of one storage area in one direction, and what the run lends to move them."""
+
+    job_id: int
+    area: str
+    direction: Literal["upload", "download"]
+    tasks: Iterable[Task]
+    job_options: Transfer  # the kind's options (engine_type, server_ip, automatic_line, max_speed...)
+    engine: TransferOptions
+    report: Report
+    control: Control
+    local_files: Callable[[], Source]  # an upload's source: the user's local files (allowed roots, path map)
+    local_folder: Callable[[], LocalFolder]  # a download's destination: the job's local folder
+    ledger: Callable[[Destination], Ledger | None]  # the leg's skip ledger for a destination (None: none)
+    destination_added: Callable[[Destination], None]  # the recorder verifies free space through it
+    note_route: Callable[[Route], None]  # shown on the job's page
+    sizes: Callable[[], dict[int, int | None]] = dict  # the items' known sizes (item id -> bytes)
+
+
 class FarmConnector:
     """The interface; one subclass per farm kind, registered in transfers.farm.CONNECTORS."""
 
@@ -112,6 +164,31 @@ class FarmConnector:
         serves farms whose areas are local folders; a remote farm returns its transport's endpoint."""
         label = f'{check_area(name)} storage of farm account "{self.account.name}"'
         return open_endpoint("local", root=self.ensure().area_root(name), label=label, where="the farm storage")
+
+    def transfer(self, request: LegRequest) -> RunSummary:
+        """Move one leg's files. This default serves farms whose areas are endpoints: rvweb's own
+        engine reads and writes them (verified, resumable); a farm reached through a vendor's
+        transport overrides it."""
+        source: Source
+        destination: Destination
+        if request.direction == "download":
+            source, destination = self.endpoint(request.area), request.local_folder()
+        else:
+            source, destination = request.local_files(), self.endpoint(request.area)
+        request.destination_added(destination)
+        return run_transfer(
+            source,
+            destination,
+            request.tasks,
+            report=request.report,
+            options=request.engine,
+            control=request.control,
+            ledger=request.ledger(destination),
+        )
+
+    def list_output(self, prefix: str) -> list[StoredFile]:
+        """The files below `prefix` in the output area (relative to it)."""
+        return list(self.endpoint("output").list(prefix))
 
     def areas(self) -> dict[str, Path]:
         return {name: self.area_root(name) for name in AREAS}

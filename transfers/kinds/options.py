@@ -42,6 +42,13 @@ class Transfer(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     server_ip: Annotated[Annotated[str, msgspec.Meta(max_length=253)] | None, _help("a host name; empty: the account's")] = None
     server_port: Annotated[Port | None, _help("empty: the account's")] = None
     network_mode: Annotated[Literal[0, 1, 2], _help("0 automatic, 1 TCP, 2 UDP (the SDK's own reading, §5.4)")] = 0
+    automatic_line: Annotated[
+        bool, _help("take the transfer lines from the farm's transfer config; off: the account's own lines")
+    ] = True
+    internet_provider: Annotated[
+        Annotated[str, msgspec.Meta(max_length=100)],
+        _help("the line to use, by its name (e.g. HKCT); empty: the fastest line measured"),
+    ] = ""
 
     @property
     def attempts(self) -> int:
