@@ -123,7 +123,9 @@ class TransferJobSerializer(serializers.ModelSerializer):
             "prepared", "items_prepared", "route",
         ]  # fmt: skip
         read_only_fields = fields
-        extra_kwargs = {"route": {"help_text": "how the last run reaches the farm: transport, line, why, measured connect times (ms)"}}
+        extra_kwargs = {
+            "route": {"help_text": "how the last run reaches the farm: transport, line, why, measured connect times (ms)"}
+        }
 
     def get_live(self, job: TransferJob) -> JobLive:
         return job.as_live()

@@ -15,6 +15,7 @@ from transfers.farm.base import (
     FarmOutput,
     FarmTaskInfo,
     TransferLine,
+    TransportUnavailable,
     UnknownTask,
     UnsupportedAccount,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "FarmOutput",
     "FarmTaskInfo",
     "TransferLine",
+    "TransportUnavailable",
     "UnknownTask",
     "UnsupportedAccount",
     "connector_for",

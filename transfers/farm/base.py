@@ -28,6 +28,11 @@ class UnsupportedAccount(ValueError):
     """The account's farm has no connector in this version: nothing would reach it."""
 
 
+class TransportUnavailable(RuntimeError):
+    """The farm's transport cannot move this leg now (no line answers, the vendor's tool is missing):
+    the message says why, for people; the job ends with it instead of an internal error."""
+
+
 class UnknownTask(LookupError):
     """The farm has no task with this id on this account (never an endless wait, §8 #8)."""
 
