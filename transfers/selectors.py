@@ -141,6 +141,13 @@ def farm_tasks_for(user: Any, *, action: Literal["view", "manage"] = "view") -> 
     return tasks.filter(account__in=accounts_for(user, action=action).values("pk"))
 
 
+def farm_tasks_of(account: FarmAccount) -> QuerySet[FarmTask]:
+    """The tasks of one local-farm account its connector reads (the account itself came from
+    accounts_for), with their finished frames counted as `frames_done`."""
+    tasks = FarmTask.objects.filter(account=account).select_related("parent")
+    return tasks.annotate(frames_done=Count("frames", filter=Q(frames__finished_at__isnull=False)))
+
+
 def farm_frames_for(user: Any) -> QuerySet[FarmFrame]:
     frames = FarmFrame.objects.select_related("task")
     return frames.filter(task__account__in=accounts_for(user).values("pk"))

@@ -59,6 +59,14 @@ class TooLarge(exceptions.APIException):  # type: ignore[misc]
     default_detail = "the request's body is too large"
 
 
+class FarmUnavailable(exceptions.APIException):  # type: ignore[misc]
+    """The farm behind the account did not answer as it should (unreachable, refused the credentials)."""
+
+    status_code = 502
+    default_code = "farm_unavailable"
+    default_detail = "the farm did not answer"
+
+
 _TOO_LARGE: dict[type[Exception], str] = {
     RequestDataTooBig: "the request's body is too large",
     TooManyFieldsSent: "the request's body has too many fields",

@@ -26,14 +26,14 @@ from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import api_view
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from transfers import selectors
-from transfers.api.errors import Invalid, error_body
+from transfers.api.errors import FarmUnavailable, Invalid, error_body
 from transfers.api.serializers import FarmTaskDetailSerializer, FarmTaskListSerializer, FarmTokenSerializer
-from transfers.farm import UnknownTask, UnsupportedAccount, connector_for
-from transfers.farm.status import status_of
+from transfers.farm import FarmConnector, FarmError, UnknownTask, UnsupportedAccount, connector_for, task_rows
 from transfers.farm_events import (
     Actor,
     EventInvalid,
@@ -44,7 +44,7 @@ from transfers.farm_events import (
     farm_token_account,
     farm_token_generate,
 )
-from transfers.models import FarmTask
+from transfers.models import FarmAccount
 
 logger = logging.getLogger(__name__)
 
@@ -158,38 +158,23 @@ def farm_token(request: Request, account_id: int) -> Response:
     )
 
 
-def _task_json(task: FarmTask, children: list[FarmTask]) -> dict[str, Any]:
-    """A task as the API shows it; a parent's frames are its children's."""
-    status = status_of(task.status)
-    frames = children or [task]
-    return {
-        "task_id": task.task_id,
-        "scene": task.scene,
-        "layer": task.layer,
-        "status": task.status,
-        "status_label": status.label,
-        "outcome": status.outcome.value,
-        "terminal": status.terminal(),
-        "parent_id": task.parent.task_id if task.parent else None,
-        "children": [child.task_id for child in children],
-        "output_folder": task.output_folder,
-        "frames_expected": sum(t.frames_expected for t in frames),
-        "frames_done": sum(t.frames_done for t in frames),  # type: ignore[attr-defined]
-        "updated_at": task.updated_at.isoformat(),
-    }
-
-
 @extend_schema(operation_id="farm_tasks_list", responses=FarmTaskListSerializer)
 @api_view(["GET"])
 def farm_tasks(request: Request, account_id: int) -> Response:
     """The account's tasks, newest first (parents and children alike; a child names its parent)."""
     account = get_object_or_404(selectors.accounts_for(request.user), pk=account_id)
-    tasks = list(selectors.farm_tasks_for(request.user).filter(account=account).order_by("-created_at", "-task_id")[:1000])
-    children: dict[int, list[FarmTask]] = {}
-    for task in sorted(tasks, key=lambda t: t.task_id):
-        if task.parent_id is not None:
-            children.setdefault(task.parent_id, []).append(task)
-    return Response({"account": account.pk, "tasks": [_task_json(t, children.get(t.pk, [])) for t in tasks]})
+    try:
+        tasks = _connector(account).tasks()
+    except FarmError as exc:
+        raise FarmUnavailable(str(exc)) from None
+    return Response({"account": account.pk, "tasks": task_rows.tasks_json(tasks)})
+
+
+def _connector(account: FarmAccount) -> FarmConnector:
+    try:
+        return connector_for(account)
+    except UnsupportedAccount as exc:
+        raise Invalid(str(exc)) from None
 
 
 @extend_schema(operation_id="farm_task_retrieve", responses=FarmTaskDetailSerializer)
@@ -197,11 +182,14 @@ def farm_tasks(request: Request, account_id: int) -> Response:
 def farm_task(request: Request, account_id: int, task_id: int) -> Response:
     """One task and its output files (of its leaves, for a parent): path in the output area, size, finished."""
     account = get_object_or_404(selectors.accounts_for(request.user), pk=account_id)
-    task = get_object_or_404(selectors.farm_tasks_for(request.user).filter(account=account), task_id=task_id)
-    children = list(selectors.farm_tasks_for(request.user).filter(parent=task).order_by("task_id"))
+    connector = _connector(account)
     try:
-        outputs = connector_for(account).outputs(task.task_id)
-    except UnsupportedAccount as exc:
-        raise Invalid(str(exc)) from None
+        task = connector.task(task_id)
+        kids = [connector.task(child) for child in task.children]
+        outputs = connector.outputs(task_id)
+    except UnknownTask:
+        raise NotFound(f"farm account {account.name!r} has no task {task_id}") from None
+    except FarmError as exc:
+        raise FarmUnavailable(str(exc)) from None
     files = [{"path": o.path, "size": o.size, "finished": o.finished} for o in outputs]
-    return Response({**_task_json(task, children), "outputs": files})
+    return Response({**task_rows.task_json(task, kids), "outputs": files})

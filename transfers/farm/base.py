@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -22,6 +23,11 @@ if TYPE_CHECKING:
     from transfers.models import FarmAccount
 
 AREAS = ("input", "output", "config")  # assets, rendered frames, task configuration files
+
+
+class FarmError(Exception):
+    """The farm did not answer as it should (unreachable, refused the credentials, answered nonsense):
+    the message says so for people and never carries a secret."""
 
 
 class UnsupportedAccount(ValueError):
@@ -53,6 +59,8 @@ class FarmTaskInfo:
     parent_id: int | None = None
     layer: str = ""
     children: tuple[int, ...] = ()
+    frames_done: int = 0  # frames the farm reports finished (of this task itself; a parent's are its children's)
+    updated_at: datetime | None = None
 
     @property
     def status(self) -> TaskStatus:

@@ -19,6 +19,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db.models import Q
 
+from transfers import selectors
 from transfers.engine.endpoints import LocalFolder
 from transfers.engine.paths import PathRefused
 from transfers.farm.base import AREAS, CheckStep, FarmConnector, FarmOutput, FarmTaskInfo, TransferLine, UnknownTask, check_area
@@ -37,6 +38,8 @@ def _info(task: FarmTask, children: tuple[int, ...], parent_task_id: int | None)
         parent_id=parent_task_id,
         layer=task.layer,
         children=children,
+        frames_done=getattr(task, "frames_done", 0),
+        updated_at=task.updated_at,
     )
 
 
@@ -59,7 +62,7 @@ class LocalFarm(FarmConnector):
         return self.root / check_area(name)
 
     def _rows(self) -> list[FarmTaskInfo]:
-        rows = list(FarmTask.objects.filter(account=self.account).select_related("parent").order_by("-created_at", "-task_id"))
+        rows = list(selectors.farm_tasks_of(self.account).order_by("-created_at", "-task_id"))
         children: dict[int, list[int]] = {}
         for row in sorted(rows, key=lambda r: r.task_id):
             if row.parent is not None:
@@ -70,7 +73,7 @@ class LocalFarm(FarmConnector):
         return self._rows()
 
     def task(self, task_id: int) -> FarmTaskInfo:
-        row = FarmTask.objects.filter(account=self.account, task_id=task_id).select_related("parent").first()
+        row = selectors.farm_tasks_of(self.account).filter(task_id=task_id).first()
         if row is None:
             raise UnknownTask(task_id, self.account.name)
         children = tuple(row.children.order_by("task_id").values_list("task_id", flat=True))

@@ -17,14 +17,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from transfers import selectors
-from transfers.farm import UnsupportedAccount, connector_for
-from transfers.farm.status import status_of
+from transfers.farm import FarmError, FarmTaskInfo, UnsupportedAccount, connector_for, task_rows
 from transfers.farm_events import Actor, EventInvalid, farm_token_generate, farm_token_revoke
 from transfers.forms import DownloadForm
 from transfers.kinds import OptionsInvalid
-from transfers.models import FarmAccount, FarmEventToken, FarmTask
+from transfers.models import FarmAccount, FarmEventToken
 
-_TASKS_SHOWN = 100
 MAX_RENDER_SECONDS = 600
 
 
@@ -61,30 +59,12 @@ def farm_account_list(request: HttpRequest) -> HttpResponse:
     return render(request, "transfers/farm_accounts.html", context)
 
 
-def _rows(account: FarmAccount, user: Any) -> list[dict[str, Any]]:
-    """The account's top tasks, newest first, each with its children; a parent's frames are its children's."""
-    tasks = list(selectors.farm_tasks_for(user).filter(account=account).order_by("-created_at", "-task_id"))
-    children: dict[int, list[FarmTask]] = {}
-    for task in tasks:
-        if task.parent_id is not None:
-            children.setdefault(task.parent_id, []).append(task)
-    rows = []
-    for task in tasks:
-        if task.parent_id is not None:
-            continue
-        kids = sorted(children.get(task.pk, []), key=lambda t: t.task_id)
-        rows.append(
-            {
-                "task": task,
-                "status": status_of(task.status),
-                "frames_done": sum(k.frames_done for k in kids) if kids else task.frames_done,  # type: ignore[attr-defined]
-                "frames_expected": sum(k.frames_expected for k in kids) if kids else task.frames_expected,
-                "children": [{"task": k, "status": status_of(k.status)} for k in kids],
-            }
-        )
-        if len(rows) >= _TASKS_SHOWN:
-            break
-    return rows
+def _tasks(account: FarmAccount) -> tuple[list[FarmTaskInfo], str]:
+    """The account's tasks as its farm reports them (the account came from the selectors), or why not."""
+    try:
+        return connector_for(account).tasks(), ""
+    except (UnsupportedAccount, FarmError) as exc:
+        return [], str(exc)
 
 
 def _page(
@@ -96,18 +76,24 @@ def _page(
     download: DownloadForm | None = None,
 ) -> HttpResponse:
     may_manage = selectors.user_may(request.user, "manage", account)
-    rows = _rows(account, request.user)
-    labels = {row["task"].task_id: f"{row['task'].scene} ({row['status'].label})" for row in rows}
+    tasks, problem = _tasks(account)
+    rows = task_rows.task_rows(tasks)
+    labels = task_rows.labels(tasks)
+    takes_events = False
     try:
         connector = connector_for(account)
-        lines, unsupported = connector.lines(), ""
+        takes_events, lines, unsupported = connector.takes_events, connector.lines(), ""
     except UnsupportedAccount as exc:
         lines, unsupported = [], str(exc)
+    except FarmError as exc:
+        lines, problem = [], problem or str(exc)
     context = {
         "account": account,
         "rows": rows,
         "may_run": selectors.user_may(request.user, "run", account),
-        "download": download or DownloadForm(task_ids=[row["task"].task_id for row in rows], labels=labels),
+        "download": download or DownloadForm(task_ids=list(labels), labels=labels),
+        "problem": problem,
+        "takes_events": takes_events,  # the local farm's: simulate a render, post events with a token
         "lines": lines,
         "unsupported": unsupported,
         "may_manage": may_manage,
@@ -172,8 +158,7 @@ def farm_download(request: HttpRequest, account_id: int) -> HttpResponse:
     from transfers.jobs import job_create
 
     account = get_object_or_404(selectors.accounts_for(request.user), pk=account_id)
-    tops = selectors.farm_tasks_for(request.user).filter(account=account, parent=None).values_list("task_id", "scene", "status")
-    labels = {task_id: f"{scene} ({status_of(status).label})" for task_id, scene, status in tops}
+    labels = task_rows.labels(_tasks(account)[0])
     form = DownloadForm(request.POST, task_ids=list(labels), labels=labels)
     if not form.is_valid():
         return _page(request, account, download=form)
