@@ -376,7 +376,7 @@ def test_an_unknown_task_group_answers_400_and_no_list(lead):
 
 
 def test_the_task_list_is_the_latest_jobs_up_to_its_bound(account, lead, make_job, monkeypatch):
-    monkeypatch.setattr(transfer_tasks, "MAX_TASKS", 2)
+    monkeypatch.setattr(transfer_tasks.status, "MAX_TASKS", 2)
     ids = [make_job(account=account, kind="download").pk for _ in range(3)]
 
     answer = transfer_tasks.get_task_list_status(user=lead)
@@ -415,7 +415,7 @@ def test_a_wait_that_times_out_answers_the_current_code_and_leaves_the_task_runn
 def test_a_wait_ends_with_the_code_of_the_state_the_job_reaches(
     status, code, no_worker, account, member, allowed_dir, monkeypatch
 ):
-    monkeypatch.setattr(transfer_tasks.time, "sleep", lambda seconds: TransferJob.objects.update(status=status))
+    monkeypatch.setattr(transfer_tasks.start.time, "sleep", lambda seconds: TransferJob.objects.update(status=status))
 
     result = _download(member, account, allowed_dir, poll_interval=0.01)
 

@@ -1,35 +1,5 @@
-"""The SDK's Raysync transfer-task API (reference/sdk-spec.md §5.3) over rvweb's own jobs.
-
-`start_transfer`, `get_task_status` and `get_task_list_status` keep the SDK's names, parameters, return
-codes and raw answer shapes (`{"code", "message", "task-list": [{"task-id", "task-type", "task-state"}]}`),
-but rvweb runs no Raysync service: a transfer task IS a TransferJob, its id the task id, made through
-transfers.jobs.job_create (which checks, records, audits and enqueues it) and seen through
-transfers.selectors only. So, unlike the SDK (§8):
-
-* #4: nothing is killed or restarted to start or to look: another user's transfers are never stopped,
-  and never shown (another team's task answers exactly as a missing one: code 404, an empty list).
-* #5: a start always makes a new job; it never restarts an older failed one (retrying is explicit:
-  services.job_retry, `POST /api/jobs/<id>/retry/`).
-* #6: `wait=True` waits as long as the job runs (or `max_timeout` seconds, if given); at the bound it
-  answers the job's current code and says that the transfer goes on; it never fails a running transfer.
-
-Codes (RESPONSE, the SDK's table, plus rvweb's 400 and 404):
-
-    code  name           start_transfer answers it when                 a task's state for it
-    0     successful     started (wait=False), or completed (wait=True)   completed
-    100   ready          wait=True timed out while the job was queued     queued
-    101   start          wait=True timed out while the job was running    running
-    102   stopped        wait=True met a pause or a cancel                paused, cancelled
-    400   (rvweb)        invalid arguments: a type, a path outside the allowed roots, a missing task_id,
-                         an option rvweb cannot honour (proxy_ip, trans_storage "input")
-    404   (rvweb)        no such farm account / transfer task that you may see (the same for both)
-    405   no-permission  your role in the account's team does not allow it (a viewer; an upload of a
-                         local path imports a manifest, which needs the lead role)
-    500   failed         wait=True: the job failed or completed with errors   failed, completed_with_errors
-    201 auth-failed, 202 proxy-closed, 205 ip-locked, 209 account-locked, 300 idle, 301 stop-by-server:
-    states of the Raysync service, which rvweb has not; never answered.
-
-User errors are answers, never exceptions; only a bug or a database outage raises.
+"""Starting a transfer task: the SDK's start_transfer (reference/sdk-spec.md §5.3) as a new TransferJob,
+made through transfers.jobs.job_create. The code table: transfers.transfer_tasks.
 """
 
 from __future__ import annotations
@@ -53,91 +23,18 @@ from transfers.engine.paths import PathMap, PathRefused, clean_server_path, norm
 from transfers.farm import UnsupportedAccount
 from transfers.kinds.options import KBps, LocalPath, Port, ServerPath, TaskId
 from transfers.models import FarmAccount, Manifest, TransferJob
+from transfers.transfer_tasks.status import INVALID, NO_PERMISSION, NOT_FOUND, RESPONSE, STATES
 
-# The SDK's RESPONSE table (§5.3), and rvweb's two additions.
-RESPONSE: dict[str, int] = {
-    "successful": 0,
-    "ready": 100,
-    "start": 101,
-    "stopped": 102,
-    "auth-failed": 201,
-    "proxy-closed": 202,
-    "ip-locked": 205,
-    "account-locked": 209,
-    "idle": 300,
-    "stop-by-server": 301,
-    "no-permission": 405,
-    "failed": 500,
-}
-INVALID = 400  # rvweb: arguments refused before anything was recorded
-NOT_FOUND = 404  # rvweb: no such task or account that the user may see (the same answer for both)
-NO_PERMISSION = RESPONSE["no-permission"]
-
-MAX_TASKS = 500  # get_task_list_status answers the user's latest 500 jobs
 MAX_PATH_FILES = 100_000  # an upload of a folder walks it in the request: larger ones go through a manifest
 MAX_LIST_BYTES = 32 * 1024 * 1024  # an upload-list's file is read in the request: larger ones are imported by a worker
 
 
-@dataclass(frozen=True)
-class TaskState:
-    """How a job's status reads in the Raysync vocabulary, and whether a waiting start waits on."""
-
-    state: str
-    code: int
-    going_on: bool  # the run goes on by itself: wait=True keeps waiting (a pause waits for a person)
-
-
-# One row per TransferJob status (a test keeps them in step).
-STATES: dict[str, TaskState] = {
-    TransferJob.Status.QUEUED: TaskState("ready", RESPONSE["ready"], going_on=True),
-    TransferJob.Status.RUNNING: TaskState("start", RESPONSE["start"], going_on=True),
-    TransferJob.Status.PAUSED: TaskState("stopped", RESPONSE["stopped"], going_on=False),
-    TransferJob.Status.COMPLETED: TaskState("successful", RESPONSE["successful"], going_on=False),
-    TransferJob.Status.COMPLETED_WITH_ERRORS: TaskState("failed", RESPONSE["failed"], going_on=False),
-    TransferJob.Status.FAILED: TaskState("failed", RESPONSE["failed"], going_on=False),
-    TransferJob.Status.CANCELLED: TaskState("stopped", RESPONSE["stopped"], going_on=False),
-}
-
-# A job's Raysync task type: by its kind, and for a manifest upload by where its manifest came from.
-TASK_TYPES: dict[tuple[str, str | None], str] = {
-    (TransferJob.Kind.UPLOAD_ASSET, None): "upload",
-    (TransferJob.Kind.UPLOAD_ASSET, Manifest.TransmitType.UPLOAD_LIST): "upload-list",
-    (TransferJob.Kind.UPLOAD_CONFIG, None): "upload",
-    (TransferJob.Kind.UPLOAD, None): "upload",
-    (TransferJob.Kind.DOWNLOAD, None): "download",
-    (TransferJob.Kind.AUTO_DOWNLOAD, None): "download",
-    (TransferJob.Kind.AUTO_DOWNLOAD_AFTER_TASK_COMPLETED, None): "download",
-}
-
-TASK_GROUPS: dict[str, frozenset[str]] = {
-    "all": frozenset(TransferJob.Status.values),
-    "active": TransferJob.ACTIVE,
-    "ended": TransferJob.TERMINAL,
-}
-
-# The raw shapes, with the SDK's hyphenated keys (hence the functional TypedDict syntax).
-TaskEntry = TypedDict(
-    "TaskEntry",
-    {
-        "task-id": int,
-        "task-type": str,
-        "task-state": str,
-        "kind": str,  # rvweb's job kind
-        "percent": int,
-        "files-done": int,
-        "files-total": int,
-        "bytes-done": int,
-        "bytes-total": int,
-        "error": str,
-    },
-)
-TaskListAnswer = TypedDict("TaskListAnswer", {"code": int, "message": str, "task-list": list[TaskEntry]})
 StartAnswer = TypedDict("StartAnswer", {"code": int, "message": str, "task-id": int | None})
 
 
 @dataclass(frozen=True)
 class TransferTaskResult:
-    """What start_transfer answers: a code of the table above, why in words, and the job's id once made."""
+    """What start_transfer answers: a code of the table (transfers.transfer_tasks), why in words, and the job's id once made."""
 
     code: int
     message: str
@@ -494,41 +391,3 @@ def _wait(*, user: Any, job_id: int, max_timeout: float | None, poll_interval: f
                 found.state,
             )
         time.sleep(poll_interval if deadline is None else max(0.0, min(poll_interval, deadline - time.monotonic())))
-
-
-def task_entry(job: TransferJob) -> TaskEntry:
-    """One job as a Raysync task-list row, with rvweb's figures."""
-    transmit = job.manifest.transmit_type if job.manifest is not None else None
-    return {
-        "task-id": job.pk,
-        "task-type": TASK_TYPES.get((job.kind, transmit)) or TASK_TYPES[(job.kind, None)],
-        "task-state": STATES[job.status].state,
-        "kind": job.kind,
-        "percent": job.percent,
-        "files-done": job.files_done,
-        "files-total": job.files_total,
-        "bytes-done": job.bytes_done,
-        "bytes-total": job.bytes_total,
-        "error": job.error,
-    }
-
-
-def get_task_status(*, user: Any, task_id: int) -> TaskListAnswer:
-    """The SDK's get_task_status(transfer_task_id): code 0 and the task as a one-row task-list; code 404
-    and an empty list for a task that does not exist or that the user may not see (the same answer)."""
-    if isinstance(task_id, bool) or not isinstance(task_id, int):
-        return {"code": INVALID, "message": "task_id: a transfer task's id (a whole number)", "task-list": []}
-    job = selectors.jobs_for(user).filter(pk=task_id).first()
-    if job is None:
-        return {"code": NOT_FOUND, "message": f"no transfer task {task_id} that you may see", "task-list": []}
-    return {"code": RESPONSE["successful"], "message": "success", "task-list": [task_entry(job)]}
-
-
-def get_task_list_status(*, user: Any, task_group: str = "all") -> TaskListAnswer:
-    """The SDK's get_task_list_status(): the user's tasks (their teams' jobs, selectors.jobs_for), the
-    latest MAX_TASKS first; task_group "active" (queued, running, paused) or "ended" narrows them."""
-    statuses = TASK_GROUPS.get(task_group) if isinstance(task_group, str) else None
-    if statuses is None:
-        return {"code": INVALID, "message": f"task_group: one of {', '.join(TASK_GROUPS)}", "task-list": []}
-    jobs = selectors.jobs_for(user).filter(status__in=statuses).order_by("-created_at", "-pk")[:MAX_TASKS]
-    return {"code": RESPONSE["successful"], "message": "success", "task-list": [task_entry(job) for job in jobs]}
