@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from transfers import services, tasks, transfer_tasks
+from transfers import jobs, kinds, services, tasks, transfer_tasks
 from transfers.models import AuditEvent, Manifest, TransferJob
 
 pytestmark = pytest.mark.django_db
@@ -317,6 +317,31 @@ def test_a_start_is_audited_with_its_actor(account, member, allowed_dir):
 
     event = AuditEvent.objects.get(action="job.create", target_id=str(job.pk))
     assert event.actor == member and event.after["kind"] == "download"
+
+
+def test_a_start_stops_no_other_transfer(account, member, make_job, make_account, make_team, allowed_dir):
+    ours = make_job(account=account, kind="download", status="running")
+    theirs = make_job(account=make_account(make_team("Other")), kind="download", status="running")
+
+    _job(
+        transfer_tasks.start_transfer(
+            user=member, account=account, task_type="download", local_path=str(allowed_dir), server_path="a"
+        )
+    )
+
+    assert set(TransferJob.objects.filter(pk__in=[ours.pk, theirs.pk]).values_list("status", flat=True)) == {"running"}
+
+
+def test_a_start_refused_after_its_manifest_was_made_leaves_no_manifest(account, lead, allowed_dir, monkeypatch):
+    def refuse(**kwargs):
+        raise kinds.OptionsInvalid("max_speed: refused late")
+
+    monkeypatch.setattr(jobs, "job_create", refuse)
+
+    result = transfer_tasks.start_transfer(user=lead, account=account, task_type="upload", local_path=str(_file(allowed_dir)))
+
+    assert (result.code, result.message) == (400, "max_speed: refused late")
+    assert not Manifest.objects.exists()
 
 
 def test_a_new_start_never_restarts_an_older_failed_task(account, member, make_job, allowed_dir):

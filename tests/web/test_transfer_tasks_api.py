@@ -144,6 +144,13 @@ def test_bad_input_is_a_400_saying_what(body, named, account, team, make_user, a
     assert not TransferJob.objects.exists()
 
 
+def test_a_form_post_starts_too(account, member, allowed_dir):
+    response = _as(member).post(URL, _download(account, allowed_dir, max_speed="512"))
+
+    assert response.status_code == 201, response.content
+    assert TransferJob.objects.get(pk=response.json()["task-id"]).options["max_speed"] == 512
+
+
 def test_a_body_that_is_not_an_object_is_a_400(member):
     _error(_as(member).post(URL, [1, 2], format="json"), 400, "invalid")
 

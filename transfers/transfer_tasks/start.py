@@ -215,10 +215,12 @@ def _parse(raw: dict[str, Any]) -> StartArgs:
         raise _Refused(INVALID, f"{where.rstrip('`')}: {text}" if where else text.replace("`$.", "`")) from None
 
 
-def _account(user: Any, account: FarmAccount | int | None) -> FarmAccount:
+def _account(user: Any, account: FarmAccount | int | str | None) -> FarmAccount:
     """The account as the user sees it (selectors): another team's and a missing one answer alike."""
     account_id = account.pk if isinstance(account, FarmAccount) else account
-    if isinstance(account_id, bool) or not isinstance(account_id, int):
+    if isinstance(account_id, str) and account_id.isascii() and account_id.isdigit() and len(account_id) < 19:
+        account_id = int(account_id)  # a form post's value
+    if isinstance(account_id, bool) or not isinstance(account_id, int) or not 0 < account_id < 2**63:
         raise _Refused(INVALID, "account: the id of a farm account")
     found = selectors.accounts_for(user).filter(pk=account_id).first()
     if found is None:
