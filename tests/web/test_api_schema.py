@@ -84,6 +84,7 @@ def world(_keep_the_connection, team, make_user, make_account, make_manifest, ma
         "accounts": account.pk,
         "manifests": manifest.pk,
         "jobs": job.pk,
+        "transfer-tasks": job.pk,
         "groups": group.pk,
         "teams": team.pk,
         "farm": account.pk,

@@ -3,7 +3,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
-from transfers.api import farm, notifications
+from transfers.api import farm, notifications, transfer_tasks
 from transfers.api.audit import AuditViewSet
 from transfers.api.groups import JobGroupViewSet
 from transfers.api.kiosks import KioskViewSet
@@ -28,6 +28,8 @@ urlpatterns = [
     path("notifications/", notifications.NotificationSettingsView.as_view(), name="notifications"),
     path("notifications/secret/", notifications.WebhookSecretView.as_view(), name="notifications-secret"),
     path("notifications/deliveries/", notifications.DeliveryList.as_view(), name="notifications-deliveries"),
+    path("transfer-tasks/", transfer_tasks.TransferTaskList.as_view(), name="transfer-tasks"),
+    path("transfer-tasks/<int:id>/", transfer_tasks.TransferTaskDetail.as_view(), name="transfer-task"),
     path("farm/<int:account_id>/events/", farm.farm_events, name="farm-events"),
     path("farm/<int:account_id>/token/", farm.farm_token, name="farm-token"),
     path("farm/<int:account_id>/tasks/", farm.farm_tasks, name="farm-tasks"),
