@@ -42,14 +42,14 @@ def options_component(kind: str) -> str:
     return "".join(part.title() for part in kind.split("_")) + "Options"
 
 
-def _openapi_30(node: Any) -> Any:
+def openapi_30(node: Any) -> Any:
     """msgspec writes JSON Schema 2020-12; OpenAPI 3.0 has `nullable` instead of a {"type": "null"} branch,
     and no empty `required`."""
     if isinstance(node, list):
-        return [_openapi_30(item) for item in node]
+        return [openapi_30(item) for item in node]
     if not isinstance(node, dict):
         return node
-    node = {key: _openapi_30(value) for key, value in node.items() if not (key == "required" and value == [])}
+    node = {key: openapi_30(value) for key, value in node.items() if not (key == "required" and value == [])}
     branches = node.get("anyOf")
     if isinstance(branches, list) and {"type": "null"} in branches:
         rest = [branch for branch in branches if branch != {"type": "null"}]
@@ -68,7 +68,7 @@ def kind_options_hook(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     for name in kinds.names():
         _, components = msgspec.json.schema_components([kinds.get(name).Options], ref_template="#/components/schemas/{name}")
         (schema,) = components.values()  # the options are flat structs: one component each
-        schema = _openapi_30(schema)
+        schema = openapi_30(schema)
         schema["title"] = f"{name} options"
         result.setdefault("components", {}).setdefault("schemas", {})[options_component(name)] = schema
     return result

@@ -25,7 +25,7 @@ from rest_framework.views import APIView
 
 from transfers import transfer_tasks
 from transfers.api.errors import Invalid
-from transfers.api.schema import _openapi_30
+from transfers.api.schema import openapi_30
 
 # The function's refusal codes as the API's errors (raised: the exception handler gives them their shape).
 _ERRORS: dict[int, type[exceptions.APIException]] = {
@@ -44,7 +44,7 @@ def _start_schema() -> dict[str, Any]:
     """The body: StartArgs (the SDK's names, drawn from the msgspec struct) plus `account`."""
     _, components = msgspec.json.schema_components([transfer_tasks.StartArgs], ref_template="#/components/schemas/{name}")
     (raw,) = components.values()
-    schema: dict[str, Any] = _openapi_30(raw)
+    schema: dict[str, Any] = openapi_30(raw)
     schema["title"] = "start_transfer"
     schema["properties"] = {"account": {"type": "integer", "description": "a farm account's id"}, **schema["properties"]}
     schema["properties"]["wait"]["description"] = "false only here: poll GET /api/transfer-tasks/{id}/"
