@@ -26,7 +26,7 @@ import os
 import secrets
 import shutil
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -75,6 +75,7 @@ class _Leg:
     failed: int = 0
     sent: int = 0
     attempt: int = 1
+    secrets: Mapping[str, str] | None = None
     staging: Path | None = None
     tree: LocalTree | None = None
 
@@ -162,7 +163,7 @@ class _Leg:
 
     def upload_manifest(self) -> Path:
         assets = [{"local": item.move.source, "server": "/" + item.key} for item in self.pending.values()]
-        return self.write(f"upload-{self.direction}.json", json.dumps({"asset": assets}, ensure_ascii=False))
+        return self.write("upload.json", json.dumps({"asset": assets}, ensure_ascii=False))
 
     # --- download -------------------------------------------------------------------------------
 
@@ -267,6 +268,7 @@ class _Leg:
             should_stop=lambda: _kbps(self.control) != speed,
             on_event=self.on_event,
             known=known,
+            secrets=self.secrets,
         )
 
     def after_success(self) -> None:
@@ -334,12 +336,14 @@ def run_transmitter_leg(
     report: Report,
     control: Control,
     options: TransferOptions,
+    secrets: Mapping[str, str] | None = None,
 ) -> RunSummary:
     """Move `tasks` through the transmitter (see the module docstring); events go to `report`.
 
     Upload: Move.source is the local file, Move.destination its path below the storage root.
     Download: Move.source is the remote path, Move.destination its path below `destination_root`.
     `work_dir` is a private folder in the data dir (made 0700) for manifests (0600) and the logs.
+    `secrets` reach the transmitter as environment variables, never in its argv.
     """
     if direction not in ("upload", "download"):
         raise ValueError(f"direction must be 'upload' or 'download', got {direction!r}")
@@ -347,7 +351,7 @@ def run_transmitter_leg(
         raise ValueError("a download needs its destination_root")
     work_dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     work_dir.chmod(DIR_MODE)
-    leg = _Leg(direction, spec, work_dir, destination_root, report, control, options)
+    leg = _Leg(direction, spec, work_dir, destination_root, report, control, options, secrets=secrets)
     for move in tasks:
         try:
             key = clean_server_path(move.destination)
