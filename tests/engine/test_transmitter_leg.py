@@ -306,3 +306,28 @@ def test_secrets_reach_the_transmitter_only_through_its_environment(fake_transmi
 def test_the_transmitter_gets_a_y_on_stdin(fake_transmitter: FakeFox, tmp_path: Path) -> None:
     _upload(fake_transmitter, tmp_path, _files(tmp_path / "assets", 1), Recorder())
     assert fake_transmitter.runs()[0]["stdin"] == "y\n"
+
+
+def test_a_remote_path_with_a_line_break_is_refused(fake_transmitter: FakeFox, tmp_path: Path) -> None:
+    """One name must not become two lines of the download list."""
+    root = tmp_path / "downloads"
+    root.mkdir()
+    report = Recorder()
+    run_transmitter_leg(
+        [Move(1, "shot/a.exr\n/other/secret.exr", "out/a.exr")],
+        direction="download",
+        spec=fake_transmitter.spec,
+        work_dir=tmp_path / "work",
+        destination_root=root,
+        sizes={},
+        report=report,
+        control=Control(),
+        options=FAST,
+    )
+    assert (report.finished()[1].error_code, fake_transmitter.runs()) == ("bad_path", [])
+
+
+def test_a_relative_local_path_is_refused(fake_transmitter: FakeFox, tmp_path: Path) -> None:
+    report = Recorder()
+    _upload(fake_transmitter, tmp_path, [Path("assets/f0.bin")], report)
+    assert (report.finished()[1].error_code, fake_transmitter.runs()) == ("bad_path", [])

@@ -320,6 +320,21 @@ class _Leg:
         return self.control.stop.is_set() and bool(self.pending)
 
 
+def _checked(move: Move, direction: Direction) -> tuple[str, str]:
+    """(clean destination, clean remote path for a download); raises PathRefused.
+
+    A line break would make one remote path two in the download list; a relative local path would be
+    read from the transmitter's working folder, not the user's."""
+    key = clean_server_path(move.destination)
+    if direction == "upload":
+        if not os.path.isabs(move.source):
+            raise PathRefused(f"local path {move.source!r} is not absolute")
+        return key, ""
+    if "\n" in move.source or "\r" in move.source:
+        raise PathRefused(f"remote path {move.source!r} contains a line break")
+    return key, clean_server_path(move.source)
+
+
 def _kbps(control: Control) -> int | None:
     rate = control.bucket.rate
     return None if rate is None else max(1, min(SDK_MAX_SPEED, round(rate / 1024)))
@@ -354,8 +369,7 @@ def run_transmitter_leg(
     leg = _Leg(direction, spec, work_dir, destination_root, report, control, options, secrets=secrets)
     for move in tasks:
         try:
-            key = clean_server_path(move.destination)
-            remote = clean_server_path(move.source) if direction == "download" else ""
+            key, remote = _checked(move, direction)
         except PathRefused as exc:
             leg.failed += 1
             leg.tell(FileFinished(move.item_id, ok=False, error_code="bad_path", error=str(exc)))
