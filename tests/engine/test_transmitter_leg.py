@@ -255,6 +255,7 @@ def test_download_of_a_wrong_size_is_a_failed_verification(fake_transmitter: Fak
     )
     failed = report.finished()[1]
     assert (summary.files_failed, failed.error_code, len(fake_transmitter.runs())) == (1, "verify_failed", 2)
+    assert failed.error == "shot/a.exr: downloaded 1000 bytes, expected 999 (after 2 runs)"
     assert [e.error_code for e in report.of(FileRetrying)] == ["verify_failed"]  # type: ignore[attr-defined]
     assert not (root / "out" / "a.exr").exists()
 

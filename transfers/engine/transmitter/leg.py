@@ -275,7 +275,8 @@ class _Leg:
         """Exit 0 says every file is done: uploads not named in its output are taken as done (and
         checksummed); downloads are checked from the staging folder, named or not."""
         for item in list(self.pending.values()):
-            self.done(item)
+            if not item.error_code:  # already checked and found wrong in this run: keep that reason
+                self.done(item)
 
     def give_up(self, result: ProcessResult) -> None:
         runs = f" (after {self.attempt} runs)" if self.attempt > 1 else ""
