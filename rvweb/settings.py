@@ -36,6 +36,9 @@ ALLOWED_LOCAL_ROOTS = env_paths("RVWEB_ALLOWED_LOCAL_ROOTS", [DATA_DIR / "assets
 # The local farm keeps one folder per account (input/, output/, config/) under this root.
 FARM_ROOT = env_path("RVWEB_FARM_ROOT", DATA_DIR / "farm")
 apart(FARM_ROOT, ALLOWED_LOCAL_ROOTS)
+# The vendor's rayvision_transmitter: an explicit path wins over the one `install_transmitter` put in
+# DATA_DIR/transmitter/, which wins over one on PATH (transfers.transmitter_install.transmitter_path).
+TRANSMITTER_PATH = env_str("RVWEB_TRANSMITTER", "")
 # MultiFernet keys, newest first: prepend a new key to rotate, keep the old ones until re-encrypted.
 CREDENTIAL_KEYS = env_list(
     "RVWEB_CREDENTIAL_KEYS",

@@ -1,0 +1,30 @@
+"""Fixtures for the transmitter transport: the fake transmitter on PATH with a fake farm storage."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fake_transmitter import FAKE_DIR, FakeFox
+
+
+@pytest.fixture
+def fake_transmitter_dir() -> Path:
+    """The folder holding the fake `rayvision_transmitter` script."""
+    return FAKE_DIR
+
+
+@pytest.fixture
+def fake_transmitter(fake_transmitter_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeFox]:
+    """The fake transmitter first on PATH, acting on a fresh storage root, logging its runs."""
+    storage = tmp_path / "fox"
+    storage.mkdir()
+    log = tmp_path / "xmit-runs.jsonl"
+    monkeypatch.setenv("PATH", f"{fake_transmitter_dir}:{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("FAKE_FOX_STORAGE", str(storage))
+    monkeypatch.setenv("FAKE_XMIT_LOG", str(log))
+    monkeypatch.setenv("FAKE_XMIT_MODE", "ok")
+    yield FakeFox(storage, log)
