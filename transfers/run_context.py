@@ -19,7 +19,7 @@ from django.db.models import F, Max
 from django.utils import timezone
 
 from transfers import downloads, progress
-from transfers.engine.endpoints import Destination, Endpoint, LocalFiles, LocalFolder, StoredFile
+from transfers.engine.endpoints import Endpoint, LocalFiles, LocalFolder, StoredFile
 from transfers.engine.paths import PathMap, PathRefused
 from transfers.engine.runner import Control, Move, RunSummary, Task, TransferOptions
 from transfers.farm import connector_for
@@ -93,14 +93,14 @@ class JobRun:
                 control=self.control,
                 local_files=lambda: LocalFiles(list(settings.ALLOWED_LOCAL_ROOTS), PathMap(self.job.account.path_map)),
                 local_folder=self.local_folder,
-                ledger=lambda destination: self._ledger(leg, destination),
+                ledger=lambda: self._ledger(leg),
                 destination_added=self.recorder.add_destination,
                 note_route=self.note_route,
                 sizes=self.recorder.sizes,
             )
         )
 
-    def _ledger(self, leg: Leg, destination: Destination) -> Any:
+    def _ledger(self, leg: Leg) -> Any:
         if not leg.ledger:
             return None
         if leg.direction == "download":

@@ -149,7 +149,7 @@ class LegRequest:
     control: Control
     local_files: Callable[[], Source]  # an upload's source: the user's local files (allowed roots, path map)
     local_folder: Callable[[], LocalFolder]  # a download's destination: the job's local folder
-    ledger: Callable[[Destination], Ledger | None]  # the leg's skip ledger for a destination (None: none)
+    ledger: Callable[[], Ledger | None]  # the leg's skip ledger (is_db; a download's identical local files), or None
     destination_added: Callable[[Destination], None]  # the recorder verifies free space through it
     note_route: Callable[[Route], None]  # shown on the job's page
     sizes: Callable[[], dict[int, int | None]] = dict  # the items' known sizes (item id -> bytes)
@@ -196,7 +196,7 @@ class FarmConnector:
             report=request.report,
             options=request.engine,
             control=request.control,
-            ledger=request.ledger(destination),
+            ledger=request.ledger(),
         )
 
     def list_output(self, prefix: str) -> list[StoredFile]:
