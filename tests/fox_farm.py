@@ -64,10 +64,35 @@ def task_info(task_id: int, status: int | None, scene: str = "shot", **extra: An
     }
 
 
+class FarmServer:
+    """The HTTP server, started once for a session; each test's fake farm takes it over (`serving`)."""
+
+    def __init__(self) -> None:
+        self.http = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+        self.serving: FoxFarmFake | None = None
+        self.http.expect_request(re.compile(r"^/.*")).respond_with_handler(self._handle)
+
+    def _handle(self, request: Request) -> Response:
+        if self.serving is None:
+            return Response("no fake farm is serving", status=503)
+        return self.serving._handle(request)
+
+    def start(self) -> FarmServer:
+        self.http.start()
+        return self
+
+    def stop(self) -> None:
+        self.http.clear()
+        if self.http.is_running():
+            self.http.stop()
+
+
 class FoxFarmFake:
-    def __init__(self, storage_root: Path) -> None:
+    """One test's farm: its accounts, tasks, lines, output storage and injected failures."""
+
+    def __init__(self, storage_root: Path, server: FarmServer) -> None:
         self.storage_root = storage_root
-        self.server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+        self.server = server
         self.requests: list[dict[str, Any]] = []
         self.rejected: list[dict[str, Any]] = []
         self.rejections_expected = False
@@ -98,7 +123,7 @@ class FoxFarmFake:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.port}"
+        return f"http://127.0.0.1:{self.server.http.port}"
 
     def account_kwargs(self, who: str = "main") -> dict[str, str]:
         account = self.sub if who == "sub" else self.main
@@ -142,14 +167,11 @@ class FoxFarmFake:
         return [r for r in self.requests if path is None or r["path"] == path]
 
     def start(self) -> FoxFarmFake:
-        self.server.expect_request(re.compile(r"^/.*")).respond_with_handler(self._handle)
-        self.server.start()
+        self.server.serving = self
         return self
 
     def stop(self) -> None:
-        self.server.clear()
-        if self.server.is_running():
-            self.server.stop()
+        self.server.serving = None
 
     # --- state ---------------------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ import requests.adapters
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
-from tests.fox_farm import FoxFarmFake
+from tests.fox_farm import FarmServer, FoxFarmFake
 from transfers import services
 from transfers.models import FarmAccount, FarmTask, Manifest, Membership, Team, TransferJob
 
@@ -141,11 +141,18 @@ def make_farm_task(db: None) -> Callable[..., FarmTask]:
     return make
 
 
+@pytest.fixture(scope="session")
+def _fox_farm_server() -> Iterator[FarmServer]:
+    server = FarmServer().start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def fox_farm(tmp_path: Path) -> Iterator[FoxFarmFake]:
-    """A fake Fox farm API on 127.0.0.1 (tests/fox_farm.py); fails the test if a request was rejected
-    without the test expecting it."""
-    fake = FoxFarmFake(tmp_path / "fox-storage").start()
+def fox_farm(tmp_path: Path, _fox_farm_server: FarmServer) -> Iterator[FoxFarmFake]:
+    """A fake Fox farm API on 127.0.0.1 (tests/fox_farm.py), fresh for each test (on a server started once);
+    fails the test if a request was rejected without the test expecting it."""
+    fake = FoxFarmFake(tmp_path / "fox-storage", _fox_farm_server).start()
     try:
         yield fake
     finally:

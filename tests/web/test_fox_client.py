@@ -10,7 +10,7 @@ import socket
 import pytest
 
 from transfers.farm.fox import errors
-from transfers.farm.fox.client import CONFIG, PROFILE, TASK_INFO, FoxClient
+from transfers.farm.fox.client import CONFIG, FRAMES, OUTPUT_FILES, PROFILE, TASK_INFO, TASK_LIST, FoxClient
 from transfers.farm.fox.errors import FoxApiError, FoxBadResponse, FoxCredentialsMissing, FoxUnreachable
 from transfers.farm.fox.signing import canonical, flatten, sign
 
@@ -280,3 +280,26 @@ def test_the_tests_never_reach_the_real_farm():
 
     with pytest.raises(FoxUnreachable, match="cannot be reached"):
         client.bids()
+
+
+def test_task_list_asks_for_a_page_and_the_statuses_given(fox_farm):
+    data = _client(fox_farm).task_list(page=1, page_size=5, status_list=[25])
+
+    assert fox_farm.calls(TASK_LIST)[0]["body"] == {"pageNum": 1, "pageSize": 5, "statusList": [25]}
+    assert {item["taskStatus"] for item in data["items"]} == {25}
+
+
+def test_frames_asks_for_a_child_task_s_frames_at_most_a_hundred_a_page(fox_farm):
+    data = _client(fox_farm).frames(2002, page_size=500)
+
+    assert fox_farm.calls(FRAMES)[0]["body"] == {"taskId": 2002, "pageNum": 1, "pageSize": 100}
+    assert [frame["frameIndex"] for frame in data["items"]] == ["1-1", "2-2", "3-3"]
+
+
+def test_output_files_lists_one_folder_and_passes_the_task_id_when_given(fox_farm):
+    fox_farm.add_output("1001_done_shot/a.exr", 4)
+
+    (entry,) = _client(fox_farm).output_files("/1001_done_shot", task_id=1001)
+
+    assert fox_farm.calls(OUTPUT_FILES)[0]["body"] == {"treePath": "/1001_done_shot", "taskId": 1001}
+    assert (entry["fileName"], entry["fileSize"], entry["directory"]) == ("a.exr", 4, False)

@@ -8,11 +8,14 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.fox_farm import STATUS_CODES, task_info
+from transfers import accounts
 from transfers.engine.endpoints.base import StoredFile
 from transfers.farm import UnknownTask, UnsupportedAccount, connector_for
 from transfers.farm.fox import FoxFarm
 from transfers.farm.fox.client import BIDS, PROFILE, TASK_INFO, TASK_LIST, FoxClient
+from transfers.farm.fox.errors import FoxError
 from transfers.farm.status import STATUSES, Outcome
+from transfers.models import AuditEvent
 
 
 def _farm(account) -> FoxFarm:
@@ -290,3 +293,30 @@ def test_the_check_of_an_unreachable_farm_fails_signing_in_without_raising(fox_a
     steps = _farm(fox_account(domain=f"http://127.0.0.1:{closed_port}")).check()
 
     assert not steps[0].ok and "cannot be reached" in steps[0].message
+
+
+def test_a_sharing_sub_account_without_a_main_input_id_is_refused_clearly(fox_account, fox_farm):
+    fox_farm.sub.bids["parent_input_bid"] = ""
+
+    with pytest.raises(FoxError, match="no main account id or main input storage id"):
+        connector_for(fox_account("sub")).storage("input")
+
+
+def test_the_check_fails_the_storage_step_when_the_farm_gives_no_storage_id(fox_account, fox_farm):
+    fox_farm.main.bids["output_bid"] = ""
+
+    steps = connector_for(fox_account()).check()
+
+    assert [(step.name, step.ok) for step in steps] == [("sign in", True), ("storage ids", False)]
+    assert "no output storage id" in steps[1].message
+
+
+def test_the_account_check_service_runs_the_fox_check_and_audits_no_key(fox_account, fox_farm, make_user, closed_port):
+    fox_farm.set_lines("Aspera", [("HKCT", closed_port, True)])
+    account = fox_account()
+
+    steps = accounts.account_check(account=account, user=make_user(team=account.team, role="lead"))
+
+    assert [step.name for step in steps] == ["sign in", "storage ids", "transfer lines"]
+    audit = AuditEvent.objects.get(action="account.check")
+    assert "fox-main-secret-key" not in repr((audit.before, audit.after))

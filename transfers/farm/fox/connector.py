@@ -111,11 +111,17 @@ class FoxFarm(FarmConnector):
         """(storage id, user id) of an area. A sub-account sharing the main account's assets uploads into
         the main account's input storage under the main user id (§3.7); config and output stay its own."""
         me = self.identity()
-        if check_area(area) == "input":
-            if me.share_main_capital and me.main_user_id and me.parent_input_bid:
-                return me.parent_input_bid, me.main_user_id
-            return me.input_bid, me.user_id
-        return (me.output_bid if area == "output" else me.config_bid), me.user_id
+        if check_area(area) == "input" and me.share_main_capital:
+            if not (me.main_user_id and me.parent_input_bid):
+                raise FoxError(
+                    f"farm account {self.account.name!r} shares its main account's assets, but the farm gave no main "
+                    "account id or main input storage id (parent_input_bid): nowhere to upload assets"
+                )
+            return me.parent_input_bid, me.main_user_id
+        bid = {"input": me.input_bid, "output": me.output_bid, "config": me.config_bid}[area]
+        if not bid:
+            raise FoxError(f"the farm gave no {area} storage id for farm account {self.account.name!r} (getBid)")
+        return bid, me.user_id
 
     def area_root(self, name: str) -> Path:
         raise self._transmitter_only(name)
@@ -132,15 +138,15 @@ class FoxFarm(FarmConnector):
     # --- tasks ---------------------------------------------------------------------------------------
 
     def tasks(self) -> list[FarmTaskInfo]:
-        found: list[FarmTaskInfo] = []
+        found: dict[int, FarmTaskInfo] = {}  # by id: a child may come both in its parent and on its own
         for page in range(1, MAX_PAGES + 1):
             data = self.client.task_list(page=page, page_size=100)
             items = [item for item in data.get("items") or [] if isinstance(item, dict)]
             for item in items:
-                found.extend(_tree(item))
+                found.update((task.task_id, task) for task in _tree(item))
             if not items or page >= (_int(data.get("pageCount")) or 1):
                 break
-        return sorted(found, key=lambda task: -task.task_id)
+        return sorted(found.values(), key=lambda task: -task.task_id)
 
     def _items(self, task_ids: list[int]) -> list[dict[str, Any]]:
         data = self.client.task_info(task_ids)
@@ -213,12 +219,14 @@ class FoxFarm(FarmConnector):
         if me.is_sub_account:
             who += f", a sub-account of main account {me.main_user_id}"
         steps.append(CheckStep("sign in", True, who))
-        if not (me.input_bid and me.output_bid and me.config_bid):
-            steps.append(CheckStep("storage ids", False, "the farm gave no input, output or config storage id (getBid)"))
+        try:
+            places = {area: self.storage(area) for area in ("input", "output", "config")}
+        except FoxError as exc:
+            steps.append(CheckStep("storage ids", False, str(exc)))
             return steps
-        bids = f"input {me.input_bid}, output {me.output_bid}, config {me.config_bid}"
-        if me.share_main_capital and me.main_user_id and me.parent_input_bid:
-            bids += f"; assets go to the main account's input {me.parent_input_bid} (user id {me.main_user_id})"
+        bids = f"input {me.input_bid or 'none'}, output {places['output'][0]}, config {places['config'][0]}"
+        if me.share_main_capital:
+            bids += f"; assets go to the main account's input {places['input'][0]} (user id {places['input'][1]})"
         steps.append(CheckStep("storage ids", True, bids))
         steps.append(self._check_lines())
         return steps
