@@ -9,6 +9,7 @@ import socket
 
 import pytest
 
+from transfers.farm import FarmError
 from transfers.farm.fox import errors
 from transfers.farm.fox.client import CONFIG, FRAMES, OUTPUT_FILES, PROFILE, TASK_INFO, TASK_LIST, FoxClient
 from transfers.farm.fox.errors import FoxApiError, FoxBadResponse, FoxCredentialsMissing, FoxUnreachable
@@ -303,3 +304,10 @@ def test_output_files_lists_one_folder_and_passes_the_task_id_when_given(fox_far
 
     assert fox_farm.calls(OUTPUT_FILES)[0]["body"] == {"treePath": "/1001_done_shot", "taskId": 1001}
     assert (entry["fileName"], entry["fileSize"], entry["directory"]) == ("a.exr", 4, False)
+
+
+def test_every_fox_error_is_a_farm_error_for_callers_that_serve_every_farm(fox_farm):
+    fox_farm.fail_next(804)
+
+    with pytest.raises(FarmError, match="the account is locked"):
+        _client(fox_farm).bids()

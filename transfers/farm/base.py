@@ -23,6 +23,11 @@ class UnsupportedAccount(ValueError):
     """The account's farm has no connector in this version: nothing would reach it."""
 
 
+class FarmError(Exception):
+    """A remote farm could not answer: unreachable, refused the account's credentials, answered nonsense.
+    Each remote connector's errors derive from it, so a page or a run catches one type for every farm."""
+
+
 class UnknownTask(LookupError):
     """The farm has no task with this id on this account (never an endless wait, §8 #8)."""
 

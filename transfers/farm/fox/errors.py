@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from transfers.farm.base import FarmError
 
-class FoxError(Exception):
+
+class FoxError(FarmError):
     """Anything that went wrong talking to the farm. Messages never carry the key or a signature."""
 
     retryable: ClassVar[bool] = False
