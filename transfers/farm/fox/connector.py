@@ -31,6 +31,7 @@ from transfers.farm.fox.client import FoxClient
 from transfers.farm.fox.errors import FoxError
 from transfers.farm.fox.lines import measure_all
 from transfers.farm.fox.outputs import walk
+from transfers.farm.fox.parse import as_int, line_of, static_lines, task_tree
 from transfers.models import FarmAccount
 
 logger = logging.getLogger(__name__)
@@ -82,22 +83,22 @@ class FoxFarm(FarmConnector):
     @cached_property
     def _identity(self) -> FoxIdentity:
         profile, settings, bids = self.client.user_profile(), self.client.user_settings(), self.client.bids()
-        main = _int(profile.get("mainUserId"))
+        main = as_int(profile.get("mainUserId"))
         share = profile.get("shareMainCapital", settings.get("shareMainCapital"))
         disabled = profile.get("downloadDisable", settings.get("downloadDisable"))
         return FoxIdentity(
-            user_id=_int(profile.get("userId")) or 0,
+            user_id=as_int(profile.get("userId")) or 0,
             user_name=str(profile.get("userName") or ""),
             main_user_id=main or None,
-            share_main_capital=_int(share) == 1,
+            share_main_capital=as_int(share) == 1,
             input_bid=str(bids.get("input_bid") or ""),
             output_bid=str(bids.get("output_bid") or ""),
             config_bid=str(bids.get("config_bid") or ""),
             parent_input_bid=str(bids.get("parent_input_bid") or ""),
-            download_disabled=_int(disabled) == 1,
+            download_disabled=as_int(disabled) == 1,
             platform=str(profile.get("platform") or self.account.platform),
             sub_user_output_bids=tuple(
-                (_int(row.get("userId")) or 0, str(row.get("outputBid") or ""))
+                (as_int(row.get("userId")) or 0, str(row.get("outputBid") or ""))
                 for row in bids.get("sub_user_output_bids") or []
                 if isinstance(row, dict)
             ),
@@ -143,8 +144,8 @@ class FoxFarm(FarmConnector):
             data = self.client.task_list(page=page, page_size=100)
             items = [item for item in data.get("items") or [] if isinstance(item, dict)]
             for item in items:
-                found.update((task.task_id, task) for task in _tree(item))
-            if not items or page >= (_int(data.get("pageCount")) or 1):
+                found.update((task.task_id, task) for task in task_tree(item))
+            if not items or page >= (as_int(data.get("pageCount")) or 1):
                 break
         return sorted(found.values(), key=lambda task: -task.task_id)
 
@@ -155,7 +156,7 @@ class FoxFarm(FarmConnector):
     def _tree_of(self, task_id: int) -> list[FarmTaskInfo]:
         """The task and everything under it, the task first; UnknownTask when the farm has none."""
         for item in self._items([task_id]):
-            tree = _tree(item)
+            tree = task_tree(item)
             for index, task in enumerate(tree):
                 if task.task_id == task_id:
                     return [task, *tree[:index], *tree[index + 1 :]]
@@ -174,7 +175,7 @@ class FoxFarm(FarmConnector):
         known: set[int] = set()
         for start in range(0, len(task_ids), INFO_CHUNK):
             for item in self._items(task_ids[start : start + INFO_CHUNK]):
-                known.update(task.task_id for task in _tree(item))
+                known.update(task.task_id for task in task_tree(item))
         return [task_id for task_id in task_ids if task_id not in known]
 
     # --- outputs -------------------------------------------------------------------------------------
@@ -202,9 +203,9 @@ class FoxFarm(FarmConnector):
                 continue
             name = str(engine.get("engineName") or "").lower()
             for row in engine.get("respTaskEngineLines") or []:
-                line = _line(row, name)
+                line = line_of(row, name)
                 if line is not None:
-                    found.append((not line.is_default, _int(engine.get("isDefault")) != 1, line))
+                    found.append((not line.is_default, as_int(engine.get("isDefault")) != 1, line))
         if found:
             return [line for *_, line in sorted(found, key=lambda entry: entry[:2])]
         return static_lines(self.account)
@@ -245,60 +246,3 @@ class FoxFarm(FarmConnector):
             for line in lines
         ]
         return CheckStep("transfer lines", any(seconds is not None for seconds in measured.values()), "; ".join(said))
-
-
-def static_lines(account: FarmAccount) -> list[TransferLine]:
-    """The account's own lines ([{"name", "host", "port", "engine"?}]); a line without an engine serves any."""
-    lines = []
-    for index, row in enumerate(account.transfer_lines or []):
-        if isinstance(row, dict) and row.get("name") and row.get("host") and _int(row.get("port")):
-            engine = str(row.get("engine") or "").lower()
-            lines.append(TransferLine(str(row["name"]), engine, str(row["host"]), _int(row["port"]) or 0, is_default=index == 0))
-    return lines
-
-
-def _line(row: Any, engine: str) -> TransferLine | None:
-    if not isinstance(row, dict) or not row.get("server") or not _int(row.get("port")):
-        return None
-    notes = {key: str(row[key]) for key in ("lineId", "type") if row.get(key) is not None}
-    return TransferLine(
-        name=str(row.get("name") or row["server"]),
-        engine=engine,
-        server=str(row["server"]),
-        port=_int(row["port"]) or 0,
-        is_default=_int(row.get("isDefault")) == 1,
-        notes=notes,
-    )
-
-
-def _tree(item: dict[str, Any], parent_id: int | None = None, depth: int = 0) -> list[FarmTaskInfo]:
-    """A TaskInfo and its children (isOpen == 1: respRenderingTaskList, which may be null), parent first."""
-    task_id = _int(item.get("id"))
-    if task_id is None:
-        return []
-    listed = item.get("respRenderingTaskList") if _int(item.get("isOpen")) == 1 else None
-    children = [child for child in listed or [] if isinstance(child, dict)]
-    below = [task for child in children for task in _tree(child, task_id, depth + 1)] if depth < 8 else []
-    direct = tuple(task.task_id for task in below if task.parent_id == task_id)
-    info = FarmTaskInfo(
-        task_id=task_id,
-        scene=str(item.get("sceneName") or ""),
-        status_code=_int(item.get("taskStatus")),
-        output_folder=str(item.get("outputFileName") or "").strip("/"),
-        frames_expected=_int(item.get("totalFrames")) or 0,
-        parent_id=parent_id if parent_id is not None else _int(item.get("layerParentId")) or None,
-        layer=str(item.get("layerName") or ""),
-        children=direct,
-    )
-    return [info, *below]
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int):
-        return value
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        return None
