@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+import requests
+import requests.adapters
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
+from tests.fox_farm import FarmServer, FoxFarmFake
 from transfers import services
 from transfers.models import FarmAccount, FarmTask, Manifest, Membership, Team, TransferJob
 
@@ -134,3 +139,74 @@ def make_farm_task(db: None) -> Callable[..., FarmTask]:
         return FarmTask.objects.create(account=account, task_id=task_id, scene=scene, **fields)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def _fox_farm_server() -> Iterator[FarmServer]:
+    server = FarmServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fox_farm(tmp_path: Path, _fox_farm_server: FarmServer) -> Iterator[FoxFarmFake]:
+    """A fake Fox farm API on 127.0.0.1 (tests/fox_farm.py), fresh for each test (on a server started once);
+    fails the test if a request was rejected without the test expecting it."""
+    fake = FoxFarmFake(tmp_path / "fox-storage", _fox_farm_server).start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+    if fake.rejected and not fake.rejections_expected:
+        pytest.fail(f"the fake Fox farm rejected requests: {[(r['path'], r['why']) for r in fake.rejected]}")
+
+
+@pytest.fixture
+def fox_account(make_account: Callable[..., FarmAccount], fox_farm: FoxFarmFake) -> Callable[..., FarmAccount]:
+    """A fox FarmAccount pointed at the fake farm: fox_account() for the main account, fox_account("sub")."""
+
+    def make(who: str = "main", **fields: Any) -> FarmAccount:
+        return make_account(kind=FarmAccount.Kind.FOX, **{**fox_farm.account_kwargs(who), **fields})
+
+    return make
+
+
+@pytest.fixture
+def listening_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that accepts TCP connections (the kernel completes them from the backlog)."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        yield int(server.getsockname()[1])
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A port on 127.0.0.1 nobody listens on: a connection to it is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def without_fox_connector(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registry without the Fox connector: a fox account is then one no connector reaches."""
+    from transfers.farm import CONNECTORS
+
+    monkeypatch.delitem(CONNECTORS, FarmAccount.Kind.FOX)
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests reach 127.0.0.1 only: an HTTP request (through requests) to any other host fails at once,
+    before a DNS look-up. A fox account left at the farm's real domain (schemathesis may make one, or
+    turn an account into one) then fails to connect instead of calling the real farm."""
+    send = requests.adapters.HTTPAdapter.send
+
+    def guarded(self: requests.adapters.HTTPAdapter, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
+        host = urlsplit(request.url or "").hostname
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise requests.ConnectionError(f"the tests reach 127.0.0.1 only, not {host}")
+        return send(self, request, *args, **kwargs)
+
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", guarded)

@@ -113,7 +113,7 @@ def test_an_empty_key_keeps_the_stored_one_a_new_one_changes_it_and_clear_remove
         ("path_map", "D:/ => relative/path", "an absolute POSIX path"),
         ("pool_size", "0", "pool_size"),
         ("max_speed", "-5", "max_speed"),
-        ("kind", "fox", "not one of the available choices"),
+        ("kind", "deadline", "not one of the available choices"),
         ("name", "Red farm", "exists already"),
     ],
 )
@@ -206,7 +206,7 @@ def test_test_connection_says_which_step_failed(make_user, blue, tmp_path):
     assert audit.outcome == "failed" and "output area is a folder" in audit.after["failed"]
 
 
-def test_an_account_without_a_connector_fails_its_check_saying_so(make_user, make_account, blue):
+def test_an_account_without_a_connector_fails_its_check_saying_so(make_user, make_account, blue, without_fox_connector):
     fox = make_account(blue.team, name="Fox", kind="fox")
 
     steps = accounts.account_check(account=fox, user=make_user(team=blue.team, role="lead"))

@@ -34,7 +34,7 @@ def test_the_registry_dispatches_on_the_kind_alone(make_account, monkeypatch):
     assert type(connector_for(make_account(kind=FarmAccount.Kind.FOX))) is Fake
 
 
-def test_an_account_of_a_kind_without_a_connector_is_refused_saying_which_kinds_exist(make_account):
+def test_an_account_of_a_kind_without_a_connector_is_refused_saying_which_kinds_exist(make_account, without_fox_connector):
     account = make_account(name="fox", kind=FarmAccount.Kind.FOX)
 
     with pytest.raises(UnsupportedAccount, match=r"has no connector for it.*local"):

@@ -122,7 +122,7 @@ def test_simulate_render_on_an_unknown_account_says_so(db):
         call_command("simulate_render", account=424242)
 
 
-def test_simulate_render_on_a_farm_without_a_connector_says_so(make_account):
+def test_simulate_render_on_a_farm_without_a_connector_says_so(make_account, without_fox_connector):
     account = make_account(kind=FarmAccount.Kind.FOX)
 
     with pytest.raises(CommandError, match="has no connector"):

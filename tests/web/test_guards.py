@@ -26,7 +26,7 @@ def _fox_manifest(lead, allowed_dir: Path):
     return services.manifest_import(name="m", account=account, data=data, user=lead)
 
 
-def test_an_upload_to_a_farm_without_a_connector_is_refused_with_the_reason(client, lead, allowed_dir):
+def test_an_upload_to_a_farm_without_a_connector_is_refused_with_the_reason(client, lead, allowed_dir, without_fox_connector):
     manifest = _fox_manifest(lead, allowed_dir)
     client.force_login(lead)
 
@@ -36,7 +36,7 @@ def test_an_upload_to_a_farm_without_a_connector_is_refused_with_the_reason(clie
     assert "has no connector for it" in response.content.decode()
 
 
-def test_the_api_refuses_an_upload_to_a_farm_without_a_connector(client, lead, allowed_dir):
+def test_the_api_refuses_an_upload_to_a_farm_without_a_connector(client, lead, allowed_dir, without_fox_connector):
     manifest = _fox_manifest(lead, allowed_dir)
     client.force_login(lead)
 

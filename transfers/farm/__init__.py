@@ -20,6 +20,7 @@ from transfers.farm.base import (
     UnknownTask,
     UnsupportedAccount,
 )
+from transfers.farm.fox import FoxFarm
 from transfers.farm.local import LocalFarm
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ __all__ = [
 
 CONNECTORS: dict[str, type[FarmConnector]] = {
     LocalFarm.kind: LocalFarm,
+    FoxFarm.kind: FoxFarm,
 }
 
 

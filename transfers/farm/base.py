@@ -26,7 +26,8 @@ AREAS = ("input", "output", "config")  # assets, rendered frames, task configura
 
 
 class FarmError(Exception):
-    """The farm did not answer as it should (unreachable, refused the credentials, answered nonsense):
+    """A remote farm could not answer: unreachable, refused the account's credentials, answered nonsense.
+    Each remote connector's errors derive from it, so a page or a run catches one type for every farm;
     the message says so for people and never carries a secret."""
 
 

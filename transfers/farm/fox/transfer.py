@@ -1,0 +1,251 @@
+"""How a Fox account's files move: the vendor's transmitter (transfers.engine.transmitter), on a line
+chosen for each run (lines.choose_line), into the storage ids the farm gave the account (FoxFarm.storage).
+
+rvweb around the transmitter:
+
+* Uploads: each local path goes through the account's path map and must lie beneath an allowed root
+  (checked right before the manifest is written, as the engine's own runs do); with `is_db`, a file the
+  ledger saw at the same size, mtime and path is not sent again (a content hash is kept for each file
+  sent, the SDK kept none: §8 #12).
+* Downloads: the transmitter writes into a staging folder inside the job's local folder; each file is
+  checked (size, hash) and renamed into place (engine.transmitter.leg).
+* The line: chosen once per run and kept on the job (its page says which and why). A line that does not
+  answer is tried again with backoff, `upload_num` times at most, then the job ends naming it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+
+from transfers import transmitter_install
+from transfers.engine.events import Event, FileFinished
+from transfers.engine.ledger import Ledger, LedgerRecord
+from transfers.engine.paths import PathRefused, clean_server_path
+from transfers.engine.runner import Move, RunSummary, Task, backoff_delay
+from transfers.engine.transmitter import TransmitSpec, run_transmitter_leg
+from transfers.engine.transmitter.command import TransmitType
+from transfers.farm.base import CheckStep, LegRequest, Route, TransportUnavailable
+from transfers.farm.fox import lines
+from transfers.farm.fox.errors import FoxError
+from transfers.farm.fox.parse import static_lines
+
+if TYPE_CHECKING:
+    from transfers.farm.fox.connector import FoxFarm
+
+logger = logging.getLogger(__name__)
+
+ENGINES = ("aspera", "raysync")  # the transmitter's -E; the SDK's "raysyncproxy" is read as raysync (§8 #13)
+DEFAULT_ENGINE = "aspera"  # the SDK's default engine_type
+_LEDGER_BATCH = 500
+
+
+def work_dir(job_id: int) -> Path:
+    """The job's private folder for the transmitter's manifests and logs (in the data dir, never /tmp)."""
+    return Path(settings.DATA_DIR) / "transmitter" / "runs" / f"job-{job_id}"
+
+
+def fox_transfer(connector: FoxFarm, request: LegRequest) -> RunSummary:
+    options = request.job_options
+    engine = lines.engine_of(options.engine_type or DEFAULT_ENGINE)
+    if engine not in ENGINES:
+        raise TransportUnavailable(
+            f"engine_type {options.engine_type!r}: the transmitter's engines are aspera and raysync (raysyncproxy is raysync)"
+        )
+    exe = transmitter_install.transmitter_path()
+    if exe is None:
+        raise TransportUnavailable(
+            "the vendor's transmitter is not installed on this worker: run `manage.py install_transmitter` "
+            "(or point RVWEB_TRANSMITTER at it)"
+        )
+    try:
+        storage_id, user_id = connector.storage(request.area)
+        choice = _line(connector, request, engine)
+    except (FoxError, lines.LineNotFound) as exc:
+        raise TransportUnavailable(str(exc)) from None
+    if choice is None:  # stopped while waiting for a line
+        return RunSummary(0, 0, 0, 0, stopped=True, stop_reason=request.control.reason)
+    request.note_route(
+        Route(
+            transport="transmitter",
+            line=choice.name,
+            host=choice.host,
+            port=choice.port,
+            engine=choice.engine,
+            reason=choice.reason,
+            measured={name: None if s is None else round(s * 1000, 1) for name, s in choice.measured.items()},
+            version=_version(exe),
+        )
+    )
+
+    def spec(transmit_type: TransmitType, local: str, remote: str, max_speed: int | None) -> TransmitSpec:
+        return TransmitSpec(
+            exe=str(exe),
+            engine="raysync" if choice.engine == "raysync" else "aspera",  # checked against ENGINES above
+            host=choice.host,
+            port=choice.port,
+            storage_id=str(storage_id),
+            user_id=str(user_id),
+            transmit_type=transmit_type,
+            local=local,
+            remote=remote,
+            max_speed=max_speed,
+            network_mode=options.network_mode,
+        )
+
+    report = request.report
+    tasks = _moves(request.tasks)
+    destination_root = None
+    if request.direction == "download":
+        folder = request.local_folder()
+        request.destination_added(folder)
+        destination_root = folder.root
+    else:
+        uploads = _Uploads(request)
+        tasks, report = uploads.moves(), uploads.report
+    summary = run_transmitter_leg(
+        tasks,
+        direction=request.direction,
+        spec=spec,
+        work_dir=work_dir(request.job_id),
+        destination_root=destination_root,
+        sizes={item: size for item, size in request.sizes().items() if size is not None},
+        report=report,
+        control=request.control,
+        options=request.engine,
+    )
+    if request.direction == "upload":
+        uploads.flush()
+        return RunSummary(
+            summary.files_ok + uploads.skipped,
+            summary.files_failed + uploads.refused,
+            summary.files_skipped + uploads.skipped,
+            summary.bytes_sent,
+            summary.stopped,
+            summary.stop_reason,
+            summary.files_not_sent,
+            summary.bytes_not_sent,
+        )
+    return summary
+
+
+def _moves(tasks: Iterable[Task]) -> Iterator[Move]:
+    for task in tasks:
+        yield task if isinstance(task, Move) else Move(item_id=task.item_id, source=task.source, destination=task.destination)
+
+
+def check_transmitter() -> CheckStep:
+    """The "test connection" step of the transmitter this worker would run: where, which version."""
+    exe = transmitter_install.transmitter_path()
+    if exe is None:
+        return CheckStep(
+            "transmitter", False, "not installed on this machine: run `manage.py install_transmitter` (or set RVWEB_TRANSMITTER)"
+        )
+    found = transmitter_install.installed()
+    version = _version(exe) or "(its version did not print: is it the transmitter?)"
+    package = f", from {transmitter_install.PACKAGE}=={found.version}" if found is not None and found.path == exe else ""
+    return CheckStep("transmitter", True, f"rayvision_transmitter {version} at {exe}{package}")
+
+
+def _version(exe: Path) -> str:
+    try:
+        return transmitter_install.transmitter_version(exe)
+    except transmitter_install.InstallError as exc:
+        logger.warning("the transmitter's version: %s", exc)
+        return ""
+
+
+def _line(connector: FoxFarm, request: LegRequest, engine: str) -> lines.LineChoice | None:
+    """The run's line; an unreachable one is tried again with backoff, `upload_num` times in all."""
+    options, attempts = request.job_options, request.engine.attempts
+    for attempt in range(1, attempts + 1):
+        try:
+            return lines.choose_line(
+                connector.lines() if options.automatic_line else [],
+                engine=engine,
+                automatic_line=options.automatic_line,
+                internet_provider=options.internet_provider,
+                server_ip=options.server_ip,
+                server_port=options.server_port,
+                static_lines=static_lines(connector.account),
+            )
+        except lines.LineUnreachable as exc:
+            if attempt == attempts:
+                raise TransportUnavailable(f"{exc} (tried {attempts} times)") from None
+            delay = max(1.0, backoff_delay(attempt, base=request.engine.backoff_base * 4, cap=request.engine.backoff_cap))
+            logger.warning("job %s: %s; line unreachable, will retry in %.1fs", request.job_id, exc, delay)
+            if request.control.stop.wait(delay):
+                return None
+    return None
+
+
+class _Uploads:
+    """An upload leg's files before the transmitter sees them: each local path mapped and checked
+    beneath the allowed roots, the unchanged ones (the ledger, `is_db`) finished as skipped; and after:
+    each file sent recorded in the ledger with its content hash."""
+
+    def __init__(self, request: LegRequest) -> None:
+        self.request = request
+        self.source = request.local_files()
+        self.ledger: Ledger | None = request.ledger()
+        self.skipped = 0
+        self.refused = 0
+        self.names: dict[int, tuple[str, str]] = {}  # item -> (server key, located local path)
+        self.pending: list[LedgerRecord] = []
+
+    def moves(self) -> Iterator[Move]:
+        batch: list[Move] = []
+        for move in _moves(self.request.tasks):
+            batch.append(move)
+            if len(batch) >= _LEDGER_BATCH:
+                yield from self._checked(batch)
+                batch = []
+        yield from self._checked(batch)
+
+    def _checked(self, batch: list[Move]) -> Iterator[Move]:
+        keys: dict[int, str] = {}
+        for move in batch:
+            with contextlib.suppress(PathRefused):  # the leg refuses it, saying why
+                keys[move.item_id] = clean_server_path(move.destination)
+        records = self.ledger.lookup(sorted(set(keys.values()))) if self.ledger and keys else {}
+        for move in batch:
+            try:
+                located, info = self.source.locate(move.source)
+            except PathRefused as exc:
+                self.refused += 1
+                self.request.report(FileFinished(move.item_id, ok=False, error_code="bad_path", error=str(exc)))
+                continue
+            key = keys.get(move.item_id, "")
+            record = records.get(key)
+            if (
+                record is not None
+                and info is not None
+                and record.size == info.st_size
+                and (record.mtime_ns == info.st_mtime_ns and record.local == move.source)
+            ):
+                self.skipped += 1
+                self.request.report(
+                    FileFinished(move.item_id, ok=True, size=info.st_size, checksum=record.checksum, skipped=True)
+                )
+                continue
+            self.names[move.item_id] = (key, move.source)
+            yield Move(item_id=move.item_id, source=located, destination=move.destination)
+
+    def report(self, event: Event) -> bool | None:
+        if isinstance(event, FileFinished) and event.ok and not event.skipped and self.ledger is not None:
+            key, local = self.names.get(event.item_id, ("", ""))
+            if key:
+                self.pending.append(LedgerRecord(key, local, event.size, event.mtime_ns, event.checksum))
+                if len(self.pending) >= _LEDGER_BATCH:
+                    self.flush()
+        return self.request.report(event)
+
+    def flush(self) -> None:
+        if self.ledger is not None and self.pending:
+            self.ledger.record(self.pending)
+        self.pending = []
