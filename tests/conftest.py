@@ -23,6 +23,7 @@ from django.conf import settings
 
 from rvweb.celery import app as celery_app
 from rvweb.embedded_redis import EmbeddedRedis
+from tests.fake_transmitter import FAKE_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,7 +81,17 @@ def _subprocess_env() -> dict[str, str]:
     env["BROKER_URL"] = settings.BROKER_URL
     env["RVWEB_QUEUE"] = settings.CELERY_TASK_DEFAULT_QUEUE
     env["PYTHONUNBUFFERED"] = "1"
+    # A Fox account's worker runs the fake transmitter (tests/fake_transmitter), first on PATH, on the
+    # fake farm's storage: the fox_farm fixture serves its files from the same folder.
+    env["PATH"] = f"{FAKE_DIR}:{env.get('PATH', '')}"
+    env["FAKE_FOX_STORAGE"] = str(fake_fox_storage())
+    env.pop("RVWEB_TRANSMITTER", None)
     return env
+
+
+def fake_fox_storage() -> Path:
+    """The fake Fox farm's storage for the session (the fox_farm fixture empties it for each test)."""
+    return Path(settings.DATA_DIR) / "fake-fox-storage"
 
 
 @dataclass

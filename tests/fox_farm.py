@@ -7,8 +7,9 @@ a request that fails these is answered with code 611 (or 602 for an unknown acce
 `rejected`. The `fox_farm` fixture fails the test at teardown if any request was rejected, unless the
 test said it expects rejections (`expect_rejections()`).
 
-Output storage is a real directory, `storage_root/<output_bid>-<user_id>/`, listed through
-getOutputUserDirFile, so a fake transmitter can read the same files.
+Output storage is a real directory, `storage_root/output/<output_bid>-<user_id>/`, listed through
+getOutputUserDirFile: the fake transmitter (tests/fake_transmitter, with FAKE_FOX_STORAGE = storage_root)
+reads the same files, and writes uploads to `storage_root/input/<storage id>-<user id>/`.
 """
 
 from __future__ import annotations
@@ -131,9 +132,16 @@ class FoxFarmFake:
 
     def output_dir(self, who: str = "main") -> Path:
         account = self.sub if who == "sub" else self.main
-        path = self.storage_root / f"{account.bids['output_bid']}-{account.user_id}"
+        path = self.storage_root / "output" / f"{account.bids['output_bid']}-{account.user_id}"
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def input_dir(self, who: str = "main") -> Path:
+        """Where the fake transmitter puts an account's uploads (a sharing sub-account's: the main input)."""
+        account = self.sub if who == "sub" else self.main
+        if account.share_main_capital:
+            return self.storage_root / "input" / f"{account.bids['parent_input_bid']}-{account.main_user_id}"
+        return self.storage_root / "input" / f"{account.bids['input_bid']}-{account.user_id}"
 
     def add_output(self, path: str, data: bytes | int = 0, *, who: str = "main", mtime: float | None = None) -> Path:
         """A file of the output area (bytes, or that many zero bytes); its mtime when given."""

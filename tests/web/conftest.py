@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import shutil
 import socket
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,8 +24,10 @@ import requests.adapters
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
+from tests.conftest import fake_fox_storage
+from tests.fake_transmitter import FAKE_DIR
 from tests.fox_farm import FarmServer, FoxFarmFake
-from transfers import services
+from transfers import services, transmitter_install
 from transfers.models import FarmAccount, FarmTask, Manifest, Membership, Team, TransferJob
 
 _numbers = itertools.count(1)
@@ -152,13 +156,34 @@ def _fox_farm_server() -> Iterator[FarmServer]:
 def fox_farm(tmp_path: Path, _fox_farm_server: FarmServer) -> Iterator[FoxFarmFake]:
     """A fake Fox farm API on 127.0.0.1 (tests/fox_farm.py), fresh for each test (on a server started once);
     fails the test if a request was rejected without the test expecting it."""
-    fake = FoxFarmFake(tmp_path / "fox-storage", _fox_farm_server).start()
+    root = fake_fox_storage()  # the worker's fake transmitter acts on this folder (tests/conftest.py)
+    shutil.rmtree(root, ignore_errors=True)
+    fake = FoxFarmFake(root, _fox_farm_server).start()
     try:
         yield fake
     finally:
         fake.stop()
     if fake.rejected and not fake.rejections_expected:
         pytest.fail(f"the fake Fox farm rejected requests: {[(r['path'], r['why']) for r in fake.rejected]}")
+
+
+@pytest.fixture
+def transmitter_on_path(monkeypatch: pytest.MonkeyPatch, settings: Any) -> Path:
+    """In this process (as the test worker has it): the fake transmitter first on PATH, on the fake farm's
+    storage, and neither RVWEB_TRANSMITTER nor an installed one in its way."""
+    monkeypatch.setenv("PATH", f"{FAKE_DIR}:{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("FAKE_FOX_STORAGE", str(fake_fox_storage()))
+    settings.TRANSMITTER_PATH = ""
+    monkeypatch.setattr(transmitter_install, "installed", lambda **_: None)
+    return FAKE_DIR / "rayvision_transmitter"
+
+
+@pytest.fixture
+def no_transmitter(monkeypatch: pytest.MonkeyPatch, settings: Any, tmp_path: Path) -> None:
+    """No transmitter anywhere this process would look."""
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    settings.TRANSMITTER_PATH = ""
+    monkeypatch.setattr(transmitter_install, "installed", lambda **_: None)
 
 
 @pytest.fixture

@@ -245,16 +245,33 @@ def test_without_lines_from_the_farm_the_account_s_own_lines_are_used(fox_accoun
     assert (line.name, line.engine, line.server, line.port, line.is_default) == ("studio", "aspera", "127.0.0.1", 7300, True)
 
 
-def test_the_check_signs_in_reads_the_storage_ids_and_times_each_line(fox_account, fox_farm, listening_port, closed_port):
+def test_the_check_signs_in_reads_the_storage_ids_times_each_line_and_names_the_transmitter(
+    fox_account, fox_farm, listening_port, closed_port, transmitter_on_path
+):
     fox_farm.set_lines("Aspera", [("HKCT", listening_port, True), ("CTCC", closed_port, False)])
 
     steps = connector_for(fox_account()).check()
 
-    assert [(step.name, step.ok) for step in steps] == [("sign in", True), ("storage ids", True), ("transfer lines", True)]
+    assert [(step.name, step.ok) for step in steps] == [
+        ("sign in", True),
+        ("storage ids", True),
+        ("transfer lines", True),
+        ("transmitter", True),
+    ]
+    assert steps[3].message == f"rayvision_transmitter 1.1.5 at {transmitter_on_path}"
     assert "studio-main (user id 100001)" in steps[0].message
     assert steps[1].message == "input 10201, output 20201, config 30201"
     assert f"HKCT (aspera, 127.0.0.1:{listening_port}): " in steps[2].message and " ms" in steps[2].message
     assert f"CTCC (aspera, 127.0.0.1:{closed_port}): unreachable" in steps[2].message
+
+
+def test_the_check_says_how_to_install_a_missing_transmitter(fox_account, fox_farm, listening_port, no_transmitter):
+    fox_farm.set_lines("Aspera", [("HKCT", listening_port, True)])
+
+    *_, last = connector_for(fox_account()).check()
+
+    assert (last.name, last.ok) == ("transmitter", False)
+    assert "manage.py install_transmitter" in last.message
 
 
 def test_the_check_of_a_sub_account_names_the_main_account_and_its_input(fox_account, fox_farm, listening_port):
@@ -269,24 +286,25 @@ def test_the_check_of_a_sub_account_names_the_main_account_and_its_input(fox_acc
 def test_the_check_fails_the_lines_step_when_no_line_answers(fox_account, fox_farm, closed_port):
     fox_farm.set_lines("Aspera", [("HKCT", closed_port, True)])
 
-    steps = connector_for(fox_account()).check()
+    steps = {step.name: step for step in connector_for(fox_account()).check()}
 
-    assert steps[-1].name == "transfer lines" and not steps[-1].ok and "unreachable" in steps[-1].message
+    assert not steps["transfer lines"].ok and "unreachable" in steps["transfer lines"].message
 
 
-def test_the_check_with_a_wrong_key_fails_signing_in_without_showing_the_key(fox_account, fox_farm):
+def test_the_check_with_a_wrong_key_fails_signing_in_without_showing_the_key(fox_account, fox_farm, no_transmitter):
     fox_farm.expect_rejections()
 
     steps = _farm(fox_account(access_key="wrong-key-123")).check()
 
-    assert [(step.name, step.ok) for step in steps] == [("sign in", False)]
+    assert [(step.name, step.ok) for step in steps] == [("sign in", False), ("transmitter", False)]
     assert "signature is invalid" in steps[0].message and "wrong-key-123" not in steps[0].message
 
 
-def test_the_check_of_an_account_without_a_key_says_so_without_raising(fox_account):
+def test_the_check_of_an_account_without_a_key_says_so_without_raising(fox_account, transmitter_on_path):
     steps = connector_for(fox_account(access_key="")).check()
 
-    assert [(step.name, step.ok) for step in steps] == [("sign in", False)] and "no access key" in steps[0].message
+    assert [(step.name, step.ok) for step in steps] == [("sign in", False), ("transmitter", True)]
+    assert "no access key" in steps[0].message
 
 
 def test_the_check_of_an_unreachable_farm_fails_signing_in_without_raising(fox_account, closed_port):
@@ -302,12 +320,12 @@ def test_a_sharing_sub_account_without_a_main_input_id_is_refused_clearly(fox_ac
         connector_for(fox_account("sub")).storage("input")
 
 
-def test_the_check_fails_the_storage_step_when_the_farm_gives_no_storage_id(fox_account, fox_farm):
+def test_the_check_fails_the_storage_step_when_the_farm_gives_no_storage_id(fox_account, fox_farm, transmitter_on_path):
     fox_farm.main.bids["output_bid"] = ""
 
     steps = connector_for(fox_account()).check()
 
-    assert [(step.name, step.ok) for step in steps] == [("sign in", True), ("storage ids", False)]
+    assert [(step.name, step.ok) for step in steps] == [("sign in", True), ("storage ids", False), ("transmitter", True)]
     assert "no output storage id" in steps[1].message
 
 
@@ -317,6 +335,6 @@ def test_the_account_check_service_runs_the_fox_check_and_audits_no_key(fox_acco
 
     steps = accounts.account_check(account=account, user=make_user(team=account.team, role="lead"))
 
-    assert [step.name for step in steps] == ["sign in", "storage ids", "transfer lines"]
+    assert [step.name for step in steps] == ["sign in", "storage ids", "transfer lines", "transmitter"]
     audit = AuditEvent.objects.get(action="account.check")
     assert "fox-main-secret-key" not in repr((audit.before, audit.after))
