@@ -39,6 +39,9 @@ apart(FARM_ROOT, ALLOWED_LOCAL_ROOTS)
 # The vendor's rayvision_transmitter: an explicit path wins over the one `install_transmitter` put in
 # DATA_DIR/transmitter/, which wins over one on PATH (transfers.transmitter_install.transmitter_path).
 TRANSMITTER_PATH = env_str("RVWEB_TRANSMITTER", "")
+# Variables of the worker's environment the transmitter also gets (it gets no other: not the database
+# URL, not the keys), e.g. RAYVISION_LOG_INI for its log settings, or a proxy's.
+TRANSMITTER_PASS_ENV = env_list("RVWEB_TRANSMITTER_PASS_ENV", [])
 # MultiFernet keys, newest first: prepend a new key to rotate, keep the old ones until re-encrypted.
 CREDENTIAL_KEYS = env_list(
     "RVWEB_CREDENTIAL_KEYS",

@@ -85,6 +85,7 @@ def _subprocess_env() -> dict[str, str]:
     # fake farm's storage: the fox_farm fixture serves its files from the same folder.
     env["PATH"] = f"{FAKE_DIR}:{env.get('PATH', '')}"
     env["FAKE_FOX_STORAGE"] = str(fake_fox_storage())
+    env["RVWEB_TRANSMITTER_PASS_ENV"] = "FAKE_FOX_STORAGE"  # the fake's knobs are in knobs.json there
     env.pop("RVWEB_TRANSMITTER", None)
     return env
 

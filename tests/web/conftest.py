@@ -158,6 +158,7 @@ def fox_farm(tmp_path: Path, _fox_farm_server: FarmServer) -> Iterator[FoxFarmFa
     fails the test if a request was rejected without the test expecting it."""
     root = fake_fox_storage()  # the worker's fake transmitter acts on this folder (tests/conftest.py)
     shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
     fake = FoxFarmFake(root, _fox_farm_server).start()
     try:
         yield fake
@@ -174,6 +175,7 @@ def transmitter_on_path(monkeypatch: pytest.MonkeyPatch, settings: Any) -> Path:
     monkeypatch.setenv("PATH", f"{FAKE_DIR}:{os.environ.get('PATH', '')}")
     monkeypatch.setenv("FAKE_FOX_STORAGE", str(fake_fox_storage()))
     settings.TRANSMITTER_PATH = ""
+    settings.TRANSMITTER_PASS_ENV = ["FAKE_FOX_STORAGE"]
     monkeypatch.setattr(transmitter_install, "installed", lambda **_: None)
     return FAKE_DIR / "rayvision_transmitter"
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -83,6 +84,8 @@ def fox_transfer(connector: FoxFarm, request: LegRequest) -> RunSummary:
         )
     )
 
+    passed = tuple((name, os.environ[name]) for name in settings.TRANSMITTER_PASS_ENV if name in os.environ)
+
     def spec(transmit_type: TransmitType, local: str, remote: str, max_speed: int | None) -> TransmitSpec:
         return TransmitSpec(
             exe=str(exe),
@@ -96,6 +99,7 @@ def fox_transfer(connector: FoxFarm, request: LegRequest) -> RunSummary:
             remote=remote,
             max_speed=max_speed,
             network_mode=options.network_mode,
+            extra_env=passed,
         )
 
     report = request.report
