@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from django.conf import settings
 from rvweb.celery import app as celery_app
 from rvweb.embedded_redis import EmbeddedRedis
 from tests.fake_transmitter import FAKE_DIR
+from tests.fox_farm import FarmServer, FoxFarmFake
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -160,3 +162,46 @@ def daphne_server(django_db_setup: None, redis_server: str) -> Iterator[Service]
     wait_for(healthy, timeout=60, what="daphne /healthz")
     yield server
     server.stop()
+
+
+# --- the fake Fox farm (tests/fox_farm.py), for the web and browser rings ----------------------------
+
+
+@pytest.fixture(scope="session")
+def _fox_farm_server() -> Iterator[FarmServer]:
+    server = FarmServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fox_farm(tmp_path: Path, _fox_farm_server: FarmServer) -> Iterator[FoxFarmFake]:
+    """A fake Fox farm API on 127.0.0.1 (tests/fox_farm.py), fresh for each test (on a server started once);
+    fails the test if a request was rejected without the test expecting it."""
+    root = fake_fox_storage()  # the worker's fake transmitter acts on this folder (tests/conftest.py)
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    fake = FoxFarmFake(root, _fox_farm_server).start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+    if fake.rejected and not fake.rejections_expected:
+        pytest.fail(f"the fake Fox farm rejected requests: {[(r['path'], r['why']) for r in fake.rejected]}")
+
+
+@pytest.fixture
+def listening_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that accepts TCP connections (the kernel completes them from the backlog)."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        yield int(server.getsockname()[1])
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A port on 127.0.0.1 nobody listens on: a connection to it is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

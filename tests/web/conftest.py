@@ -10,10 +10,8 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import shutil
-import socket
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,7 +24,7 @@ from django.contrib.auth import get_user_model
 
 from tests.conftest import fake_fox_storage
 from tests.fake_transmitter import FAKE_DIR
-from tests.fox_farm import FarmServer, FoxFarmFake
+from tests.fox_farm import FoxFarmFake
 from transfers import services, transmitter_install
 from transfers.models import FarmAccount, FarmTask, Manifest, Membership, Team, TransferJob
 
@@ -145,29 +143,6 @@ def make_farm_task(db: None) -> Callable[..., FarmTask]:
     return make
 
 
-@pytest.fixture(scope="session")
-def _fox_farm_server() -> Iterator[FarmServer]:
-    server = FarmServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def fox_farm(tmp_path: Path, _fox_farm_server: FarmServer) -> Iterator[FoxFarmFake]:
-    """A fake Fox farm API on 127.0.0.1 (tests/fox_farm.py), fresh for each test (on a server started once);
-    fails the test if a request was rejected without the test expecting it."""
-    root = fake_fox_storage()  # the worker's fake transmitter acts on this folder (tests/conftest.py)
-    shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
-    fake = FoxFarmFake(root, _fox_farm_server).start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
-    if fake.rejected and not fake.rejections_expected:
-        pytest.fail(f"the fake Fox farm rejected requests: {[(r['path'], r['why']) for r in fake.rejected]}")
-
-
 @pytest.fixture
 def transmitter_on_path(monkeypatch: pytest.MonkeyPatch, settings: Any) -> Path:
     """In this process (as the test worker has it): the fake transmitter first on PATH, on the fake farm's
@@ -196,23 +171,6 @@ def fox_account(make_account: Callable[..., FarmAccount], fox_farm: FoxFarmFake)
         return make_account(kind=FarmAccount.Kind.FOX, **{**fox_farm.account_kwargs(who), **fields})
 
     return make
-
-
-@pytest.fixture
-def listening_port() -> Iterator[int]:
-    """A port on 127.0.0.1 that accepts TCP connections (the kernel completes them from the backlog)."""
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen(16)
-        yield int(server.getsockname()[1])
-
-
-@pytest.fixture
-def closed_port() -> int:
-    """A port on 127.0.0.1 nobody listens on: a connection to it is refused."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
