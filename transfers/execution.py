@@ -26,7 +26,7 @@ from transfers import kinds, progress
 from transfers.downloads import DownloadRefused
 from transfers.engine.paths import PathRefused
 from transfers.engine.runner import Control, RunSummary
-from transfers.farm import TransportUnavailable, UnsupportedAccount
+from transfers.farm import FarmError, TransportUnavailable, UnsupportedAccount
 from transfers.kinds.options import Transfer
 from transfers.locks import Lease, job_lock
 from transfers.models import TransferItem, TransferJob
@@ -150,7 +150,8 @@ def job_run(*, job_id: int) -> None:
             logger.warning("job %s interrupted (%s: %s); left running for recovery to resume", job_id, type(exc).__name__, exc)
         except Exception as exc:
             if isinstance(
-                exc, (kinds.OptionsInvalid, kinds.UnknownKind, DownloadRefused, TransportUnavailable, UnsupportedAccount)
+                exc,
+                (kinds.OptionsInvalid, kinds.UnknownKind, DownloadRefused, TransportUnavailable, UnsupportedAccount, FarmError),
             ):
                 error = f"this job cannot go on: {exc}"  # the user's to fix, said plainly; no traceback
                 logger.warning("job %s refused: %s", job_id, exc)

@@ -225,7 +225,7 @@ class JobRun:
                 return True
         return not self.control.stop.is_set()
 
-    def note_watch(self, watches: list[Any], *, next_poll: float) -> None:
+    def note_watch(self, watches: list[Any], *, next_poll: float, error: str = "") -> None:
         state: progress.WatchState = {
             "tasks": [
                 {
@@ -239,7 +239,7 @@ class JobRun:
                 for w in watches
             ],
             "next_poll_at": (timezone.now() + timedelta(seconds=next_poll)).isoformat(),
-            "error": "",
+            "error": error,
         }
         if self._ended_told is None:  # a run taking over: the ends its predecessor stored were told already
             stored = TransferJob.objects.filter(pk=self.job.pk).values_list("watch", flat=True).first() or {}

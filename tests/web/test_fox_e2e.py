@@ -259,3 +259,32 @@ def _alive(pid: int) -> bool:
         return False
     with open(f"/proc/{pid}/stat") as stat:  # a zombie waiting for its parent is gone too
         return stat.read().split()[2] != "Z"
+
+
+def test_an_auto_download_rides_out_the_farm_api_going_away(
+    celery_worker, fox_farm, fox_account, make_user, allowed_dir, listening_port
+):
+    fox_farm.set_lines("Aspera", [("HKCT", listening_port, True)])
+    fox_farm.main.tasks[5002] = task_info(5002, 5, "outage")
+    account = fox_account()
+    lead = make_user("lead", team=account.team, role="lead")
+    local = allowed_dir / "outage"
+    job = jobs.job_create(
+        kind="auto_download",
+        account=account,
+        user=lead,
+        options={"task_id_list": [5002], "local_path": str(local), "sleep_time": 0.5},
+    )
+    wait_for(
+        lambda: job.refresh_from_db() or job.watch, timeout=60, what=f"the watcher's first round\n{celery_worker.log_tail()}"
+    )
+
+    fox_farm.fail_next(http_status=502, times=12)  # more than one call's retries: a whole round fails
+    wait_for(lambda: not fox_farm.failures, timeout=60, what="the failed calls")
+    fox_farm.add_output("5002_outage/frame_0001.exr", b"after the outage")
+    fox_farm.main.tasks[5002] = task_info(5002, 25, "outage")
+    _wait_end(job, celery_worker)
+
+    assert (job.status, job.files_done) == (TransferJob.Status.COMPLETED, 1), _why(job)
+    assert (local / "5002_outage/frame_0001.exr").read_bytes() == b"after the outage"
+    assert f"job {job.pk}: the farm did not answer" in celery_worker.log.read_text(), "a whole round failed, and was ridden out"

@@ -28,7 +28,10 @@ AREAS = ("input", "output", "config")  # assets, rendered frames, task configura
 class FarmError(Exception):
     """A remote farm could not answer: unreachable, refused the account's credentials, answered nonsense.
     Each remote connector's errors derive from it, so a page or a run catches one type for every farm;
-    the message says so for people and never carries a secret."""
+    the message says so for people and never carries a secret. `retryable`: asking again later may
+    work (the farm was away or overloaded), unlike a refused key or a bad request."""
+
+    retryable: bool = False
 
 
 class UnsupportedAccount(ValueError):

@@ -66,8 +66,8 @@ class RunContext(Protocol):
         """Sleep (looking at `wake` twice a second when given, and at a stop); False when the run must stop."""
         ...
 
-    def note_watch(self, watches: list[Any], *, next_poll: float) -> None:
-        """Tell the page what the watcher knows of each task and when it looks again."""
+    def note_watch(self, watches: list[Any], *, next_poll: float, error: str = "") -> None:
+        """Tell the page what the watcher knows of each task, when it looks again, and its last problem."""
         ...
 
 

@@ -11,15 +11,16 @@ What is complete, where it goes and what an existing local file means: transfers
 
 from __future__ import annotations
 
+import logging
 import time
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
 from transfers import downloads
-from transfers.farm import connector_for
+from transfers.farm import FarmError, connector_for
 from transfers.kinds import register
 from transfers.kinds.base import JobKind, KeepGoing, Leg, NewItem, RunContext, Totals
 from transfers.kinds.options import AutoDownload, AutoDownloadAfterTaskCompleted, Download, OptionsInvalid
@@ -27,6 +28,8 @@ from transfers.kinds.options import AutoDownload, AutoDownloadAfterTaskCompleted
 if TYPE_CHECKING:
     from transfers.engine.runner import RunSummary
     from transfers.models import FarmAccount, Manifest, TransferJob
+
+logger = logging.getLogger(__name__)
 
 _STABLE_GAP = 1.0  # seconds between the two listings of a one-shot download (a frame being written grows)
 
@@ -133,19 +136,20 @@ class AutoDownloadKind(_Downloads):
         while True:
             # Taken before the listings: a frame announced while this round lists or sends wakes the next.
             since = time.time()
-            for watch in watches.values():
-                if watch.final_listing_done:
-                    continue
-                state = downloads.ended(connector, watch.task_id, is_test_stop=options.is_test_stop)
-                done, status, task, leaves = state.done, state.status, state.task, state.leaves
-                watch.status, watch.frames_expected = status, sum(leaf.frames_expected for leaf in leaves)
-                if self.after_end_only and not done:
-                    continue
-                # The status is read before the listing: what a task wrote before it ended is in this listing.
-                complete = downloads.complete_outputs(watch, connector.outputs(watch.task_id), ended=done)
-                self.take(ctx, options, [(o.path, o.size, task.output_folder) for o in complete])
-                watch.ended, watch.failed = done, done and any(leaf.status.failed for leaf in leaves)
-                watch.final_listing_done = done and not watch.sizes  # unannounced files settle first
+            try:
+                self._look(ctx, options, connector, watches)
+            except FarmError as exc:
+                if not exc.retryable:
+                    raise
+                # A farm away for a while (its API down, a network cut) is an outage to ride out: the
+                # render goes on there, and this watcher looks again next period, saying why on the page.
+                logger.warning(
+                    "job %s: the farm did not answer (%s); looking again in %.0fs", ctx.job.pk, exc, options.sleep_time
+                )
+                ctx.note_watch(list(watches.values()), next_poll=options.sleep_time, error=f"the farm did not answer: {exc}")
+                if not ctx.wait(options.sleep_time):
+                    return summaries
+                continue
             # An output seen once, not announced, is looked at again after the short stability gap, not a whole
             # period later: it is taken sleep_time + the gap + its transfer after it was written, at most.
             settling = any(watch.sizes for watch in watches.values())
@@ -158,6 +162,22 @@ class AutoDownloadKind(_Downloads):
             wake = partial(connector.announced_since, list(watches), since) if connector.takes_events else None
             if not ctx.wait(pause, wake=wake):
                 return summaries
+
+    def _look(self, ctx: RunContext, options: AutoDownload, connector: Any, watches: dict[int, downloads.TaskWatch]) -> None:
+        """One round of the watcher's listings: each task's state, then its complete outputs as new items."""
+        for watch in watches.values():
+            if watch.final_listing_done:
+                continue
+            state = downloads.ended(connector, watch.task_id, is_test_stop=options.is_test_stop)
+            done, status, task, leaves = state.done, state.status, state.task, state.leaves
+            watch.status, watch.frames_expected = status, sum(leaf.frames_expected for leaf in leaves)
+            if self.after_end_only and not done:
+                continue
+            # The status is read before the listing: what a task wrote before it ended is in this listing.
+            complete = downloads.complete_outputs(watch, connector.outputs(watch.task_id), ended=done)
+            self.take(ctx, options, [(o.path, o.size, task.output_folder) for o in complete])
+            watch.ended, watch.failed = done, done and any(leaf.status.failed for leaf in leaves)
+            watch.final_listing_done = done and not watch.sizes  # unannounced files settle first
 
 
 @register

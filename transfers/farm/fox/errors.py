@@ -16,8 +16,6 @@ from transfers.farm.base import FarmError
 class FoxError(FarmError):
     """Anything that went wrong talking to the farm. Messages never carry the key or a signature."""
 
-    retryable: ClassVar[bool] = False
-
 
 class FoxCredentialsMissing(FoxError):
     """The account has no access id or no access key: nothing could be signed (§8 #30)."""
@@ -35,6 +33,7 @@ class FoxBadResponse(FoxError):
     def __init__(self, message: str, *, http_status: int) -> None:
         super().__init__(message)
         self.http_status = http_status
+        self.retryable = http_status >= 500
 
     @property
     def is_server_error(self) -> bool:
@@ -131,6 +130,4 @@ def api_error(code: int, message: str, path: str) -> FoxApiError:
 
 def is_retryable(exc: FoxError) -> bool:
     """Whether the same idempotent call may succeed if tried again."""
-    if isinstance(exc, FoxBadResponse):
-        return exc.is_server_error
     return exc.retryable
