@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from tests.bench import audit, copying, dashboard, downloading, job_pages, manifest_browse, reupload, scale, sdk
+from tests.bench import audit, copying, dashboard, downloading, job_pages, manifest_browse, reupload, scale, sdk, transmitter
 from tests.bench.common import Config, Row, log, print_table, python_version, remove_in_background
 
 NAMES = {
@@ -32,6 +32,7 @@ NAMES = {
     11: "transfers list, 10,000 jobs (SQLite, or DATABASE_URL)",
     12: "audit page and CSV export, 1,000,000 rows (SQLite, or DATABASE_URL)",
     13: "browsing a 500,000-entry manifest: pages and filters (SQLite, or DATABASE_URL)",
+    14: "an upload through the vendor's transmitter (the fake): rvweb's leg vs the SDK's shell command",
 }
 
 
@@ -93,6 +94,7 @@ def main(argv: list[str]) -> int:
             11: lambda: job_pages.transfers_list(config),
             12: lambda: audit.bench(config),
             13: lambda: manifest_browse.bench(config),
+            14: lambda: transmitter.bench(config),
         }
         for number in args.only:
             print(f"\n[{number}] {NAMES[number]}", flush=True)

@@ -72,3 +72,11 @@ def test_gbk_output_is_decoded() -> None:
 
 def test_undecodable_bytes_are_replaced() -> None:
     assert isinstance(parse_line(b"\xff\xfe\xfd junk"), Other)
+
+
+def test_the_longest_known_path_wins_among_thousands_with_parentheses_in_names():
+    known = {f"/shots/take ({n})/frame.exr" for n in range(5000)} | {"/shots/take (7)", "/shots/take (7)/frame.exr) x"}
+
+    event = parse_line("upload file done (/shots/take (7)/frame.exr) x)", known)
+
+    assert event == FileDone("upload", "/shots/take (7)/frame.exr) x")

@@ -127,11 +127,15 @@ def decode(raw: bytes) -> str:
 
 
 def _known(rest: str, known: Collection[str]) -> tuple[str, str] | None:
-    best = ""
-    for path in known:
-        if len(path) > len(best) and rest.startswith(path + ")"):
-            best = path
-    return (best, rest[len(best) + 1 :]) if best else None
+    """The longest known path that `rest` starts with, closed by ")": tried at each ")" from the right
+    (a line holds a few; a run names thousands of paths, so never a scan of them per line)."""
+    if not known:
+        return None
+    close = len(rest)
+    while (close := rest.rfind(")", 0, close)) > 0:
+        if rest[:close] in known:
+            return rest[:close], rest[close + 1 :]
+    return None
 
 
 def _split_path(rest: str, known: Collection[str], *, until: str | None = None) -> tuple[str, str]:

@@ -83,6 +83,7 @@ def run_transmitter(
     reader = threading.Thread(target=_read, args=(process, lines), name="rvweb-transmitter-out", daemon=True)
     reader.start()
     _answer(process)
+    known = known if isinstance(known, (set, frozenset)) else frozenset(known)  # looked up for each line
     tail: deque[str] = deque(maxlen=_TAIL_LINES)
     unreachable = False
     notes: list[str] = []
