@@ -48,7 +48,7 @@ def job_create(
         _require(user, "run", account)  # a member or a lead of the account's team
     # The account's default options (its page's "default upload options") under the job's own.
     checked = job_kind.parse({**options_for(account, job_kind.Options), **(options or {})})
-    connector_for(account)  # UnsupportedAccount when no connector reaches the account's farm
+    connector_for(account).check_options(checked)  # UnsupportedAccount when no connector reaches the farm
     if manifest is not None and manifest.state != Manifest.State.READY:
         raise ManifestNotReady(f"manifest {manifest.name!r} is {manifest.get_state_display().lower()}: nothing to upload")
     totals = job_kind.plan(account=account, manifest=manifest, options=checked, roots=list(settings.ALLOWED_LOCAL_ROOTS))

@@ -338,3 +338,18 @@ def test_the_account_check_service_runs_the_fox_check_and_audits_no_key(fox_acco
     assert [step.name for step in steps] == ["sign in", "storage ids", "transfer lines", "transmitter"]
     audit = AuditEvent.objects.get(action="account.check")
     assert "fox-main-secret-key" not in repr((audit.before, audit.after))
+
+
+def test_a_job_naming_an_engine_the_transmitter_lacks_is_refused_before_it_is_recorded(fox_account, make_user, make_manifest):
+    from transfers import jobs
+    from transfers.kinds import OptionsInvalid
+    from transfers.models import TransferJob
+
+    account = fox_account()
+    lead = make_user(team=account.team, role="lead")
+    manifest = make_manifest(account, user=lead)
+
+    with pytest.raises(OptionsInvalid, match="engine_type 'ftp'"):
+        jobs.job_create(kind="upload_asset", account=account, manifest=manifest, user=lead, options={"engine_type": "ftp"})
+    assert not TransferJob.objects.exists()
+    jobs.job_create(kind="upload_asset", account=account, manifest=manifest, user=lead, options={"engine_type": "raysyncproxy"})

@@ -168,6 +168,9 @@ class FarmConnector:
     def __init__(self, account: FarmAccount) -> None:
         self.account = account
 
+    def check_options(self, options: Transfer) -> None:
+        """Refuse (OptionsInvalid, naming the option) what this farm cannot run, before a job is recorded."""
+
     def ensure(self) -> FarmConnector:
         """Make sure the account's storage areas exist (a no-op where the farm owns them)."""
         return self

@@ -37,7 +37,8 @@ class Transfer(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     pool_size: Annotated[int, msgspec.Meta(ge=1, le=64, description="files at once")] = 4
     upload_num: Annotated[int, msgspec.Meta(ge=1, le=10, description="attempts per file (the SDK's upload_num/download_num)")] = 3
     engine_type: Annotated[
-        Annotated[str, msgspec.Meta(max_length=64)] | None, _help("a transport name; empty: the account's own")
+        Annotated[str, msgspec.Meta(max_length=64)] | None,
+        _help("the vendor's transmitter engine for a Fox account: aspera (empty) or raysync (raysyncproxy is raysync)"),
     ] = None
     server_ip: Annotated[Annotated[str, msgspec.Meta(max_length=253)] | None, _help("a host name; empty: the account's")] = None
     server_port: Annotated[Port | None, _help("empty: the account's")] = None

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transfers.engine.endpoints import Endpoint
 from transfers.engine.endpoints.base import StoredFile
@@ -34,8 +34,11 @@ from transfers.farm.fox.errors import FoxError
 from transfers.farm.fox.lines import measure_all
 from transfers.farm.fox.outputs import walk
 from transfers.farm.fox.parse import as_int, line_of, static_lines, task_tree
-from transfers.farm.fox.transfer import check_transmitter, fox_transfer
+from transfers.farm.fox.transfer import check_engine, check_transmitter, fox_transfer
 from transfers.models import FarmAccount
+
+if TYPE_CHECKING:
+    from transfers.kinds.options import Transfer
 
 logger = logging.getLogger(__name__)
 
@@ -214,6 +217,9 @@ class FoxFarm(FarmConnector):
         return static_lines(self.account)
 
     # --- moving files --------------------------------------------------------------------------------
+
+    def check_options(self, options: Transfer) -> None:
+        check_engine(options)
 
     def transfer(self, request: LegRequest) -> RunSummary:
         """Through the vendor's transmitter, on a line chosen for the run (transfers.farm.fox.transfer)."""

@@ -38,6 +38,7 @@ from transfers.farm.fox.parse import static_lines
 
 if TYPE_CHECKING:
     from transfers.farm.fox.connector import FoxFarm
+    from transfers.kinds.options import Transfer
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +54,10 @@ def work_dir(job_id: int) -> Path:
 
 def fox_transfer(connector: FoxFarm, request: LegRequest) -> RunSummary:
     options = request.job_options
-    engine = lines.engine_of(options.engine_type or DEFAULT_ENGINE)
-    if engine not in ENGINES:
-        raise TransportUnavailable(
-            f"engine_type {options.engine_type!r}: the transmitter's engines are aspera and raysync (raysyncproxy is raysync)"
-        )
+    try:
+        engine = check_engine(options)
+    except ValueError as exc:  # OptionsInvalid
+        raise TransportUnavailable(str(exc)) from None
     exe = transmitter_install.transmitter_path()
     if exe is None:
         raise TransportUnavailable(
@@ -141,6 +141,18 @@ def fox_transfer(connector: FoxFarm, request: LegRequest) -> RunSummary:
 def _moves(tasks: Iterable[Task]) -> Iterator[Move]:
     for task in tasks:
         yield task if isinstance(task, Move) else Move(item_id=task.item_id, source=task.source, destination=task.destination)
+
+
+def check_engine(options: Transfer) -> str:
+    """The transmitter engine the options name; OptionsInvalid for one it does not have."""
+    from transfers.kinds.options import OptionsInvalid  # the kinds import the farms: not at module level
+
+    engine = lines.engine_of(options.engine_type or DEFAULT_ENGINE)
+    if engine not in ENGINES:
+        raise OptionsInvalid(
+            f"engine_type {options.engine_type!r}: the transmitter's engines are aspera and raysync (raysyncproxy is raysync)"
+        )
+    return engine
 
 
 def check_transmitter() -> CheckStep:
