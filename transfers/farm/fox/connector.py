@@ -146,10 +146,11 @@ class FoxFarm(FarmConnector):
         for page in range(1, MAX_PAGES + 1):
             data = self.client.task_list(page=page, page_size=100)
             items = [item for item in data.get("items") or [] if isinstance(item, dict)]
+            before = len(found)
             for item in items:
                 found.update((task.task_id, task) for task in task_tree(item))
-            if not items or page >= (as_int(data.get("pageCount")) or 1):
-                break
+            if len(found) == before or page >= (as_int(data.get("pageCount")) or 1):
+                break  # no page left, or one that brought no new task: a farm repeating a page is not followed
         return sorted(found.values(), key=lambda task: -task.task_id)
 
     def _items(self, task_ids: list[int]) -> list[dict[str, Any]]:

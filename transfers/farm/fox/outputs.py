@@ -2,7 +2,8 @@
 
 Each entry's path is made from the folder that was listed and the entry's own name, never taken from
 the farm's `filePath` as it is: a name holding a `/`, a `\\`, `.` or `..` is skipped (logged), so an
-answer cannot place a file outside the folder asked for. The walk is bounded in depth and in folders.
+answer cannot place a file outside the folder asked for. The walk is bounded in depth and in folders
+(more folders than the bound is a FoxError: a partial listing never passes for the whole).
 `lastModify` is the farm's local time (UTC+8, like its serverTime, §7.4).
 """
 
@@ -14,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
 from transfers.engine.endpoints.base import StoredFile
+from transfers.farm.fox.errors import FoxError
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +39,8 @@ def _walk(client: Lister, top: str) -> Iterator[StoredFile]:
     while folders:
         folder, depth = folders.pop()
         seen += 1
-        if seen > MAX_FOLDERS:
-            logger.warning("output walk under %r stopped after %d folders", top, MAX_FOLDERS)
-            return
+        if seen > MAX_FOLDERS:  # a part of a listing must not pass for the whole: a download would "complete"
+            raise FoxError(f"the farm's output listing under {top or '/'!r} has more than {MAX_FOLDERS} folders")
         for entry in client.output_files("/" + folder if folder else "/"):
             name = str(entry.get("fileName") or "")
             if not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name:
