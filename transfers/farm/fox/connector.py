@@ -81,6 +81,15 @@ class FoxFarm(FarmConnector):
             self._client = FoxClient(account.domain, account.access_id, account.access_key or "", account.platform)
         return self._client
 
+    def for_page(self) -> FoxFarm:
+        """One try per call, 3 s to connect and 8 s to answer: a farm that does not answer is said so on the
+        page at once (the worker's client keeps the patient default: 4 tries, 60 s reads)."""
+        account = self.account
+        client = FoxClient(
+            account.domain, account.access_id, account.access_key or "", account.platform, timeout=(3, 8), attempts=1
+        )
+        return FoxFarm(account, client=client)
+
     # --- who and where -------------------------------------------------------------------------------
 
     @cached_property
