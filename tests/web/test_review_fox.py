@@ -70,3 +70,15 @@ def test_review_the_farm_page_does_not_hang_on_a_farm_that_never_answers(fox_acc
     page.join(timeout=30)
 
     assert answered == [200], f"the farm page had not answered after {time.monotonic() - started:.0f}s"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_review_the_farm_tasks_api_does_not_hang_on_a_farm_that_never_answers(fox_account, make_user, listening_port):
+    account = fox_account(domain=f"http://127.0.0.1:{listening_port}")
+    api = _api(make_user(team=account.team, role="member"))
+    answered: list[int] = []
+    call = threading.Thread(target=lambda: answered.append(api.get(f"/api/farm/{account.pk}/tasks/").status_code), daemon=True)
+    call.start()
+    call.join(timeout=30)
+
+    assert answered == [502], "the farm tasks API had not answered after 30 s"
