@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -9,10 +10,13 @@ import pytest
 from rest_framework.test import APIClient
 
 from tests import fox_farm as fake
+from tests.conftest import wait_for
 from tests.fox_farm import task_info
+from transfers import jobs, services
 from transfers.farm import FarmError, connector_for
 from transfers.farm.fox import client as fox_client
 from transfers.farm.fox import outputs
+from transfers.models import TransferJob
 
 
 def _api(user) -> APIClient:
@@ -82,3 +86,72 @@ def test_review_the_farm_tasks_api_does_not_hang_on_a_farm_that_never_answers(fo
     call.join(timeout=30)
 
     assert answered == [502], "the farm tasks API had not answered after 30 s"
+
+
+# --- the worker, the fake transmitter: a hostile user's files -------------------------------------------
+
+
+def _knobs(fox_farm, **knobs: object) -> None:
+    (fox_farm.storage_root / "knobs.json").write_text(json.dumps(knobs))
+
+
+def _ended(job: TransferJob) -> TransferJob | None:
+    job.refresh_from_db()
+    return job if job.is_terminal else None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review finding, not fixed: the transmitter is given the checked path as a string and follows a symlink "
+    "swapped in after the check (proposed: hand it /proc/<pid>/fd/<n> of files opened beneath the root, in batches)",
+)
+@pytest.mark.django_db(transaction=True)
+def test_review_a_symlink_swapped_in_after_the_check_never_sends_a_file_from_outside_the_roots(
+    celery_worker, fox_farm, fox_account, make_user, allowed_dir, listening_port, tmp_path
+):
+    fox_farm.set_lines("Aspera", [("HKCT", listening_port, True)])
+    _knobs(fox_farm, FAKE_XMIT_MODE="slow", FAKE_XMIT_SECONDS="3")  # the first file holds the transmitter 3 s
+    secret = tmp_path / "outside-the-roots.key"
+    secret.write_bytes(b"PRIVATE KEY outside every allowed root")
+    first, second = allowed_dir / "a.exr", allowed_dir / "b.exr"
+    first.write_bytes(b"a" * 1000)
+    second.write_bytes(b"b" * 1000)
+    account = fox_account()
+    lead = make_user("lead", team=account.team, role="lead")
+    data = json.dumps({"asset": [{"local": str(p), "server": f"/project/{p.name}"} for p in (first, second)]}).encode()
+    manifest = services.manifest_import(name="swap", account=account, data=data, user=lead)
+    job = jobs.job_create(kind="upload_asset", account=account, manifest=manifest, user=lead, options={})
+    runs = fox_farm.storage_root / "runs.jsonl"
+    wait_for(lambda: runs.exists(), timeout=60, what=f"the transmitter to start\n{celery_worker.log_tail()}")
+
+    second.unlink()
+    second.symlink_to(secret)  # after rvweb checked it, before the transmitter reads it
+    wait_for(lambda: _ended(job), timeout=90, what=f"job {job.pk} to end\n{celery_worker.log_tail()}")
+
+    sent = fox_farm.input_dir() / "project" / "b.exr"
+    assert not (sent.exists() and sent.read_bytes() == secret.read_bytes()), "a file outside the allowed roots reached the farm"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_review_a_download_folder_swapped_for_a_symlink_mid_run_gets_nothing_written_outside_the_roots(
+    celery_worker, fox_farm, fox_account, make_user, allowed_dir, listening_port, tmp_path
+):
+    fox_farm.set_lines("Aspera", [("HKCT", listening_port, True)])
+    _knobs(fox_farm, FAKE_XMIT_MODE="slow", FAKE_XMIT_SECONDS="3")
+    for n in range(2):
+        fox_farm.add_output(f"1001_done_shot/frame_{n}.exr", b"frame" * 100)
+    account = fox_account()
+    lead = make_user("lead", team=account.team, role="lead")
+    local = allowed_dir / "frames"
+    job = jobs.job_create(kind="download", account=account, user=lead, options={"task_id_list": [1001], "local_path": str(local)})
+    runs = fox_farm.storage_root / "runs.jsonl"
+    wait_for(lambda: runs.exists(), timeout=60, what=f"the transmitter to start\n{celery_worker.log_tail()}")
+    [staging] = local.glob(".rvweb-transmitter-*")  # the transmitter writes below it
+
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / staging.name).mkdir(parents=True)
+    local.rename(allowed_dir / "frames.moved")
+    local.symlink_to(elsewhere)  # the checked folder, swapped after the check
+    wait_for(lambda: _ended(job), timeout=90, what=f"job {job.pk} to end\n{celery_worker.log_tail()}")
+
+    assert [p for p in elsewhere.rglob("*") if p.is_file()] == [], "the transmitter wrote outside the allowed roots"
