@@ -16,6 +16,7 @@ from transfers import jobs, services
 from transfers.farm import FarmError, connector_for
 from transfers.farm.fox import client as fox_client
 from transfers.farm.fox import outputs
+from transfers.farm.fox.errors import FoxError
 from transfers.models import TransferJob
 
 
@@ -155,3 +156,11 @@ def test_review_a_download_folder_swapped_for_a_symlink_mid_run_gets_nothing_wri
     wait_for(lambda: _ended(job), timeout=90, what=f"job {job.pk} to end\n{celery_worker.log_tail()}")
 
     assert [p for p in elsewhere.rglob("*") if p.is_file()] == [], "the transmitter wrote outside the allowed roots"
+
+
+@pytest.mark.parametrize("domain", ["http://10.0.0.5:6379", "http://169.254.169.254", "ftp://task.foxrenderfarm.com"])
+def test_review_a_farm_domain_in_plain_http_is_refused_unless_it_is_this_machine(domain):
+    # a lead's account would make the web server POST signed requests in clear text to any host of the
+    # network, and say which answered (an internal port scanner); the farm itself is https
+    with pytest.raises(FoxError):
+        fox_client.FoxClient(domain, "AKID", "key", "2")
