@@ -164,3 +164,163 @@ def test_review_a_farm_domain_in_plain_http_is_refused_unless_it_is_this_machine
     # network, and say which answered (an internal port scanner); the farm itself is https
     with pytest.raises(FoxError):
         fox_client.FoxClient(domain, "AKID", "key", "2")
+
+
+# --- another team, bad input ---------------------------------------------------------------------------
+
+
+def test_review_another_teams_fox_account_is_a_404_everywhere_and_its_farm_is_not_called(
+    fox_farm, fox_account, make_user, client, allowed_dir
+):
+    theirs = fox_account()
+    me = make_user()  # in a team of their own, not the account's
+    client.force_login(me)
+    api = _api(me)
+
+    answers = [
+        client.get(f"/farm/{theirs.pk}/").status_code,
+        client.post(f"/farm/{theirs.pk}/download", {"kind": "download"}).status_code,
+        api.get(f"/api/farm/{theirs.pk}/tasks/").status_code,
+        api.get(f"/api/farm/{theirs.pk}/tasks/1001/").status_code,
+        api.post(
+            "/api/transfer-tasks/",
+            {"account": theirs.pk, "task_type": "download", "local_path": str(allowed_dir), "task_id": 1001},
+            format="json",
+        ).status_code,
+    ]
+
+    assert answers == [404] * 5
+    assert fox_farm.calls() == [], "the farm of an account the user may not see was called"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        [],
+        "x",
+        None,
+        {"account": "1; drop", "task_type": "download"},
+        {"account": 10**30, "task_type": "download", "local_path": "/x"},
+        {"task_type": "render", "local_path": "/x"},
+        {"task_type": ["download"], "local_path": {"a": 1}},
+        {"task_type": "download", "local_path": "/x", "task_id": 10**40},
+        {"task_type": "download", "local_path": "\x00", "max_speed": -1},
+        {"task_type": "upload", "local_path": "/x" * 5000, "server_port": 70000},
+    ],
+)
+def test_review_bad_transfer_task_bodies_are_4xx_never_a_500(body, fox_account, make_user):
+    account = fox_account()
+    api = _api(make_user(team=account.team, role="lead"))
+    if isinstance(body, dict) and "account" not in body:
+        body = {"account": account.pk, **body}
+
+    status = api.post("/api/transfer-tasks/", body, format="json").status_code
+
+    assert 400 <= status < 500, status
+
+
+@pytest.mark.parametrize(
+    "raw", ['{"account": ACCOUNT, "task_type": "download", "local_path": "/x", "max_timeout": NaN}', "{", "\ufeff{}"]
+)
+def test_review_a_transfer_task_body_that_is_not_json_is_a_400(raw, fox_account, make_user):
+    account = fox_account()
+    api = _api(make_user(team=account.team, role="lead"))
+
+    status = api.post("/api/transfer-tasks/", raw.replace("ACCOUNT", str(account.pk)), content_type="application/json")
+
+    assert status.status_code == 400
+
+
+@pytest.mark.django_db(transaction=True)
+def test_review_a_download_of_hostile_output_names_keeps_the_good_file_and_writes_nowhere_else(
+    celery_worker, fox_farm, fox_account, make_user, allowed_dir, listening_port, monkeypatch
+):
+    fox_farm.set_lines("Aspera", [("HKCT", listening_port, True)])
+    fox_farm.add_output("1001_done_shot/ok.exr", b"good frame")
+    names = ["ok.exr", "ok.exr", "bad\nname.exr", "a\rb.exr", "..", "../up.exr", "x" * 300 + ".exr", "tab\t.exr"]
+
+    def listing(farm, me, body):
+        if body.get("treePath", "/").strip("/") != "1001_done_shot":
+            return []
+        return [{"fileName": n, "fileSize": 10, "directory": False, "lastModify": "2026-01-01 00:00:00"} for n in names]
+
+    monkeypatch.setitem(fake.ROUTES, fox_client.OUTPUT_FILES, listing)
+    account = fox_account()
+    lead = make_user("lead", team=account.team, role="lead")
+    local = allowed_dir / "hostile"
+    options = {"task_id_list": [1001], "local_path": str(local), "upload_num": 1}
+    job = jobs.job_create(kind="download", account=account, user=lead, options=options)
+    wait_for(lambda: _ended(job), timeout=90, what=f"job {job.pk} to end\n{celery_worker.log_tail()}")
+
+    assert (local / "1001_done_shot" / "ok.exr").read_bytes() == b"good frame", job.error
+    written = sorted(str(p.relative_to(allowed_dir)) for p in allowed_dir.rglob("*") if p.is_file())
+    assert written == ["hostile/1001_done_shot/ok.exr"], written
+    assert "Traceback" not in celery_worker.log_tail(200)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_review_the_access_key_is_nowhere_after_a_job(
+    celery_worker, fox_farm, fox_account, make_user, allowed_dir, listening_port
+):
+    from django.core import serializers
+
+    from transfers.models import AuditEvent
+
+    fox_farm.set_lines("Aspera", [("HKCT", listening_port, True)])
+    fox_farm.add_output("1001_done_shot/f.exr", b"f")
+    account = fox_account()
+    lead = make_user("lead", team=account.team, role="lead")
+    options = {"task_id_list": [1001], "local_path": str(allowed_dir / "k")}
+    job = jobs.job_create(kind="download", account=account, user=lead, options=options)
+    wait_for(lambda: _ended(job), timeout=90, what=f"job {job.pk} to end\n{celery_worker.log_tail()}")
+    key = fox_farm.main.access_key
+
+    places = {
+        "worker log": celery_worker.log.read_text(errors="replace"),
+        "job API": _api(lead).get(f"/api/jobs/{job.pk}/").content.decode(),
+        "job row": serializers.serialize("json", [job]),
+        "audit rows": serializers.serialize("json", AuditEvent.objects.all()),
+        "transmitter runs": (fox_farm.storage_root / "runs.jsonl").read_text(),
+    }
+    assert [where for where, text in places.items() if key in text] == []
+
+
+def _farm_refuses_task_info(monkeypatch):
+    def refuse(farm, me, body):
+        raise LookupError("the farm's task service is down")
+
+    monkeypatch.setitem(fake.ROUTES, fox_client.TASK_INFO, refuse)
+
+
+def test_review_a_farm_error_while_starting_a_download_from_the_farm_page_is_not_a_500(
+    fox_farm, fox_account, make_user, client, allowed_dir, monkeypatch
+):
+    account = fox_account()
+    client.force_login(make_user(team=account.team, role="lead"))
+    _farm_refuses_task_info(monkeypatch)
+
+    form = {"kind": "download", "task_id_list": [1001], "local_path": str(allowed_dir), "conflict": "skip_identical"}
+
+    answer = client.post(f"/farm/{account.pk}/download", {**form, "sleep_time": 10})
+
+    assert answer.status_code in (200, 302), answer.status_code
+
+
+def test_review_a_farm_error_while_starting_a_download_through_the_api_is_not_a_500(
+    fox_farm, fox_account, make_user, allowed_dir, monkeypatch
+):
+    account = fox_account()
+    api = _api(make_user(team=account.team, role="lead"))
+    _farm_refuses_task_info(monkeypatch)
+    body = {"account": account.pk, "kind": "download", "options": {"task_id_list": [1001], "local_path": str(allowed_dir)}}
+
+    answers = [
+        api.post("/api/jobs/", body, format="json").status_code,
+        api.post(
+            "/api/transfer-tasks/",
+            {"account": account.pk, "task_type": "download", "local_path": str(allowed_dir), "task_id": 1001},
+            format="json",
+        ).status_code,
+    ]
+
+    assert [a for a in answers if a >= 500 and a != 502] == [], answers
