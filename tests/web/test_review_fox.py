@@ -324,3 +324,15 @@ def test_review_a_farm_error_while_starting_a_download_through_the_api_is_not_a_
     ]
 
     assert [a for a in answers if a >= 500 and a != 502] == [], answers
+
+
+@pytest.mark.django_db(transaction=True)
+def test_review_test_connection_does_not_hang_on_a_farm_that_never_answers(fox_account, make_user, client, listening_port):
+    account = fox_account(domain=f"http://127.0.0.1:{listening_port}")
+    client.force_login(make_user(team=account.team, role="lead"))
+    answered: list[int] = []
+    check = threading.Thread(target=lambda: answered.append(client.post(f"/farm/{account.pk}/check").status_code), daemon=True)
+    check.start()
+    check.join(timeout=30)
+
+    assert answered == [200], "test connection had not answered after 30 s"

@@ -85,9 +85,12 @@ class FoxFarm(FarmConnector):
         """One try per call, 3 s to connect and 8 s to answer: a farm that does not answer is said so on the
         page at once (the worker's client keeps the patient default: 4 tries, 60 s reads)."""
         account = self.account
-        client = FoxClient(
-            account.domain, account.access_id, account.access_key or "", account.platform, timeout=(3, 8), attempts=1
-        )
+        try:
+            client = FoxClient(
+                account.domain, account.access_id, account.access_key or "", account.platform, timeout=(3, 8), attempts=1
+            )
+        except FoxError:
+            return self  # no credentials, a bad domain: the first call says so, as it does here
         return FoxFarm(account, client=client)
 
     # --- who and where -------------------------------------------------------------------------------
