@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
+import time
 from pathlib import Path
 
 from transfers.engine.events import Event, FileFinished
@@ -85,3 +86,16 @@ def test_review_a_transmitter_killed_mid_run_keeps_the_files_it_finished(tmp_pat
     by_item = {f.item_id: f for f in finished}
     assert by_item[1].ok and by_item[1].size == paths[0].stat().st_size
     assert not by_item[2].ok and "signal 9" in by_item[2].error
+
+
+def test_review_matching_output_lines_to_known_paths_does_not_scan_every_path_for_each_line():
+    from transfers.engine.transmitter.output import parse_line
+
+    known = frozenset(f"/proj/shot_{i:05d}/frame_{i:05d}.exr" for i in range(20_000))  # a 10 000 file download
+    started = time.monotonic()
+    for i in range(3_000):
+        event = parse_line(f"download file done (/proj/shot_{i:05d}/frame_{i:05d}.exr)", known)
+    spent = time.monotonic() - started
+
+    assert event.path == "/proj/shot_02999/frame_02999.exr"
+    assert spent < 1.0, f"{spent:.1f}s for 3000 lines: each line is compared with every known path"

@@ -127,11 +127,15 @@ def decode(raw: bytes) -> str:
 
 
 def _known(rest: str, known: Collection[str]) -> tuple[str, str] | None:
-    best = ""
-    for path in known:
-        if len(path) > len(best) and rest.startswith(path + ")"):
-            best = path
-    return (best, rest[len(best) + 1 :]) if best else None
+    """The longest known path that `rest` starts with, followed by ")": each ")" of the line, from the
+    last, is looked up (a set's lookup: a line costs its ")"s, not the number of paths of the run)."""
+    if not known:
+        return None
+    end = len(rest)
+    while (end := rest.rfind(")", 0, end)) > 0:
+        if rest[:end] in known:
+            return rest[:end], rest[end + 1 :]
+    return None
 
 
 def _split_path(rest: str, known: Collection[str], *, until: str | None = None) -> tuple[str, str]:

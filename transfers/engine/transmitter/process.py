@@ -71,6 +71,7 @@ def run_transmitter(
     in its working folder) and logs there through RAYVISION_LOG.
     """
     started = time.monotonic()
+    known = known if isinstance(known, frozenset | set) else frozenset(known)  # looked up for every line
     process = subprocess.Popen(
         spec.argv(),
         stdin=subprocess.PIPE,
