@@ -336,3 +336,12 @@ def test_review_test_connection_does_not_hang_on_a_farm_that_never_answers(fox_a
     check.join(timeout=30)
 
     assert answered == [200], "test connection had not answered after 30 s"
+
+
+def test_review_a_task_whose_output_folder_climbs_out_is_not_a_500(fox_farm, fox_account, make_user):
+    fox_farm.main.tasks[6001] = task_info(6001, 25, "climb", outputFileName="../../other_user/secret")
+    account = fox_account()
+
+    answer = _api(make_user(team=account.team, role="member")).get(f"/api/farm/{account.pk}/tasks/6001/")
+
+    assert answer.status_code < 500 or answer.status_code == 502, answer.status_code

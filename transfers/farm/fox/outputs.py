@@ -24,6 +24,11 @@ MAX_DEPTH = 64
 MAX_FOLDERS = 100_000
 
 
+class OutputFolderRefused(FoxError, ValueError):
+    """A folder leaving the output area: asked by a caller (a ValueError) or named by the farm as a task's
+    output folder (a FarmError, which pages, the API and the watcher report instead of crashing)."""
+
+
 class Lister(Protocol):
     def output_files(self, tree_path: str, task_id: int | None = None) -> list[dict[str, object]]: ...
 
@@ -57,7 +62,7 @@ def _walk(client: Lister, top: str) -> Iterator[StoredFile]:
 def _clean(prefix: str) -> str:
     parts = [part for part in (prefix or "").replace("\\", "/").split("/") if part not in ("", ".")]
     if ".." in parts:
-        raise ValueError(f"{prefix!r} leaves the output area")
+        raise OutputFolderRefused(f"the output folder {prefix!r} leaves the output area")
     return "/".join(parts)
 
 
