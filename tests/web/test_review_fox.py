@@ -345,3 +345,31 @@ def test_review_a_task_whose_output_folder_climbs_out_is_not_a_500(fox_farm, fox
     answer = _api(make_user(team=account.team, role="member")).get(f"/api/farm/{account.pk}/tasks/6001/")
 
     assert answer.status_code < 500 or answer.status_code == 502, answer.status_code
+
+
+@pytest.mark.parametrize(
+    ("path", "data"),
+    [
+        (fox_client.TASK_LIST, {"items": [{"id": 7001, "isOpen": 1, "respRenderingTaskList": 5}], "pageCount": 1}),
+        (fox_client.TASK_LIST, {"items": 5, "pageCount": "x"}),
+        (fox_client.CONFIG, {"resqEngines": 7}),
+        (fox_client.CONFIG, {"resqEngines": [{"engineName": "Aspera", "respTaskEngineLines": 3}]}),
+    ],
+)
+def test_review_a_farm_answer_of_the_wrong_shape_is_not_a_500_on_the_farm_page(
+    path, data, fox_farm, fox_account, make_user, client, monkeypatch
+):
+    monkeypatch.setitem(fake.ROUTES, path, lambda farm, me, body: data)
+    account = fox_account()
+    client.force_login(make_user(team=account.team, role="member"))
+
+    assert client.get(f"/farm/{account.pk}/").status_code == 200
+
+
+def test_review_an_output_listing_of_the_wrong_shape_is_not_a_500(fox_farm, fox_account, make_user, monkeypatch):
+    monkeypatch.setitem(fake.ROUTES, fox_client.OUTPUT_FILES, lambda farm, me, body: 5)
+    account = fox_account()
+
+    answer = _api(make_user(team=account.team, role="member")).get(f"/api/farm/{account.pk}/tasks/1001/")
+
+    assert answer.status_code in (200, 502), answer.status_code

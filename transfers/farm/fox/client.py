@@ -112,7 +112,7 @@ class FoxClient:
         if task_id is not None:
             body["taskId"] = int(task_id)
         data = self.call(OUTPUT_FILES, body)
-        return [entry for entry in data or [] if isinstance(entry, dict)]
+        return [entry for entry in data if isinstance(entry, dict)] if isinstance(data, list) else []
 
     # --- the wire ------------------------------------------------------------------------------------
 

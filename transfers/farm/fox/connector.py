@@ -33,7 +33,7 @@ from transfers.farm.fox.client import FoxClient
 from transfers.farm.fox.errors import FoxError
 from transfers.farm.fox.lines import measure_all
 from transfers.farm.fox.outputs import walk
-from transfers.farm.fox.parse import as_int, line_of, static_lines, task_tree
+from transfers.farm.fox.parse import as_int, as_list, line_of, static_lines, task_tree
 from transfers.farm.fox.transfer import check_transmitter, fox_transfer
 from transfers.models import FarmAccount
 
@@ -114,7 +114,7 @@ class FoxFarm(FarmConnector):
             platform=str(profile.get("platform") or self.account.platform),
             sub_user_output_bids=tuple(
                 (as_int(row.get("userId")) or 0, str(row.get("outputBid") or ""))
-                for row in bids.get("sub_user_output_bids") or []
+                for row in as_list(bids.get("sub_user_output_bids"))
                 if isinstance(row, dict)
             ),
         )
@@ -157,7 +157,7 @@ class FoxFarm(FarmConnector):
         found: dict[int, FarmTaskInfo] = {}  # by id: a child may come both in its parent and on its own
         for page in range(1, MAX_PAGES + 1):
             data = self.client.task_list(page=page, page_size=100)
-            items = [item for item in data.get("items") or [] if isinstance(item, dict)]
+            items = [item for item in as_list(data.get("items")) if isinstance(item, dict)]
             before = len(found)
             for item in items:
                 found.update((task.task_id, task) for task in task_tree(item))
@@ -167,7 +167,7 @@ class FoxFarm(FarmConnector):
 
     def _items(self, task_ids: list[int]) -> list[dict[str, Any]]:
         data = self.client.task_info(task_ids)
-        return [item for item in data.get("items") or [] if isinstance(item, dict)]
+        return [item for item in as_list(data.get("items")) if isinstance(item, dict)]
 
     def _tree_of(self, task_id: int) -> list[FarmTaskInfo]:
         """The task and everything under it, the task first; UnknownTask when the farm has none."""
@@ -214,11 +214,11 @@ class FoxFarm(FarmConnector):
     def lines(self) -> list[TransferLine]:
         """The farm's lines (getConfig), the default first; the account's own lines when the farm gives none."""
         found: list[tuple[bool, bool, TransferLine]] = []
-        for engine in self.client.transfer_config().get("resqEngines") or []:
+        for engine in as_list(self.client.transfer_config().get("resqEngines")):
             if not isinstance(engine, dict):
                 continue
             name = str(engine.get("engineName") or "").lower()
-            for row in engine.get("respTaskEngineLines") or []:
+            for row in as_list(engine.get("respTaskEngineLines")):
                 line = line_of(row, name)
                 if line is not None:
                     found.append((not line.is_default, as_int(engine.get("isDefault")) != 1, line))
