@@ -373,3 +373,25 @@ def test_review_an_output_listing_of_the_wrong_shape_is_not_a_500(fox_farm, fox_
     answer = _api(make_user(team=account.team, role="member")).get(f"/api/farm/{account.pk}/tasks/1001/")
 
     assert answer.status_code in (200, 502), answer.status_code
+
+
+@pytest.mark.django_db(transaction=True)
+def test_review_a_manifest_file_replaced_by_a_symlink_before_the_run_is_refused_at_the_run(
+    celery_worker, fox_farm, fox_account, make_user, allowed_dir, listening_port, tmp_path
+):
+    fox_farm.set_lines("Aspera", [("HKCT", listening_port, True)])
+    secret = tmp_path / "outside.key"
+    secret.write_bytes(b"outside the roots")
+    path = allowed_dir / "c.exr"
+    path.write_bytes(b"c")
+    account = fox_account()
+    lead = make_user("lead", team=account.team, role="lead")
+    data = json.dumps({"asset": [{"local": str(path), "server": "/project/c.exr"}]}).encode()
+    manifest = services.manifest_import(name="link", account=account, data=data, user=lead)
+    path.unlink()
+    path.symlink_to(secret)  # checked at import, swapped before the run
+    job = jobs.job_create(kind="upload_asset", account=account, manifest=manifest, user=lead, options={})
+    wait_for(lambda: _ended(job), timeout=90, what=f"job {job.pk} to end\n{celery_worker.log_tail()}")
+
+    assert job.files_failed == 1
+    assert not (fox_farm.input_dir() / "project" / "c.exr").exists()
