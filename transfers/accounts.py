@@ -197,7 +197,7 @@ def account_check(*, account: FarmAccount, user: User | None, request: HttpReque
     returned, the failed ones saying why. An account no connector reaches fails at its first step."""
     _require(user, "manage", account)
     try:
-        steps = connector_for(account).check()
+        steps = connector_for(account).for_page().check()  # in a request: a farm answers in seconds or not at all
     except UnsupportedAccount as exc:
         steps = [CheckStep("connector", False, str(exc))]
     failed = [step.name for step in steps if not step.ok]

@@ -27,7 +27,7 @@ from transfers.engine.endpoints import Endpoint
 from transfers.engine.endpoints.base import checksum_of
 from transfers.engine.ledger import LedgerRecord
 from transfers.engine.paths import PathRefused, clean_server_path
-from transfers.farm import FarmConnector, FarmOutput, FarmTaskInfo, UnknownTask
+from transfers.farm import FarmConnector, FarmError, FarmOutput, FarmTaskInfo, UnknownTask
 from transfers.farm.status import NoLeafTasks, tree_ended
 from transfers.kinds.options import Download, OptionsInvalid
 
@@ -86,8 +86,12 @@ def check_server_paths(options: Download) -> list[str]:
 
 
 def check_tasks(connector: FarmConnector, task_ids: Iterable[int]) -> None:
-    """Every task id known to the farm (the SDK loops forever on one it does not know)."""
-    missing = connector.unknown(list(task_ids))
+    """Every task id known to the farm (the SDK loops forever on one it does not know). A farm that
+    cannot say is a refusal saying why, as an unknown id is: a request never ends in a 500 for it."""
+    try:
+        missing = connector.unknown(list(task_ids))
+    except FarmError as exc:
+        raise OptionsInvalid(f"task_id_list: the farm could not be asked about these tasks: {exc}") from None
     if missing:
         raise OptionsInvalid(f"task_id_list: {UnknownTask(missing[0], connector.account.name)}")
 

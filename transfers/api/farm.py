@@ -172,7 +172,7 @@ def farm_tasks(request: Request, account_id: int) -> Response:
 
 def _connector(account: FarmAccount) -> FarmConnector:
     try:
-        return connector_for(account)
+        return connector_for(account).for_page()  # a request waits seconds for a farm, not minutes
     except UnsupportedAccount as exc:
         raise Invalid(str(exc)) from None
 

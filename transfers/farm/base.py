@@ -175,6 +175,11 @@ class FarmConnector:
         """Make sure the account's storage areas exist (a no-op where the farm owns them)."""
         return self
 
+    def for_page(self) -> FarmConnector:
+        """This connector as a page or an API request uses it: a remote farm answers within a few
+        seconds or not at all (a worker's patient retries would hold the request for minutes)."""
+        return self
+
     def area_root(self, name: str) -> Path:
         """Where a storage area lives, as a local path (until the engine's endpoints wrap it)."""
         raise NotImplementedError

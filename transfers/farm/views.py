@@ -62,7 +62,7 @@ def farm_account_list(request: HttpRequest) -> HttpResponse:
 def _tasks(account: FarmAccount) -> tuple[list[FarmTaskInfo], str]:
     """The account's tasks as its farm reports them (the account came from the selectors), or why not."""
     try:
-        return connector_for(account).tasks(), ""
+        return connector_for(account).for_page().tasks(), ""
     except (UnsupportedAccount, FarmError) as exc:
         return [], str(exc)
 
@@ -81,8 +81,9 @@ def _page(
     labels = task_rows.labels(tasks)
     takes_events = False
     try:
-        connector = connector_for(account)
-        takes_events, lines, unsupported = connector.takes_events, connector.lines(), ""
+        connector = connector_for(account).for_page()
+        takes_events, unsupported = connector.takes_events, ""
+        lines = [] if problem else connector.lines()  # a farm that did not answer is not asked again
     except UnsupportedAccount as exc:
         lines, unsupported = [], str(exc)
     except FarmError as exc:

@@ -43,7 +43,7 @@ class _Downloads(JobKind[Download]):
         downloads.local_root(options, roots)
         downloads.check_server_paths(options)
         if not options.server_paths:
-            downloads.check_tasks(connector_for(account), options.task_id_list)
+            downloads.check_tasks(connector_for(account).for_page(), options.task_id_list)  # in a request: seconds
         return Totals()
 
     def describe(self, options: Download, *, account: str) -> str:

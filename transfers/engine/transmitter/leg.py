@@ -78,6 +78,8 @@ class _Leg:
     secrets: Mapping[str, str] | None = None
     staging: Path | None = None
     tree: LocalTree | None = None
+    root_fd: int | None = None  # the destination root, opened once checked (download)
+    staging_fd: int | None = None
 
     # --- reporting ------------------------------------------------------------------------------
 
@@ -217,25 +219,36 @@ class _Leg:
             os.replace(staged_name, final.name, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
 
     def make_staging(self) -> None:
+        """The staging folder, made and opened through the checked root's descriptor; both stay open
+        for the leg, so the transmitter writes into the folder made here (staging_path) and the
+        clean-up removes that one, whatever is swapped in at their names meanwhile."""
         assert self.destination_root is not None
-        root = os.open(self.destination_root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        try:
-            name = f".rvweb-transmitter-{secrets.token_hex(6)}"
-            os.mkdir(name, DIR_MODE, dir_fd=root)
-        finally:
-            os.close(root)
+        self.root_fd = os.open(self.destination_root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        name = f".rvweb-transmitter-{secrets.token_hex(6)}"
+        os.mkdir(name, DIR_MODE, dir_fd=self.root_fd)
+        self.staging_fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.root_fd)
         self.staging = self.destination_root / name
         self.tree = LocalTree([self.destination_root])
+
+    def staging_path(self) -> str:
+        """The staging folder as the transmitter is told it: the worker's own descriptor of it
+        (/proc/<pid>/fd/<n>), so a symlink swapped in at the destination's path is never written through."""
+        assert self.staging is not None and self.staging_fd is not None
+        handle = f"/proc/{os.getpid()}/fd/{self.staging_fd}"
+        return handle if os.path.isdir(handle) else str(self.staging)
 
     def drop_staging(self) -> None:
         if self.tree is not None:
             self.tree.close()
-        if self.staging is not None:
-            root = os.open(self.staging.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        if self.staging_fd is not None:
+            os.close(self.staging_fd)
+            self.staging_fd = None
+        if self.root_fd is not None and self.staging is not None:
             try:
-                shutil.rmtree(self.staging.name, dir_fd=root, ignore_errors=True)
+                shutil.rmtree(self.staging.name, dir_fd=self.root_fd, ignore_errors=True)
             finally:
-                os.close(root)
+                os.close(self.root_fd)
+                self.root_fd = None
 
     # --- files and runs -------------------------------------------------------------------------
 
@@ -256,7 +269,7 @@ class _Leg:
             known = [item.move.source for item in self.pending.values()]
         else:
             assert self.staging is not None
-            asked = self.spec("download_list", str(self.staging), str(self.download_list()), speed)
+            asked = self.spec("download_list", self.staging_path(), str(self.download_list()), speed)
             spec = dataclasses.replace(asked, keep_path="true")  # files land at <staging>/<remote path>
             known = [*self.by_path]
         log_dir = self.work_dir / "log"

@@ -35,6 +35,8 @@ Status = Literal["success", "retry", "fatal", "stopped"]
 UNREACHABLE = "line unreachable, will retry"
 _TAIL_LINES = 20
 _TICK = 0.1  # how often a quiet process is checked for a stop request
+_MAX_LINE = 8192  # bytes of one output line kept (a path is never longer): the rest of a longer one is dropped
+_MAX_DETAIL = 500  # characters of its output quoted in a result's message (copied into each failed item)
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ def run_transmitter(
     in its working folder) and logs there through RAYVISION_LOG.
     """
     started = time.monotonic()
+    known = known if isinstance(known, frozenset | set) else frozenset(known)  # looked up for every line
     process = subprocess.Popen(
         spec.argv(),
         stdin=subprocess.PIPE,
@@ -132,6 +135,8 @@ def _result(
     if unreachable:
         return ProcessResult("retry", code, f"{UNREACHABLE} ({spec.engine} line {where})", tail, elapsed)
     detail = f": {notes[-1]}" if notes else (f": {tail[-1]}" if tail else "")
+    if len(detail) > _MAX_DETAIL:
+        detail = detail[:_MAX_DETAIL] + "..."
     if code == 1:
         return ProcessResult("retry", code, f"transmitter asked for a retry (exit 1){detail}", tail, elapsed)
     if code in (255, -1):
@@ -143,8 +148,12 @@ def _result(
 
 def _read(process: subprocess.Popen[bytes], lines: queue.Queue[bytes | None]) -> None:
     assert process.stdout is not None
+    stdout = process.stdout
     try:
-        for raw in iter(process.stdout.readline, b""):
+        while raw := stdout.readline(_MAX_LINE):
+            if len(raw) == _MAX_LINE and not raw.endswith(b"\n"):  # an endless line: keep its start only
+                while (rest := stdout.readline(_MAX_LINE)) and not rest.endswith(b"\n"):
+                    pass
             lines.put(raw)
     finally:
         process.stdout.close()

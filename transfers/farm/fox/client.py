@@ -34,6 +34,7 @@ TASK_LIST = "/api/render/handle/getTaskList/v2"
 TASK_INFO = "/api/render/handle/queryTaskInfo/v2"
 FRAMES = "/api/render/handle/queryTaskFrames"
 OUTPUT_FILES = "/api/render/file/operate/getOutputUserDirFile"
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")  # where plain http is allowed: a test farm on this machine
 
 
 class FoxClient:
@@ -62,6 +63,8 @@ class FoxClient:
         parts = urlsplit(given if "://" in given else f"https://{given}")
         if not parts.netloc:
             raise FoxError(f"{domain!r} is not a farm domain (e.g. task.foxrenderfarm.com)")
+        if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in _LOOPBACK):
+            raise FoxError(f"{domain!r}: the farm is reached over https (plain http only on this machine, for a test farm)")
         self.host = parts.netloc
         self.base_url = f"{parts.scheme}://{parts.netloc}"
         self.access_id = access_id.strip()
@@ -109,7 +112,7 @@ class FoxClient:
         if task_id is not None:
             body["taskId"] = int(task_id)
         data = self.call(OUTPUT_FILES, body)
-        return [entry for entry in data or [] if isinstance(entry, dict)]
+        return [entry for entry in data if isinstance(entry, dict)] if isinstance(data, list) else []
 
     # --- the wire ------------------------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from transfers.farm.fox.client import FoxClient
 from transfers.farm.fox.errors import FoxError
 from transfers.farm.fox.lines import measure_all
 from transfers.farm.fox.outputs import walk
-from transfers.farm.fox.parse import as_int, line_of, static_lines, task_tree
+from transfers.farm.fox.parse import as_int, as_list, line_of, static_lines, task_tree
 from transfers.farm.fox.transfer import check_engine, check_transmitter, fox_transfer
 from transfers.models import FarmAccount
 
@@ -84,6 +84,18 @@ class FoxFarm(FarmConnector):
             self._client = FoxClient(account.domain, account.access_id, account.access_key or "", account.platform)
         return self._client
 
+    def for_page(self) -> FoxFarm:
+        """One try per call, 3 s to connect and 8 s to answer: a farm that does not answer is said so on the
+        page at once (the worker's client keeps the patient default: 4 tries, 60 s reads)."""
+        account = self.account
+        try:
+            client = FoxClient(
+                account.domain, account.access_id, account.access_key or "", account.platform, timeout=(3, 8), attempts=1
+            )
+        except FoxError:
+            return self  # no credentials, a bad domain: the first call says so, as it does here
+        return FoxFarm(account, client=client)
+
     # --- who and where -------------------------------------------------------------------------------
 
     @cached_property
@@ -105,7 +117,7 @@ class FoxFarm(FarmConnector):
             platform=str(profile.get("platform") or self.account.platform),
             sub_user_output_bids=tuple(
                 (as_int(row.get("userId")) or 0, str(row.get("outputBid") or ""))
-                for row in bids.get("sub_user_output_bids") or []
+                for row in as_list(bids.get("sub_user_output_bids"))
                 if isinstance(row, dict)
             ),
         )
@@ -148,16 +160,17 @@ class FoxFarm(FarmConnector):
         found: dict[int, FarmTaskInfo] = {}  # by id: a child may come both in its parent and on its own
         for page in range(1, MAX_PAGES + 1):
             data = self.client.task_list(page=page, page_size=100)
-            items = [item for item in data.get("items") or [] if isinstance(item, dict)]
+            items = [item for item in as_list(data.get("items")) if isinstance(item, dict)]
+            before = len(found)
             for item in items:
                 found.update((task.task_id, task) for task in task_tree(item))
-            if not items or page >= (as_int(data.get("pageCount")) or 1):
-                break
+            if len(found) == before or page >= (as_int(data.get("pageCount")) or 1):
+                break  # no page left, or one that brought no new task: a farm repeating a page is not followed
         return sorted(found.values(), key=lambda task: -task.task_id)
 
     def _items(self, task_ids: list[int]) -> list[dict[str, Any]]:
         data = self.client.task_info(task_ids)
-        return [item for item in data.get("items") or [] if isinstance(item, dict)]
+        return [item for item in as_list(data.get("items")) if isinstance(item, dict)]
 
     def _tree_of(self, task_id: int) -> list[FarmTaskInfo]:
         """The task and everything under it, the task first; UnknownTask when the farm has none."""
@@ -204,11 +217,11 @@ class FoxFarm(FarmConnector):
     def lines(self) -> list[TransferLine]:
         """The farm's lines (getConfig), the default first; the account's own lines when the farm gives none."""
         found: list[tuple[bool, bool, TransferLine]] = []
-        for engine in self.client.transfer_config().get("resqEngines") or []:
+        for engine in as_list(self.client.transfer_config().get("resqEngines")):
             if not isinstance(engine, dict):
                 continue
             name = str(engine.get("engineName") or "").lower()
-            for row in engine.get("respTaskEngineLines") or []:
+            for row in as_list(engine.get("respTaskEngineLines")):
                 line = line_of(row, name)
                 if line is not None:
                     found.append((not line.is_default, as_int(engine.get("isDefault")) != 1, line))

@@ -2,7 +2,8 @@
 
 Each entry's path is made from the folder that was listed and the entry's own name, never taken from
 the farm's `filePath` as it is: a name holding a `/`, a `\\`, `.` or `..` is skipped (logged), so an
-answer cannot place a file outside the folder asked for. The walk is bounded in depth and in folders.
+answer cannot place a file outside the folder asked for. The walk is bounded in depth and in folders
+(more folders than the bound is a FoxError: a partial listing never passes for the whole).
 `lastModify` is the farm's local time (UTC+8, like its serverTime, §7.4).
 """
 
@@ -14,12 +15,18 @@ from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
 from transfers.engine.endpoints.base import StoredFile
+from transfers.farm.fox.errors import FoxError
 
 logger = logging.getLogger(__name__)
 
 FARM_TIME = timezone(timedelta(hours=8))
 MAX_DEPTH = 64
 MAX_FOLDERS = 100_000
+
+
+class OutputFolderRefused(FoxError, ValueError):
+    """A folder leaving the output area: asked by a caller (a ValueError) or named by the farm as a task's
+    output folder (a FarmError, which pages, the API and the watcher report instead of crashing)."""
 
 
 class Lister(Protocol):
@@ -37,9 +44,8 @@ def _walk(client: Lister, top: str) -> Iterator[StoredFile]:
     while folders:
         folder, depth = folders.pop()
         seen += 1
-        if seen > MAX_FOLDERS:
-            logger.warning("output walk under %r stopped after %d folders", top, MAX_FOLDERS)
-            return
+        if seen > MAX_FOLDERS:  # a part of a listing must not pass for the whole: a download would "complete"
+            raise FoxError(f"the farm's output listing under {top or '/'!r} has more than {MAX_FOLDERS} folders")
         for entry in client.output_files("/" + folder if folder else "/"):
             name = str(entry.get("fileName") or "")
             if not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name:
@@ -56,7 +62,7 @@ def _walk(client: Lister, top: str) -> Iterator[StoredFile]:
 def _clean(prefix: str) -> str:
     parts = [part for part in (prefix or "").replace("\\", "/").split("/") if part not in ("", ".")]
     if ".." in parts:
-        raise ValueError(f"{prefix!r} leaves the output area")
+        raise OutputFolderRefused(f"the output folder {prefix!r} leaves the output area")
     return "/".join(parts)
 
 

@@ -40,7 +40,7 @@ def task_tree(item: dict[str, Any], parent_id: int | None = None, depth: int = 0
     if task_id is None:
         return []
     listed = item.get("respRenderingTaskList") if as_int(item.get("isOpen")) == 1 else None
-    children = [child for child in listed or [] if isinstance(child, dict)]
+    children = [child for child in as_list(listed) if isinstance(child, dict)]
     below = [task for child in children for task in task_tree(child, task_id, depth + 1)] if depth < 8 else []
     direct = tuple(task.task_id for task in below if task.parent_id == task_id)
     info = FarmTaskInfo(
@@ -54,6 +54,11 @@ def task_tree(item: dict[str, Any], parent_id: int | None = None, depth: int = 0
         children=direct,
     )
     return [info, *below]
+
+
+def as_list(value: Any) -> list[Any]:
+    """A farm answer's list field: [] for anything that is not a list (null, a number, an object)."""
+    return value if isinstance(value, list) else []
 
 
 def as_int(value: Any) -> int | None:
