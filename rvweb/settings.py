@@ -42,6 +42,9 @@ TRANSMITTER_PATH = env_str("RVWEB_TRANSMITTER", "")
 # Variables of the worker's environment the transmitter also gets (it gets no other: not the database
 # URL, not the keys), e.g. RAYVISION_LOG_INI for its log settings, or a proxy's.
 TRANSMITTER_PASS_ENV = env_list("RVWEB_TRANSMITTER_PASS_ENV", [])
+# Files per transmitter run of an upload: each is held open while the run lasts (so what it reads is what
+# rvweb checked); also bounded by a quarter of the process's descriptor limit.
+TRANSMITTER_BATCH = env_int("RVWEB_TRANSMITTER_BATCH", 5_000, minimum=1, maximum=100_000)
 # MultiFernet keys, newest first: prepend a new key to rotate, keep the old ones until re-encrypted.
 CREDENTIAL_KEYS = env_list(
     "RVWEB_CREDENTIAL_KEYS",

@@ -88,6 +88,7 @@ def _subprocess_env() -> dict[str, str]:
     env["PATH"] = f"{FAKE_DIR}:{env.get('PATH', '')}"
     env["FAKE_FOX_STORAGE"] = str(fake_fox_storage())
     env["RVWEB_TRANSMITTER_PASS_ENV"] = "FAKE_FOX_STORAGE"  # the fake's knobs are in knobs.json there
+    env["RVWEB_TRANSMITTER_BATCH"] = "4"  # a Fox upload of more files is sent in several runs
     env.pop("RVWEB_TRANSMITTER", None)
     return env
 

@@ -101,11 +101,6 @@ def _ended(job: TransferJob) -> TransferJob | None:
     return job if job.is_terminal else None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review finding, not fixed: the transmitter is given the checked path as a string and follows a symlink "
-    "swapped in after the check (proposed: hand it /proc/<pid>/fd/<n> of files opened beneath the root, in batches)",
-)
 @pytest.mark.django_db(transaction=True)
 def test_review_a_symlink_swapped_in_after_the_check_never_sends_a_file_from_outside_the_roots(
     celery_worker, fox_farm, fox_account, make_user, allowed_dir, listening_port, tmp_path
@@ -131,6 +126,7 @@ def test_review_a_symlink_swapped_in_after_the_check_never_sends_a_file_from_out
 
     sent = fox_farm.input_dir() / "project" / "b.exr"
     assert not (sent.exists() and sent.read_bytes() == secret.read_bytes()), "a file outside the allowed roots reached the farm"
+    assert sent.read_bytes() == b"b" * 1000, "the transmitter read the file rvweb checked and opened"
 
 
 @pytest.mark.django_db(transaction=True)

@@ -80,6 +80,7 @@ class _Leg:
     tree: LocalTree | None = None
     root_fd: int | None = None  # the destination root, opened once checked (download)
     staging_fd: int | None = None
+    handles: Mapping[int, int] = field(default_factory=dict)  # upload: item id -> the caller's open descriptor
 
     # --- reporting ------------------------------------------------------------------------------
 
@@ -147,8 +148,16 @@ class _Leg:
     # --- upload ---------------------------------------------------------------------------------
 
     def uploaded(self, item: _Item) -> FileFinished:
-        """The result of a file the transmitter says it sent, checksummed here from the local file."""
+        """The result of a file the transmitter says it sent, checksummed here from the local file (from
+        the caller's open descriptor of it when it gave one: the very file the transmitter was given)."""
         local = item.move.source
+        held = self.handles.get(item.move.item_id)
+        if held is not None:
+            info = os.fstat(held)
+            return FileFinished(
+                item.move.item_id, ok=True, size=info.st_size, checksum=fd_checksum(held), attempts=self.attempt,
+                mtime_ns=info.st_mtime_ns,
+            )  # fmt: skip
         try:
             fd = os.open(local, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
         except OSError as exc:
@@ -366,6 +375,7 @@ def run_transmitter_leg(
     control: Control,
     options: TransferOptions,
     secrets: Mapping[str, str] | None = None,
+    handles: Mapping[int, int] | None = None,
 ) -> RunSummary:
     """Move `tasks` through the transmitter (see the module docstring); events go to `report`.
 
@@ -373,6 +383,8 @@ def run_transmitter_leg(
     Download: Move.source is the remote path, Move.destination its path below `destination_root`.
     `work_dir` is a private folder in the data dir (made 0700) for manifests (0600) and the logs.
     `secrets` reach the transmitter as environment variables, never in its argv.
+    `handles` (upload): item id -> a descriptor the caller opened beneath its checked root, when the
+    Move's source names it (`/proc/<pid>/fd/<n>`): the file is then hashed from that descriptor.
     """
     if direction not in ("upload", "download"):
         raise ValueError(f"direction must be 'upload' or 'download', got {direction!r}")
@@ -380,7 +392,7 @@ def run_transmitter_leg(
         raise ValueError("a download needs its destination_root")
     work_dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     work_dir.chmod(DIR_MODE)
-    leg = _Leg(direction, spec, work_dir, destination_root, report, control, options, secrets=secrets)
+    leg = _Leg(direction, spec, work_dir, destination_root, report, control, options, secrets=secrets, handles=handles or {})
     for move in tasks:
         try:
             key, remote = _checked(move, direction)

@@ -18,17 +18,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import resource
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
 from transfers import transmitter_install
-from transfers.engine.events import Event, FileFinished
+from transfers.engine.events import Event, FileFinished, Report
 from transfers.engine.ledger import Ledger, LedgerRecord
+from transfers.engine.localfs import NotAFile
 from transfers.engine.paths import PathRefused, clean_server_path
 from transfers.engine.runner import Move, RunSummary, Task, backoff_delay
+from transfers.engine.send import source_error
 from transfers.engine.transmitter import TransmitSpec, run_transmitter_leg
 from transfers.engine.transmitter.command import TransmitType
 from transfers.farm.base import CheckStep, LegRequest, Route, TransportUnavailable
@@ -102,40 +105,55 @@ def fox_transfer(connector: FoxFarm, request: LegRequest) -> RunSummary:
             extra_env=passed,
         )
 
-    report = request.report
-    tasks = _moves(request.tasks)
+    def leg(tasks: Iterable[Move], report: Report, handles: dict[int, int] | None = None) -> RunSummary:
+        return run_transmitter_leg(
+            tasks,
+            direction=request.direction,
+            spec=spec,
+            work_dir=work_dir(request.job_id),
+            destination_root=destination_root,
+            sizes={item: size for item, size in request.sizes().items() if size is not None},
+            report=report,
+            control=request.control,
+            options=request.engine,
+            handles=handles,
+        )
+
     destination_root = None
     if request.direction == "download":
         folder = request.local_folder()
         request.destination_added(folder)
         destination_root = folder.root
-    else:
-        uploads = _Uploads(request)
-        tasks, report = uploads.moves(), uploads.report
-    summary = run_transmitter_leg(
-        tasks,
-        direction=request.direction,
-        spec=spec,
-        work_dir=work_dir(request.job_id),
-        destination_root=destination_root,
-        sizes={item: size for item, size in request.sizes().items() if size is not None},
-        report=report,
-        control=request.control,
-        options=request.engine,
-    )
-    if request.direction == "upload":
+        return leg(_moves(request.tasks), request.report)
+    uploads = _Uploads(request)
+    summaries: list[RunSummary] = []
+    try:
+        for batch in uploads.batches():
+            summaries.append(leg(batch, uploads.report, uploads.handles))
+            uploads.close()
+            if summaries[-1].stopped:
+                break
+    finally:
+        uploads.close()
         uploads.flush()
-        return RunSummary(
-            summary.files_ok + uploads.skipped,
-            summary.files_failed + uploads.refused,
-            summary.files_skipped + uploads.skipped,
-            summary.bytes_sent,
-            summary.stopped,
-            summary.stop_reason,
-            summary.files_not_sent,
-            summary.bytes_not_sent,
-        )
-    return summary
+    return RunSummary(
+        sum(s.files_ok for s in summaries) + uploads.skipped,
+        sum(s.files_failed for s in summaries) + uploads.refused,
+        sum(s.files_skipped for s in summaries) + uploads.skipped,
+        sum(s.bytes_sent for s in summaries),
+        any(s.stopped for s in summaries),
+        next((s.stop_reason for s in summaries if s.stopped), ""),
+        sum(s.files_not_sent for s in summaries),
+        sum(s.bytes_not_sent for s in summaries),
+    )
+
+
+def _batch_size() -> int:
+    """Files per transmitter run (RVWEB_TRANSMITTER_BATCH): each is held open while it runs, so never
+    more than a quarter of the descriptor limit."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = int(settings.TRANSMITTER_BATCH)
+    return max(1, min(wanted, soft // 4)) if soft > 0 else wanted
 
 
 def _moves(tasks: Iterable[Task]) -> Iterator[Move]:
@@ -201,9 +219,11 @@ def _line(connector: FoxFarm, request: LegRequest, engine: str) -> lines.LineCho
 
 
 class _Uploads:
-    """An upload leg's files before the transmitter sees them: each local path mapped and checked
-    beneath the allowed roots, the unchanged ones (the ledger, `is_db`) finished as skipped; and after:
-    each file sent recorded in the ledger with its content hash."""
+    """An upload leg's files before the transmitter sees them, `batch_size` at a time: each local path
+    mapped and checked beneath the allowed roots, the unchanged ones (the ledger, `is_db`) finished as
+    skipped, and each other one OPENED beneath its root (no symlink followed). The transmitter is given
+    `/proc/<pid>/fd/<n>` of that descriptor, not the path: a file swapped for a symlink after the check
+    is not what it reads. After: each file sent is recorded in the ledger with its content hash."""
 
     def __init__(self, request: LegRequest) -> None:
         self.request = request
@@ -211,30 +231,44 @@ class _Uploads:
         self.ledger: Ledger | None = request.ledger()
         self.skipped = 0
         self.refused = 0
-        self.names: dict[int, tuple[str, str]] = {}  # item -> (server key, located local path)
+        self.names: dict[int, tuple[str, str]] = {}  # item -> (server key, the manifest's local path)
         self.pending: list[LedgerRecord] = []
+        self.handles: dict[int, int] = {}  # item -> descriptor, for the batch being sent
+        self._open: list[Any] = []
+        self.batch_size = _batch_size()
 
-    def moves(self) -> Iterator[Move]:
+    def batches(self) -> Iterator[list[Move]]:
         batch: list[Move] = []
         for move in _moves(self.request.tasks):
             batch.append(move)
-            if len(batch) >= _LEDGER_BATCH:
-                yield from self._checked(batch)
+            if len(batch) >= self.batch_size:
+                if opened := self._checked(batch):
+                    yield opened
                 batch = []
-        yield from self._checked(batch)
+        if opened := self._checked(batch):
+            yield opened
 
-    def _checked(self, batch: list[Move]) -> Iterator[Move]:
+    def close(self) -> None:
+        for handle in self._open:
+            handle.close()
+        self._open, self.handles = [], {}
+
+    def _refuse(self, move: Move, code: str, error: str) -> None:
+        self.refused += 1
+        self.request.report(FileFinished(move.item_id, ok=False, error_code=code, error=error))
+
+    def _checked(self, batch: list[Move]) -> list[Move]:
         keys: dict[int, str] = {}
         for move in batch:
             with contextlib.suppress(PathRefused):  # the leg refuses it, saying why
                 keys[move.item_id] = clean_server_path(move.destination)
         records = self.ledger.lookup(sorted(set(keys.values()))) if self.ledger and keys else {}
+        opened: list[Move] = []
         for move in batch:
             try:
                 located, info = self.source.locate(move.source)
             except PathRefused as exc:
-                self.refused += 1
-                self.request.report(FileFinished(move.item_id, ok=False, error_code="bad_path", error=str(exc)))
+                self._refuse(move, "bad_path", str(exc))
                 continue
             key = keys.get(move.item_id, "")
             record = records.get(key)
@@ -249,8 +283,24 @@ class _Uploads:
                     FileFinished(move.item_id, ok=True, size=info.st_size, checksum=record.checksum, skipped=True)
                 )
                 continue
+            try:
+                handle = self.source.open_source(located)
+            except PathRefused as exc:
+                self._refuse(move, "bad_path", str(exc))
+                continue
+            except NotAFile:
+                self._refuse(move, "not_a_file", f"local path is not a regular file: {move.source}")
+                continue
+            except OSError as exc:
+                failure = source_error(exc, move.source)
+                self._refuse(move, failure.code, str(failure))
+                continue
+            self._open.append(handle)
+            self.handles[move.item_id] = handle.fileno()
             self.names[move.item_id] = (key, move.source)
-            yield Move(item_id=move.item_id, source=located, destination=move.destination)
+            held = f"/proc/{os.getpid()}/fd/{handle.fileno()}"  # what was opened, whatever the path is now
+            opened.append(Move(item_id=move.item_id, source=held, destination=move.destination))
+        return opened
 
     def report(self, event: Event) -> bool | None:
         if isinstance(event, FileFinished) and event.ok and not event.skipped and self.ledger is not None:
