@@ -45,6 +45,9 @@ TRANSMITTER_PASS_ENV = env_list("RVWEB_TRANSMITTER_PASS_ENV", [])
 # Files per transmitter run of an upload: each is held open while the run lasts (so what it reads is what
 # rvweb checked); also bounded by a quarter of the process's descriptor limit.
 TRANSMITTER_BATCH = env_int("RVWEB_TRANSMITTER_BATCH", 5_000, minimum=1, maximum=100_000)
+# Seconds a transmitter may print nothing (it prints each file's progress) before it is taken as hung:
+# stopped, and the files left tried again.
+TRANSMITTER_SILENCE = env_int("RVWEB_TRANSMITTER_SILENCE", 900, minimum=5, maximum=86_400)
 # MultiFernet keys, newest first: prepend a new key to rotate, keep the old ones until re-encrypted.
 CREDENTIAL_KEYS = env_list(
     "RVWEB_CREDENTIAL_KEYS",

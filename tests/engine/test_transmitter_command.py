@@ -97,3 +97,27 @@ def test_environment_names_the_library_and_log_folders(tmp_path: Path) -> None:
 def test_environment_does_not_pass_on_the_workers_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgres://u:pw@db/rvweb")
     assert "DATABASE_URL" not in _spec().env(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("host", "-C/etc/passwd"),
+        ("host", "farm host"),
+        ("host", ""),
+        ("port", 0),
+        ("port", 70_000),
+        ("storage_id", "-S1"),
+        ("user_id", "1 -r 99"),
+        ("local", "-L/x"),
+        ("remote", "--config=/x"),
+    ],
+)
+def test_a_value_that_could_read_as_another_flag_is_refused(field, value):
+    with pytest.raises(ValueError):
+        _spec(**{field: value})
+
+
+def test_names_and_addresses_are_taken_as_hosts():
+    for host in ("render-client.raysync.cn", "127.0.0.1", "[::1]", "ct1_line.example"):
+        assert _spec(host=host).argv()[_spec(host=host).argv().index("-H") + 1] == host

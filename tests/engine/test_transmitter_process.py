@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -82,3 +83,19 @@ def test_a_process_ignoring_sigterm_is_killed_after_the_grace(
     assert time.monotonic() - started < 10
     with pytest.raises(ProcessLookupError):
         os.kill(fake_transmitter.runs()[0]["pid"], 0)
+
+
+def test_a_transmitter_silent_too_long_is_stopped_and_retryable(
+    fake_transmitter: FakeFox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_XMIT_MODE", "silent")
+    monkeypatch.setenv("FAKE_XMIT_SECONDS", "60")
+    spec = dataclasses.replace(fake_transmitter.spec("upload_json", str(tmp_path / "none.json"), "/", None), silence=0.5)
+    log_dir = tmp_path / "log"
+    log_dir.mkdir()
+
+    result = run_transmitter(spec, log_dir=log_dir, stop=threading.Event(), grace=1.0)
+
+    assert (result.status, result.retryable) == ("retry", True)
+    assert "printed nothing" in result.message and "will retry" in result.message
+    assert result.exit_code is None, "stopped by rvweb, not ended by itself"

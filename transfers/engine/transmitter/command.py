@@ -15,6 +15,7 @@ environment variables only.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ SDK_MAX_SPEED = 1048576  # KB/s: the SDK's default when max_speed is None, also 
 STDIN = b"y\n"  # the SDK pipes `echo y|` into the binary
 # SDK network_mode (0 auto, 1 TCP, 2 UDP) -> the transmitter's -p (0 UDP first, 1 UDP, 2 TCP)
 _PROTOCOL = {0: 0, 1: 2, 2: 1}
+_HOST = re.compile(r"[A-Za-z0-9_\[][A-Za-z0-9._:\[\]-]*")  # a name, IPv4 or [IPv6]; never a leading "-"
 _PASSED = frozenset({"PATH", "HOME", "LANG", "TZ", "USER", "LOGNAME"})
 
 
@@ -51,6 +53,7 @@ class TransmitSpec:
     network_mode: int = 0
     db_config: str | None = None
     extra_env: tuple[tuple[str, str], ...] = ()  # non-secret variables, e.g. RAYVISION_LOG_INI
+    silence: float | None = None  # seconds without an output line after which the run is stopped and retried
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -63,6 +66,18 @@ class TransmitSpec:
             raise ValueError(f"keep_path must be 'true' or 'false', got {self.keep_path!r}")
         if self.max_speed is not None and not 0 < int(self.max_speed) <= SDK_MAX_SPEED:
             raise ValueError(f"max_speed must be 1..{SDK_MAX_SPEED} KB/s, got {self.max_speed!r}")
+        # Values come from the farm (a line's server) and the job: none may read as another flag of the
+        # binary ("-C /x" as a host), whatever its option parser does with a value that starts with "-".
+        if not _HOST.fullmatch(str(self.host)):
+            raise ValueError(f"the line's server {self.host!r} is not a host name or an IP address")
+        if not 0 < int(self.port) < 65_536:
+            raise ValueError(f"the line's port {self.port!r} is not 1..65535")
+        for name in ("storage_id", "user_id"):
+            if not str(getattr(self, name)).isdigit():
+                raise ValueError(f"{name} {getattr(self, name)!r} is not a number (the farm's ids are)")
+        for name in ("local", "remote"):
+            if str(getattr(self, name)).startswith("-"):
+                raise ValueError(f"{name} path {getattr(self, name)!r} starts with '-'")
 
     @property
     def speed(self) -> int:

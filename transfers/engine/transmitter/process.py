@@ -52,6 +52,9 @@ class ProcessResult:
         return self.status == "retry"
 
 
+SILENT = "silent"
+
+
 def run_transmitter(
     spec: TransmitSpec,
     *,
@@ -70,7 +73,7 @@ def run_transmitter(
     a path holding ")" is matched exactly). The transmitter runs in `log_dir` (it looks for a log.ini
     in its working folder) and logs there through RAYVISION_LOG.
     """
-    started = time.monotonic()
+    started = heard = time.monotonic()
     known = known if isinstance(known, frozenset | set) else frozenset(known)  # looked up for every line
     process = subprocess.Popen(
         spec.argv(),
@@ -99,6 +102,7 @@ def run_transmitter(
         if raw is None:
             break
         if raw:
+            heard = time.monotonic()
             text = decode(raw)
             if text.strip():
                 tail.append(text)
@@ -114,6 +118,8 @@ def run_transmitter(
                 stopped_by = "stopped"
             elif timeout is not None and time.monotonic() - started > timeout:
                 stopped_by = f"timed out after {timeout:.0f}s"
+            elif spec.silence is not None and time.monotonic() - heard > spec.silence:
+                stopped_by = SILENT
             if stopped_by:
                 _end(process, grace)
     code = process.wait()
@@ -121,6 +127,10 @@ def run_transmitter(
     elapsed = time.monotonic() - started
     if stopped_by == "stopped":
         return ProcessResult("stopped", None, "stopped", tuple(tail), elapsed)
+    if stopped_by == SILENT:  # hung (a line that stopped answering mid-file): stopped, and worth another try
+        return ProcessResult(
+            "retry", None, f"transmitter printed nothing for {spec.silence:.0f}s: stopped, will retry", tuple(tail), elapsed
+        )
     if stopped_by:
         return ProcessResult("fatal", None, f"transmitter {stopped_by}", tuple(tail), elapsed)
     return _result(code, spec, unreachable, notes, tuple(tail), elapsed)

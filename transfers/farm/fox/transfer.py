@@ -103,7 +103,13 @@ def fox_transfer(connector: FoxFarm, request: LegRequest) -> RunSummary:
             max_speed=max_speed,
             network_mode=options.network_mode,
             extra_env=passed,
+            silence=float(settings.TRANSMITTER_SILENCE),
         )
+
+    try:  # the farm's values for the line and ids, checked once before any run (TransmitSpec refuses a bad one)
+        spec("upload_json" if request.direction == "upload" else "download_list", "/", "/", None)
+    except ValueError as exc:
+        raise TransportUnavailable(f"line {choice.name!r} cannot be used: {exc}") from None
 
     def leg(tasks: Iterable[Move], report: Report, handles: dict[int, int] | None = None) -> RunSummary:
         return run_transmitter_leg(
