@@ -38,6 +38,9 @@ FARM_ROOT = env_path("RVWEB_FARM_ROOT", DATA_DIR / "farm")
 apart(FARM_ROOT, ALLOWED_LOCAL_ROOTS)
 # The vendor's rayvision_transmitter: an explicit path wins over the one `install_transmitter` put in
 # DATA_DIR/transmitter/, which wins over one on PATH (transfers.transmitter_install.transmitter_path).
+# The hosts a Fox Renderfarm / Renderbus account may name as its domain ("*": any): the server signs and
+# sends requests there, so a lead cannot point it at an internal host.
+FOX_DOMAINS = env_list("RVWEB_FOX_DOMAINS", ["task.foxrenderfarm.com", "jop.foxrenderfarm.com", "task.renderbus.com"])
 TRANSMITTER_PATH = env_str("RVWEB_TRANSMITTER", "")
 # Variables of the worker's environment the transmitter also gets (it gets no other: not the database
 # URL, not the keys), e.g. RAYVISION_LOG_INI for its log settings, or a proxy's.

@@ -89,8 +89,18 @@ def _subprocess_env() -> dict[str, str]:
     env["FAKE_FOX_STORAGE"] = str(fake_fox_storage())
     env["RVWEB_TRANSMITTER_PASS_ENV"] = "FAKE_FOX_STORAGE"  # the fake's knobs are in knobs.json there
     env["RVWEB_TRANSMITTER_BATCH"] = "4"  # a Fox upload of more files is sent in several runs
+    env["RVWEB_FOX_DOMAINS"] = ",".join([*settings.FOX_DOMAINS, "127.0.0.1"])  # the fake farm
     env.pop("RVWEB_TRANSMITTER", None)
     return env
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fake_fox_domain() -> Iterator[None]:
+    """The fake Fox farm (on 127.0.0.1) is a domain this test process may reach, as its worker may."""
+    before = list(settings.FOX_DOMAINS)
+    settings.FOX_DOMAINS = [*before, "127.0.0.1"]
+    yield
+    settings.FOX_DOMAINS = before
 
 
 def fake_fox_storage() -> Path:

@@ -353,3 +353,12 @@ def test_a_job_naming_an_engine_the_transmitter_lacks_is_refused_before_it_is_re
         jobs.job_create(kind="upload_asset", account=account, manifest=manifest, user=lead, options={"engine_type": "ftp"})
     assert not TransferJob.objects.exists()
     jobs.job_create(kind="upload_asset", account=account, manifest=manifest, user=lead, options={"engine_type": "raysyncproxy"})
+
+
+def test_an_account_naming_a_host_outside_rvweb_fox_domains_is_never_called(fox_account, fox_farm, settings):
+    settings.FOX_DOMAINS = ["task.foxrenderfarm.com"]  # the fake farm's 127.0.0.1 no longer listed
+
+    steps = connector_for(fox_account()).check()
+
+    assert not steps[0].ok and "not a farm domain this server may reach" in steps[0].message
+    assert fox_farm.calls() == []

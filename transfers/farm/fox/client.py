@@ -13,7 +13,7 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -54,6 +54,7 @@ class FoxClient:
         backoff: float = 0.5,
         max_backoff: float = 8.0,
         sleep: Callable[[float], None] = time.sleep,
+        allowed_hosts: Collection[str] | None = None,
     ) -> None:
         if not (access_id or "").strip():
             raise FoxCredentialsMissing("the farm account has no access id: give the one from the farm's developer centre")
@@ -65,6 +66,11 @@ class FoxClient:
             raise FoxError(f"{domain!r} is not a farm domain (e.g. task.foxrenderfarm.com)")
         if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in _LOOPBACK):
             raise FoxError(f"{domain!r}: the farm is reached over https (plain http only on this machine, for a test farm)")
+        allowed = {host.strip().lower() for host in allowed_hosts or ()}
+        if allowed_hosts is not None and "*" not in allowed and (parts.hostname or "").lower() not in allowed:
+            raise FoxError(
+                f"{parts.hostname!r} is not a farm domain this server may reach (RVWEB_FOX_DOMAINS: {', '.join(sorted(allowed))})"
+            )
         self.host = parts.netloc
         self.base_url = f"{parts.scheme}://{parts.netloc}"
         self.access_id = access_id.strip()

@@ -15,6 +15,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
+
 from transfers.engine.endpoints import Endpoint
 from transfers.engine.endpoints.base import StoredFile
 from transfers.engine.runner import RunSummary
@@ -81,7 +83,9 @@ class FoxFarm(FarmConnector):
         """Made on first use, so a connector of an account without credentials can still be checked."""
         if self._client is None:
             account = self.account
-            self._client = FoxClient(account.domain, account.access_id, account.access_key or "", account.platform)
+            self._client = FoxClient(
+                account.domain, account.access_id, account.access_key or "", account.platform, allowed_hosts=settings.FOX_DOMAINS
+            )
         return self._client
 
     def for_page(self) -> FoxFarm:
@@ -90,7 +94,13 @@ class FoxFarm(FarmConnector):
         account = self.account
         try:
             client = FoxClient(
-                account.domain, account.access_id, account.access_key or "", account.platform, timeout=(3, 8), attempts=1
+                account.domain,
+                account.access_id,
+                account.access_key or "",
+                account.platform,
+                timeout=(3, 8),
+                attempts=1,
+                allowed_hosts=settings.FOX_DOMAINS,
             )
         except FoxError:
             return self  # no credentials, a bad domain: the first call says so, as it does here
