@@ -108,6 +108,32 @@ def fake_fox_storage() -> Path:
     return Path(settings.DATA_DIR) / "fake-fox-storage"
 
 
+def _flush_retrying_deadlocks() -> None:
+    """A transactional test ends with a flush (TRUNCATE of every table) while the live daphne and worker
+    may still be answering a request or finishing a task of that test: PostgreSQL can then find the
+    TRUNCATE and such a query deadlocked and cancel the TRUNCATE. It is tried again, a few times."""
+    from django.core.management.base import CommandError
+    from django.db import OperationalError
+    from django.test.testcases import TransactionTestCase
+
+    flush = TransactionTestCase._fixture_teardown
+
+    def retrying(self: TransactionTestCase) -> None:
+        for attempt in range(1, 6):
+            try:
+                return flush(self)
+            except (OperationalError, CommandError) as exc:
+                cause = exc.__cause__ or exc.__context__ or exc
+                if "deadlock detected" not in f"{exc} {cause}" or attempt == 5:
+                    raise
+                time.sleep(0.2 * attempt)
+
+    TransactionTestCase._fixture_teardown = retrying  # type: ignore[method-assign]
+
+
+_flush_retrying_deadlocks()
+
+
 @dataclass
 class Service:
     process: subprocess.Popen[bytes]

@@ -271,6 +271,7 @@ def test_an_auto_download_rides_out_the_farm_api_going_away(
     account = fox_account()
     lead = make_user("lead", team=account.team, role="lead")
     local = allowed_dir / "outage"
+    logged_before = celery_worker.log.stat().st_size  # the session's worker: earlier tests' lines are not this one's
     job = jobs.job_create(
         kind="auto_download",
         account=account,
@@ -289,4 +290,6 @@ def test_an_auto_download_rides_out_the_farm_api_going_away(
 
     assert (job.status, job.files_done) == (TransferJob.Status.COMPLETED, 1), _why(job)
     assert (local / "5002_outage/frame_0001.exr").read_bytes() == b"after the outage"
-    assert f"job {job.pk}: the farm did not answer" in celery_worker.log.read_text(), "a whole round failed, and was ridden out"
+    with open(celery_worker.log, "rb") as log:
+        log.seek(logged_before)
+        assert f"job {job.pk}: the farm did not answer".encode() in log.read(), "a whole round failed, and was ridden out"
