@@ -345,5 +345,7 @@ def job_discard_partials(*, job_id: int) -> None:
         for area, local, server in rows.iterator(chunk_size=2000):
             # A download's partial files are in its local folder; an upload's in the farm's area.
             where, path = (run.local_folder(), local) if area in downloads_to else (run.area(area), server)
+            if where is None:
+                continue  # the farm's own transport moved it: no partial of rvweb's on the farm
             with contextlib.suppress(PathRefused, OSError):  # a refused path (its item failed so) has no partial
                 where.discard_partial(path)

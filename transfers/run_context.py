@@ -52,15 +52,16 @@ class JobRun:
         self._locals: set[str] | None = None
         self._next_number: int | None = None
         self._local: LocalFolder | None = None
-        self._areas: dict[str, Endpoint] = {}
+        self._areas: dict[str, Endpoint | None] = {}
         self._ended_told: set[int] | None = None  # watched tasks whose end was notified (in the stored watch)
 
     # --- endpoints ----------------------------------------------------------------------------------
 
-    def area(self, name: str) -> Endpoint:
-        """The farm account's storage area `name` as an endpoint (its connector's)."""
+    def area(self, name: str) -> Endpoint | None:
+        """The farm account's storage area `name` as an endpoint rvweb reads and writes itself, or None
+        when the farm's own transport moves its files (FarmConnector.files_here)."""
         if name not in self._areas:
-            self._areas[name] = self.connector.endpoint(name)
+            self._areas[name] = self.connector.files_here(name)
         return self._areas[name]
 
     def local_folder(self) -> LocalFolder:
@@ -205,7 +206,9 @@ class JobRun:
             there = local.stat(name)
             # A folder (or anything not a file) at the name is kept too: the frame goes beside it.
             other = there is None and os.path.lexists(local.native_path(name) or "")
-            if name in chosen or other or (there is not None and downloads.identical(source, item.server, local, name) is None):
+            # A farm whose bytes rvweb cannot read here (source None): a local file at the name is taken as other bytes.
+            differs = there is not None and (source is None or downloads.identical(source, item.server, local, name) is None)
+            if name in chosen or other or differs:
                 name = downloads.free_name(local, name, also_taken=chosen)
             chosen.add(name)
             placed.append(NewItem(server=item.server, local=name, size=item.size))

@@ -293,3 +293,34 @@ def test_an_auto_download_rides_out_the_farm_api_going_away(
     with open(celery_worker.log, "rb") as log:
         log.seek(logged_before)
         assert f"job {job.pk}: the farm did not answer".encode() in log.read(), "a whole round failed, and was ridden out"
+
+
+def test_discarding_a_cancelled_fox_uploads_partials_touches_nothing_on_the_farm(fox_account, make_user, make_job):
+    from transfers import execution
+
+    account = fox_account()
+    job = make_job(account=account, status=TransferJob.Status.CANCELLED)
+    TransferItem.objects.create(job=job, number=1, local="/nowhere/a.exr", server="project/a.exr", area="input")
+
+    execution.job_discard_partials(job_id=job.pk)  # the transmitter keeps its own partials: nothing to do, no error
+
+    assert job.items.get().state == TransferItem.State.PENDING
+
+
+def test_keep_both_puts_a_fox_frame_beside_a_local_file_of_its_name(
+    celery_worker, fox_farm, fox_account, make_user, allowed_dir, listening_port
+):
+    fox_farm.set_lines("Aspera", [("HKCT", listening_port, True)])
+    fox_farm.add_output("1001_done_shot/frame_0001.exr", b"the frame")
+    local = allowed_dir / "both"
+    (local / "1001_done_shot").mkdir(parents=True)
+    (local / "1001_done_shot/frame_0001.exr").write_bytes(b"the artist's own file")
+    account = fox_account()
+    lead = make_user("lead", team=account.team, role="lead")
+    options = {"task_id_list": [1001], "local_path": str(local), "conflict": "keep_both"}
+
+    job = _wait_end(jobs.job_create(kind="download", account=account, user=lead, options=options), celery_worker)
+
+    assert job.status == TransferJob.Status.COMPLETED, _why(job)
+    assert (local / "1001_done_shot/frame_0001.exr").read_bytes() == b"the artist's own file"
+    assert (local / "1001_done_shot/frame_0001 (2).exr").read_bytes() == b"the frame"

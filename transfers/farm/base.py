@@ -190,6 +190,11 @@ class FarmConnector:
         label = f'{check_area(name)} storage of farm account "{self.account.name}"'
         return open_endpoint("local", root=self.ensure().area_root(name), label=label, where="the farm storage")
 
+    def files_here(self, name: str) -> Endpoint | None:
+        """The area as an endpoint rvweb itself reads and writes (its partial files to discard, a frame's
+        bytes to compare with a local file), or None for a farm whose own transport moves the files."""
+        return self.endpoint(name)
+
     def transfer(self, request: LegRequest) -> RunSummary:
         """Move one leg's files. This default serves farms whose areas are endpoints: rvweb's own
         engine reads and writes them (verified, resumable); a farm reached through a vendor's

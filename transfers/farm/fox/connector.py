@@ -152,6 +152,9 @@ class FoxFarm(FarmConnector):
             raise FoxError(f"the farm gave no {area} storage id for farm account {self.account.name!r} (getBid)")
         return bid, me.user_id
 
+    def files_here(self, name: str) -> Endpoint | None:
+        return None  # the transmitter moves this farm's files: no partial of rvweb's there, no bytes to compare
+
     def area_root(self, name: str) -> Path:
         raise self._transmitter_only(name)
 
