@@ -174,6 +174,8 @@ def test_an_auto_download_follows_a_task_until_it_ends(
 
     assert (job.status, job.files_done) == (TransferJob.Status.COMPLETED, 2), _why(job)
     assert (local / "5001_live/frame_0002.exr").read_bytes() == b"second"
+    assert len(_runs(fox_farm)) == 2, "one transmitter run per round with a new frame, none for the empty rounds"
+    assert len(fox_farm.calls("/api/render/transfer/getConfig")) == 1, "the line is chosen once for the run"
 
 
 def test_a_line_that_does_not_answer_ends_the_job_naming_it(

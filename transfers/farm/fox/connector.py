@@ -33,7 +33,7 @@ from transfers.farm.base import (
 )
 from transfers.farm.fox.client import FoxClient
 from transfers.farm.fox.errors import FoxError
-from transfers.farm.fox.lines import measure_all
+from transfers.farm.fox.lines import LineChoice, measure_all
 from transfers.farm.fox.outputs import walk
 from transfers.farm.fox.parse import as_int, as_list, line_of, static_lines, task_tree
 from transfers.farm.fox.transfer import check_engine, check_transmitter, fox_transfer
@@ -77,6 +77,7 @@ class FoxFarm(FarmConnector):
     def __init__(self, account: FarmAccount, *, client: FoxClient | None = None) -> None:
         super().__init__(account)
         self._client = client
+        self.chosen: dict[str, LineChoice] = {}  # engine -> the line this run took (farm.fox.transfer)
 
     @property
     def client(self) -> FoxClient:

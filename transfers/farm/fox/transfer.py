@@ -16,10 +16,11 @@ rvweb around the transmitter:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import resource
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ from transfers.engine.runner import Move, RunSummary, Task, backoff_delay
 from transfers.engine.send import source_error
 from transfers.engine.transmitter import TransmitSpec, run_transmitter_leg
 from transfers.engine.transmitter.command import TransmitType
+from transfers.engine.transmitter.leg import SpecFactory
 from transfers.farm.base import CheckStep, LegRequest, Route, TransportUnavailable
 from transfers.farm.fox import lines
 from transfers.farm.fox.errors import FoxError
@@ -56,9 +58,13 @@ def work_dir(job_id: int) -> Path:
 
 
 def fox_transfer(connector: FoxFarm, request: LegRequest) -> RunSummary:
-    options = request.job_options
+    pending = _moves(request.tasks)
+    first = next(pending, None)
+    if first is None:  # an auto download's round with nothing new: no line to choose, no process to start
+        return RunSummary(0, 0, 0, 0, stopped=False)
+    pending = itertools.chain([first], pending)
     try:
-        engine = check_engine(options)
+        engine = check_engine(request.job_options)
     except ValueError as exc:  # OptionsInvalid
         raise TransportUnavailable(str(exc)) from None
     exe = transmitter_install.transmitter_path()
@@ -69,11 +75,49 @@ def fox_transfer(connector: FoxFarm, request: LegRequest) -> RunSummary:
         )
     try:
         storage_id, user_id = connector.storage(request.area)
-        choice = _line(connector, request, engine)
+        choice = _route(connector, request, engine, exe)
     except (FoxError, lines.LineNotFound) as exc:
         raise TransportUnavailable(str(exc)) from None
     if choice is None:  # stopped while waiting for a line
         return RunSummary(0, 0, 0, 0, stopped=True, stop_reason=request.control.reason)
+    spec = _spec_factory(request, exe, choice, storage_id, user_id)
+
+    def leg(tasks: Iterable[Move], report: Report, handles: dict[int, int] | None = None) -> RunSummary:
+        return run_transmitter_leg(
+            tasks,
+            direction=request.direction,
+            spec=spec,
+            work_dir=work_dir(request.job_id),
+            destination_root=destination_root,
+            sizes={item: size for item, size in request.sizes().items() if size is not None},
+            report=report,
+            control=request.control,
+            options=request.engine,
+            handles=handles,
+        )
+
+    destination_root = None
+    if request.direction == "download":
+        folder = request.local_folder()
+        request.destination_added(folder)
+        destination_root = folder.root
+        summary = leg(pending, request.report)
+    else:
+        summary = _upload(_Uploads(request, pending), leg)
+    if summary.files_failed:
+        connector.chosen.pop(engine, None)  # the next leg (an auto download's next round) chooses its line again
+    return summary
+
+
+def _route(connector: FoxFarm, request: LegRequest, engine: str, exe: Path) -> lines.LineChoice | None:
+    """The run's line for the engine: chosen (and shown on the job's page) at its first leg, kept for
+    the next ones (an auto download's rounds), not measured again each time."""
+    if engine in connector.chosen:
+        return connector.chosen[engine]
+    choice = _line(connector, request, engine)
+    if choice is None:
+        return None
+    connector.chosen[engine] = choice
     request.note_route(
         Route(
             transport="transmitter",
@@ -86,7 +130,11 @@ def fox_transfer(connector: FoxFarm, request: LegRequest) -> RunSummary:
             version=_version(exe),
         )
     )
+    return choice
 
+
+def _spec_factory(request: LegRequest, exe: Path, choice: lines.LineChoice, storage_id: str, user_id: int) -> SpecFactory:
+    options = request.job_options
     passed = tuple((name, os.environ[name]) for name in settings.TRANSMITTER_PASS_ENV if name in os.environ)
 
     def spec(transmit_type: TransmitType, local: str, remote: str, max_speed: int | None) -> TransmitSpec:
@@ -110,28 +158,11 @@ def fox_transfer(connector: FoxFarm, request: LegRequest) -> RunSummary:
         spec("upload_json" if request.direction == "upload" else "download_list", "/", "/", None)
     except ValueError as exc:
         raise TransportUnavailable(f"line {choice.name!r} cannot be used: {exc}") from None
+    return spec
 
-    def leg(tasks: Iterable[Move], report: Report, handles: dict[int, int] | None = None) -> RunSummary:
-        return run_transmitter_leg(
-            tasks,
-            direction=request.direction,
-            spec=spec,
-            work_dir=work_dir(request.job_id),
-            destination_root=destination_root,
-            sizes={item: size for item, size in request.sizes().items() if size is not None},
-            report=report,
-            control=request.control,
-            options=request.engine,
-            handles=handles,
-        )
 
-    destination_root = None
-    if request.direction == "download":
-        folder = request.local_folder()
-        request.destination_added(folder)
-        destination_root = folder.root
-        return leg(_moves(request.tasks), request.report)
-    uploads = _Uploads(request)
+def _upload(uploads: _Uploads, leg: Callable[[Iterable[Move], Report, dict[int, int] | None], RunSummary]) -> RunSummary:
+    """The upload's batches, one transmitter run each, with the files decided before it (skipped, refused)."""
     summaries: list[RunSummary] = []
     try:
         for batch in uploads.batches():
@@ -231,8 +262,9 @@ class _Uploads:
     `/proc/<pid>/fd/<n>` of that descriptor, not the path: a file swapped for a symlink after the check
     is not what it reads. After: each file sent is recorded in the ledger with its content hash."""
 
-    def __init__(self, request: LegRequest) -> None:
+    def __init__(self, request: LegRequest, pending: Iterable[Move]) -> None:
         self.request = request
+        self.pending_moves = pending
         self.source = request.local_files()
         self.ledger: Ledger | None = request.ledger()
         self.skipped = 0
@@ -245,7 +277,7 @@ class _Uploads:
 
     def batches(self) -> Iterator[list[Move]]:
         batch: list[Move] = []
-        for move in _moves(self.request.tasks):
+        for move in self.pending_moves:
             batch.append(move)
             if len(batch) >= self.batch_size:
                 if opened := self._checked(batch):
