@@ -326,3 +326,18 @@ def test_keep_both_puts_a_fox_frame_beside_a_local_file_of_its_name(
     assert job.status == TransferJob.Status.COMPLETED, _why(job)
     assert (local / "1001_done_shot/frame_0001.exr").read_bytes() == b"the artist's own file"
     assert (local / "1001_done_shot/frame_0001 (2).exr").read_bytes() == b"the frame"
+
+
+def test_an_upload_waits_out_a_farm_api_that_does_not_answer_at_its_start(
+    celery_worker, fox_farm, fox_account, make_user, allowed_dir, listening_port
+):
+    fox_farm.set_lines("Aspera", [("HKCT", listening_port, True)])
+    account = fox_account()
+    lead = make_user("lead", team=account.team, role="lead")
+    paths = _files(allowed_dir / "patient", 2)
+    fox_farm.fail_next(http_status=502, times=6)  # more than one call's own retries: the leg asks again later
+
+    job = _wait_end(_upload(account, paths, lead), celery_worker)
+
+    assert (job.status, job.files_done) == (TransferJob.Status.COMPLETED, 2), _why(job)
+    assert not fox_farm.failures, "every injected failure was met"

@@ -22,7 +22,7 @@ import os
 import resource
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.conf import settings
 
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from transfers.kinds.options import Transfer
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ENGINES = ("aspera", "raysync")  # the transmitter's -E; the SDK's "raysyncproxy" is read as raysync (§8 #13)
 DEFAULT_ENGINE = "aspera"  # the SDK's default engine_type
@@ -74,12 +75,13 @@ def fox_transfer(connector: FoxFarm, request: LegRequest) -> RunSummary:
             "(or point RVWEB_TRANSMITTER at it)"
         )
     try:
-        storage_id, user_id = connector.storage(request.area)
-        choice = _route(connector, request, engine, exe)
+        where = _patiently(request, lambda: connector.storage(request.area))
+        choice = _route(connector, request, engine, exe) if where is not None else None
     except (FoxError, lines.LineNotFound) as exc:
         raise TransportUnavailable(str(exc)) from None
-    if choice is None:  # stopped while waiting for a line
+    if where is None or choice is None:  # stopped while waiting for the farm or a line
         return RunSummary(0, 0, 0, 0, stopped=True, stop_reason=request.control.reason)
+    storage_id, user_id = where
     spec = _spec_factory(request, exe, choice, storage_id, user_id)
 
     def leg(tasks: Iterable[Move], report: Report, handles: dict[int, int] | None = None) -> RunSummary:
@@ -232,24 +234,36 @@ def _version(exe: Path) -> str:
 
 
 def _line(connector: FoxFarm, request: LegRequest, engine: str) -> lines.LineChoice | None:
-    """The run's line; an unreachable one is tried again with backoff, `upload_num` times in all."""
-    options, attempts = request.job_options, request.engine.attempts
+    """The run's line, asked patiently (_patiently): the farm's lines, measured, one chosen."""
+    options = request.job_options
+    return _patiently(
+        request,
+        lambda: lines.choose_line(
+            connector.lines() if options.automatic_line else [],
+            engine=engine,
+            automatic_line=options.automatic_line,
+            internet_provider=options.internet_provider,
+            server_ip=options.server_ip,
+            server_port=options.server_port,
+            static_lines=static_lines(connector.account),
+        ),
+    )
+
+
+def _patiently(request: LegRequest, ask: Callable[[], T]) -> T | None:
+    """`ask()`, tried again with backoff while the farm or its line is away (an unreachable line, a farm
+    API that does not answer), `upload_num` times in all; then the job ends saying why. None: stopped."""
+    attempts = request.engine.attempts
     for attempt in range(1, attempts + 1):
         try:
-            return lines.choose_line(
-                connector.lines() if options.automatic_line else [],
-                engine=engine,
-                automatic_line=options.automatic_line,
-                internet_provider=options.internet_provider,
-                server_ip=options.server_ip,
-                server_port=options.server_port,
-                static_lines=static_lines(connector.account),
-            )
-        except lines.LineUnreachable as exc:
+            return ask()
+        except (lines.LineUnreachable, FoxError) as exc:
+            if isinstance(exc, FoxError) and not exc.retryable:
+                raise
             if attempt == attempts:
                 raise TransportUnavailable(f"{exc} (tried {attempts} times)") from None
             delay = max(1.0, backoff_delay(attempt, base=request.engine.backoff_base * 4, cap=request.engine.backoff_cap))
-            logger.warning("job %s: %s; line unreachable, will retry in %.1fs", request.job_id, exc, delay)
+            logger.warning("job %s: %s; will retry in %.1fs", request.job_id, exc, delay)
             if request.control.stop.wait(delay):
                 return None
     return None
