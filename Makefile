@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | md5sum | cut -c1-12)
 CHROMIUM ?= /usr/bin/chromium
+SSHD ?= /usr/sbin/sshd
 
-.PHONY: run test lint bench chromium
+.PHONY: run test lint bench chromium sshd
 
 $(STAMP): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +28,17 @@ chromium:
 	  fi; \
 	fi
 
+# The SFTP tests and benchmarks start their own OpenSSH server on 127.0.0.1 (never the system's).
+sshd:
+	@if [ ! -x "$(SSHD)" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian's OpenSSH server for the SFTP tests (it is not started as a service)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server >/dev/null; \
+	  else \
+	    echo "the SFTP tests need OpenSSH's sshd at $(SSHD): run 'sudo apt-get install openssh-server' (or set SSHD)"; exit 1; \
+	  fi; \
+	fi
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -35,9 +47,9 @@ lint: $(STAMP)
 	RVWEB_DATA_DIR=$${RVWEB_DATA_DIR:-$(CURDIR)/var/test} $(BIN)/python manage.py makemigrations --check --dry-run >/dev/null || (echo "models changed without a migration: run manage.py makemigrations"; exit 1)
 
 # Tests keep their own data dir (test database file, embedded Redis socket) apart from `make run`'s.
-test: $(STAMP) chromium lint
-	RVWEB_DATA_DIR=$${RVWEB_DATA_DIR:-$(CURDIR)/var/test} RVWEB_QUEUE=rvweb-test RVWEB_CHANNEL_PREFIX=rvweb-test RVWEB_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest $(PYTEST_ARGS)
+test: $(STAMP) chromium sshd lint
+	RVWEB_DATA_DIR=$${RVWEB_DATA_DIR:-$(CURDIR)/var/test} RVWEB_QUEUE=rvweb-test RVWEB_CHANNEL_PREFIX=rvweb-test RVWEB_CHROMIUM=$(CHROMIUM) RVWEB_SSHD=$(SSHD) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Figures with ratios against cp, a stat walk and the SDK's own functions; never fails the build.
-bench: $(STAMP)
+bench: $(STAMP) sshd
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)

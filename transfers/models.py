@@ -62,6 +62,8 @@ class FarmAccount(models.Model):
     class Kind(models.TextChoices):
         LOCAL = "local", "Local farm (a folder on this machine)"
         FOX = "fox", "Fox Renderfarm / Renderbus"
+        SFTP = "sftp", "SFTP server (a studio's own farm or storage over SSH)"
+        S3 = "s3", "S3-compatible object storage (a bucket and prefix)"
 
     name = models.CharField(max_length=100, unique=True)
     # Manifests and jobs belong to a team through their account (account__team): no second team column.
@@ -77,6 +79,10 @@ class FarmAccount(models.Model):
     transfer_lines = models.JSONField(default=list, blank=True)
     # Defaults for the account's transfers, by the SDK's names: {"max_speed": 2048, "pool_size": 8}; a job's own win.
     upload_options = models.JSONField(default=dict, blank=True)
+    # Where a storage farm's areas live, by its connector's settings (transfers.farm.*.storage_settings):
+    # {"host": "nas", "port": 22, "base_path": "/farm", "host_key": "ssh-ed25519 AAAA..."} for SFTP,
+    # {"endpoint_url": "https://s3.example", "bucket": "frames", "prefix": "studio/"} for S3. Never a secret.
+    storage = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
