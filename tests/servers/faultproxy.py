@@ -9,8 +9,13 @@ Tests and benchmarks put it between rvweb and a real server on 127.0.0.1 (sshd, 
 Each direction of each connection is modelled as a link: bytes are read from one side, serialised at `rate`
 bytes/s (when set), held for `latency_ms` (a delay line: every chunk carries its release time, so the delay
 does not cap the throughput), then written to the other side. The link holds at most what is "on the wire"
-(rate x latency) plus a little slack, or `queue_limit` bytes without a rate; beyond that the proxy stops
+(rate x latency) plus a little slack, or `queue_limit` bytes without a rate (so with latency and no rate a
+connection moves at most queue_limit / latency: 16 MiB / 50 ms = 335 MB/s); beyond that the proxy stops
 reading and TCP flow control pushes back on the sender.
+
+Throughput on this machine's loopback with no faults: about 1.5 GB/s through the proxy (one or four streams)
+against 4-5 GB/s direct. The proxy shares the GIL with whatever else runs in its process: a benchmark
+whose client is Python too is fairer with the proxy in a process of its own (the CLI below).
 
 `cut_every` counts the bytes a connection carried (both directions together); when the count reaches the
 threshold (x (1 +/- cut_jitter), drawn per connection from a seeded RNG) both sides are reset (SO_LINGER 0).
@@ -35,7 +40,7 @@ import threading
 from dataclasses import dataclass
 from types import TracebackType
 
-_READ_CHUNK = 1 << 20  # bytes read per recv_into: large, so forwarding costs few Python calls per MB
+_READ_CHUNK = 256 << 10  # bytes per recv_into: as fast as 1 MiB here, and a quarter of the memory per connection
 _QUEUE_LIMIT = 16 << 20  # default bytes held per direction when no rate is set
 _WRITE_HIGH_WATER = 4 << 20  # transport write buffer at which the proxy stops reading the other side
 _RATE_SLICE = 0.01  # with a rate, read at most 10 ms worth of bytes at a time, so the pacing stays smooth
