@@ -174,6 +174,10 @@ class Session:
         s = self.settings
         return f"<Session {s.username}@{s.host}:{s.port}>"
 
+    def connected(self) -> int:
+        """How many of the pool's connections are open now."""
+        return sum(1 for slot in self._slots if slot is not None and not slot[0].is_closed())
+
     @property
     def address(self) -> str:
         return f"{self.settings.host}:{self.settings.port}"
