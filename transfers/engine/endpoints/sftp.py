@@ -21,15 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import io
-import itertools
 import os
 import stat
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, cast
 
 import asyncssh
@@ -37,13 +33,23 @@ import xxhash
 
 from transfers.engine import hashing
 from transfers.engine.endpoints.base import PartialBusy, PartialFile, Stamp, StoredFile, VerifyFailed
+from transfers.engine.endpoints.sftp_files import (
+    BUSY,
+    BUSY_LOCK,
+    Handles,
+    SftpPartial,
+    SftpSource,
+    feed,
+    read_checksum,
+    regular,
+    stat_of,
+)
 from transfers.engine.endpoints.sftp_session import (
     DEFAULT_CIPHERS,
     ConnectFailed,
     ProbeFailed,
     ProbeResult,
     Session,
-    as_os_error,
     probe,
 )
 from transfers.engine.localfs import NotAFile
@@ -54,9 +60,6 @@ __all__ = ["FILE_MODE", "FOLDER_MODE", "ConnectFailed", "ProbeFailed", "ProbeRes
 FILE_MODE, FOLDER_MODE = 0o644, 0o755
 _FSYNC_AT_LEAST = 4 << 20  # as the local transport: only big files pay a flush (when the server offers fsync)
 _READ, _WRITE, _CREATE = asyncssh.FXF_READ, asyncssh.FXF_WRITE, asyncssh.FXF_CREAT
-_BUSY: set[tuple[str, int, str, str]] = set()  # (host, port, root, path) of the partials written in this process
-_BUSY_LOCK = threading.Lock()
-_TOKENS = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -66,153 +69,6 @@ class _Names:
     final: str  # names in that folder
     partial: str
     marker: str
-
-
-def _result(attrs: asyncssh.SFTPAttrs) -> os.stat_result:
-    mtime = int(attrs.mtime or 0)
-    mtime_ns = mtime * 10**9 + int(attrs.mtime_ns or 0)
-    fields = (attrs.permissions or 0, 0, 0, 1, attrs.uid or 0, attrs.gid or 0, attrs.size or 0, mtime, mtime, mtime)
-    return os.stat_result(fields, {"st_mtime_ns": mtime_ns, "st_ctime_ns": mtime_ns, "st_atime_ns": mtime_ns})
-
-
-def _regular(attrs: asyncssh.SFTPAttrs | None) -> bool:
-    return attrs is not None and stat.S_ISREG(attrs.permissions or 0)
-
-
-class _Handles:
-    """One remote file opened on one or more of the pool's connections: the first for the thread that
-    opened it, the next ones for other threads as they come (a large file's ranges)."""
-
-    def __init__(self, folder: SftpFolder, path: str, pflags: int, first: asyncssh.SFTPClientFile, spread: bool) -> None:
-        self.folder, self.path, self.pflags, self.spread = folder, path, pflags, spread
-        self._files: dict[int, asyncssh.SFTPClientFile] = {0: first}
-        self._slot_of: dict[int, int] = {threading.get_ident(): 0}
-        self._lock = threading.Lock()
-        self.closed = False
-
-    def _slot(self) -> int:
-        if not self.spread:
-            return 0
-        me = threading.get_ident()
-        with self._lock:
-            slot = self._slot_of.get(me)
-            if slot is None:
-                slot = self._slot_of[me] = len(self._slot_of) % self.folder.session.size
-            return slot
-
-    async def _file(self, slot: int) -> asyncssh.SFTPClientFile:
-        file = self._files.get(slot)
-        if file is None:
-            file = await self.folder.session.guarded(
-                slot, lambda sftp: sftp.open(self.path, self.pflags, encoding=None, block_size=self.folder.block_size)
-            )
-            self._files[slot] = file
-        return file
-
-    def call(self, work: Any) -> Any:
-        """`await work(file)` on this thread's connection, errors as OSErrors."""
-        if self.closed:
-            raise ValueError("I/O operation on a closed SFTP file")
-        slot = self._slot()
-
-        async def go() -> Any:
-            file = await self._file(slot)
-            try:
-                return await work(file)
-            except (asyncssh.Error, OSError, EOFError) as exc:
-                raise as_os_error(exc) from None
-
-        return self.folder.session.run(go())
-
-    def read_at(self, buffer: memoryview, position: int) -> int:
-        data: bytes = self.call(lambda file: file.read(len(buffer), position))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def fstat(self) -> asyncssh.SFTPAttrs:
-        return self.call(lambda file: file.stat())  # type: ignore[no-any-return]
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        files, self._files = list(self._files.values()), {}
-
-        async def shut() -> None:
-            for file in files:
-                with contextlib.suppress(asyncssh.Error, OSError, EOFError):  # dead connection: the handle is gone
-                    await file.close()
-
-        with contextlib.suppress(OSError):
-            self.folder.session.run(shut(), timeout=10)
-
-
-class SftpPartial:
-    """A partial file on the server, held for this writer (within this process) until closed."""
-
-    def __init__(self, folder: SftpFolder, names: _Names, handles: _Handles, key: tuple[str, int, str, str]) -> None:
-        self.folder, self.names, self.handles, self._key = folder, names, handles, key
-        self.token = next(_TOKENS)
-        self.writes = 0
-
-    def write_at(self, data: bytes | memoryview, position: int) -> int:
-        payload = bytes(data)
-        self.writes += 1
-        self.handles.call(lambda file: file.write(payload, position))
-        return len(payload)
-
-    def read_at(self, buffer: memoryview, position: int) -> int:
-        return self.handles.read_at(buffer, position)
-
-    def truncate(self, size: int | None = None, /) -> int:
-        if size is None:
-            size = int(self.handles.fstat().size or 0)
-        self.writes += 1
-        self.handles.call(lambda file: file.truncate(size))
-        return size
-
-    def stamp(self) -> Stamp:
-        """What the file is now, as seen through this handle: its size and mtime, this handle and its
-        count of writes. send.py takes it after reading every byte back; finalize compares."""
-        attrs = self.handles.fstat()
-        return (int(attrs.size or 0), int(attrs.mtime or 0), self.token, self.writes)
-
-    def fileno(self) -> int:
-        raise io.UnsupportedOperation("a file on an SFTP server has no descriptor")
-
-    def close(self) -> None:
-        if self.handles.closed:
-            return
-        try:
-            self.handles.close()
-        finally:
-            with _BUSY_LOCK:
-                _BUSY.discard(self._key)
-
-    def __enter__(self) -> SftpPartial:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
-
-
-class SftpSource:
-    """A file on the server opened for reading (from several threads: a download's ranges)."""
-
-    def __init__(self, handles: _Handles, info: os.stat_result) -> None:
-        self.handles, self.info = handles, info
-
-    def read_at(self, buffer: memoryview, position: int) -> int:
-        return self.handles.read_at(buffer, position)
-
-    def now(self) -> os.stat_result:
-        return _result(self.handles.fstat())
-
-    def fileno(self) -> int:
-        raise io.UnsupportedOperation("a file on an SFTP server has no descriptor")
-
-    def close(self) -> None:
-        self.handles.close()
 
 
 class SftpFolder:
@@ -384,13 +240,13 @@ class SftpFolder:
         return None
 
     def has(self, path: str) -> bool:
-        return _regular(self._lstat_of(path, "final")[1])
+        return regular(self._lstat_of(path, "final")[1])
 
     def stat(self, path: str) -> StoredFile | None:
         names, attrs = self._lstat_of(path, "final")
-        if attrs is None or not _regular(attrs):
+        if attrs is None or not regular(attrs):
             return None
-        return StoredFile(names.relative, int(attrs.size or 0), _result(attrs).st_mtime_ns)
+        return StoredFile(names.relative, int(attrs.size or 0), stat_of(attrs).st_mtime_ns)
 
     def names(self, folder: str) -> set[str]:
         relative = clean_server_path(folder) if folder.strip("/") else ""
@@ -402,7 +258,7 @@ class SftpFolder:
             return {
                 str(entry.filename)
                 async for entry in sftp.scandir(base)
-                if _regular(entry.attrs) and PARTIAL_SUFFIX not in entry.filename
+                if regular(entry.attrs) and PARTIAL_SUFFIX not in entry.filename
             }
 
         return self._run(work)  # type: ignore[no-any-return]
@@ -434,7 +290,7 @@ class SftpFolder:
                 continue
             path = f"{relative}/{name}" if relative else name
             if stat.S_ISREG(mode):
-                yield StoredFile(path, int(entry.attrs.size or 0), _result(entry.attrs).st_mtime_ns)
+                yield StoredFile(path, int(entry.attrs.size or 0), stat_of(entry.attrs).st_mtime_ns)
             elif stat.S_ISDIR(mode):  # readdir's attributes are lstat's: a link to a folder is not one
                 folders.append((f"{absolute}/{name}", path))
         for folder in folders:
@@ -442,17 +298,17 @@ class SftpFolder:
 
     def partial_size(self, path: str) -> int:
         attrs = self._lstat_of(path, "partial")[1]
-        return int(attrs.size or 0) if _regular(attrs) and attrs is not None else 0
+        return int(attrs.size or 0) if regular(attrs) and attrs is not None else 0
 
     def open_partial(self, path: str, offset: int, *, size: int | None = None) -> SftpPartial:
         """The partial file, held for this writer, cut to `offset` (or sized for ranges to `size`)."""
         names = self._where(path)
         s = self.session.settings
         key = (s.host, s.port, self.root, names.relative)
-        with _BUSY_LOCK:
-            if key in _BUSY:
+        with BUSY_LOCK:
+            if key in BUSY:
                 raise PartialBusy(errno.EBUSY, f"{path} is being written by another transfer")
-            _BUSY.add(key)
+            BUSY.add(key)
         flags = _READ | _WRITE | _CREATE
 
         async def work(sftp: asyncssh.SFTPClient) -> tuple[asyncssh.SFTPClientFile, str]:
@@ -460,7 +316,7 @@ class SftpFolder:
             assert folder is not None
             partial = f"{folder}/{names.partial}"
             attrs = await self._lstat(sftp, partial)
-            if attrs is not None and not _regular(attrs):
+            if attrs is not None and not regular(attrs):
                 raise PathRefused(f"the partial file of {names.relative!r} is not a regular file (a link?)")
             file = await sftp.open(
                 partial, flags, asyncssh.SFTPAttrs(permissions=FILE_MODE), encoding=None, block_size=self.block_size
@@ -478,17 +334,21 @@ class SftpFolder:
         try:
             file, partial = self._run(work)
         except BaseException:
-            with _BUSY_LOCK:
-                _BUSY.discard(key)
+            with BUSY_LOCK:
+                BUSY.discard(key)
             raise
-        return SftpPartial(self, names, _Handles(self, partial, _READ | _WRITE, file, spread=size is not None), key)
+        return SftpPartial(
+            names.relative,
+            Handles(self.session, partial, _READ | _WRITE, file, spread=size is not None, block_size=self.block_size),
+            key,
+        )
 
     def partial_digest(self, path: str, start: int, length: int) -> bytes:
         names = self._where(path)
         handles = self._open_reading(names, names.partial, spread=False)[0]
         try:
             digest = xxhash.xxh3_128()
-            _feed(digest, handles, start, length)
+            feed(digest, handles, start, length)
             return digest.digest()
         finally:
             handles.close()
@@ -500,7 +360,7 @@ class SftpFolder:
         the handle's stamp just after (SftpPartial.stamp); the same stamp now skips the re-read.
         """
         names = self._where(path)
-        if not isinstance(handle, SftpPartial) or handle.names.relative != names.relative or handle.handles.closed:
+        if not isinstance(handle, SftpPartial) or handle.relative != names.relative or handle.handles.closed:
             raise VerifyFailed(f"{path}: the partial file was replaced while it was being written")
         attrs = handle.handles.fstat()
         held = int(attrs.size or 0)
@@ -508,7 +368,7 @@ class SftpFolder:
             self.discard_partial(path)
             raise VerifyFailed(f"{path}: {held} bytes arrived, {size} were sent")
         now = (held, int(attrs.mtime or 0), handle.token, handle.writes)
-        arrived = checksum if verified is not None and verified == now else _checksum(handle.handles, size, like=checksum)
+        arrived = checksum if verified is not None and verified == now else read_checksum(handle.handles, size, like=checksum)
         if arrived != checksum:
             self.discard_partial(path)
             raise VerifyFailed(f"{path}: checksum at the destination {arrived} differs from the sent {checksum}")
@@ -527,11 +387,11 @@ class SftpFolder:
             if folder is None:
                 raise VerifyFailed(f"{path}: the folder of the partial file was removed while it was being written")
             partial, final = f"{folder}/{names.partial}", f"{folder}/{names.final}"
-            if not _regular(await self._lstat(sftp, partial)):
+            if not regular(await self._lstat(sftp, partial)):
                 raise VerifyFailed(f"{path}: the partial file was removed while it was being written")
             await self._rename(sftp, partial, final)
             landed = await self._lstat(sftp, final)
-            if landed is None or not _regular(landed) or int(landed.size or 0) != size:
+            if landed is None or not regular(landed) or int(landed.size or 0) != size:
                 raise VerifyFailed(f"{path}: another file took its place just after it was renamed into place")
             if ranged:
                 with contextlib.suppress(asyncssh.SFTPNoSuchFile):
@@ -591,7 +451,7 @@ class SftpFolder:
             if folder is None:
                 return None
             marker = f"{folder}/{names.marker}"
-            if not _regular(await self._lstat(sftp, marker)):
+            if not regular(await self._lstat(sftp, marker)):
                 return None
             try:
                 file = await sftp.open(marker, "rb")
@@ -648,9 +508,9 @@ class SftpFolder:
             raise
         except OSError:
             return names.relative, None
-        return names.relative, _result(attrs) if attrs is not None else None
+        return names.relative, stat_of(attrs) if attrs is not None else None
 
-    def _open_reading(self, names: _Names, template: str, *, spread: bool) -> tuple[_Handles, asyncssh.SFTPAttrs]:
+    def _open_reading(self, names: _Names, template: str, *, spread: bool) -> tuple[Handles, asyncssh.SFTPAttrs]:
         async def work(sftp: asyncssh.SFTPClient) -> tuple[asyncssh.SFTPClientFile, str, asyncssh.SFTPAttrs]:
             folder = await self._folder(sftp, names.folder)
             if folder is None:
@@ -669,41 +529,15 @@ class SftpFolder:
             return file, target, await file.stat()
 
         file, target, attrs = self._run(work)
-        return _Handles(self, target, _READ, file, spread=spread), attrs
+        return Handles(self.session, target, _READ, file, spread=spread, block_size=self.block_size), attrs
 
     def open_source(self, located: str) -> SftpSource:
         names = self._where(located)
         handles, attrs = self._open_reading(names, names.final, spread=True)
-        return SftpSource(handles, _result(attrs))
+        return SftpSource(handles, stat_of(attrs))
 
     def stat_source(self, located: str) -> os.stat_result:
         names, attrs = self._lstat_of(located, "final")
         if attrs is None:
             raise FileNotFoundError(errno.ENOENT, "No such file", names.relative)
-        return _result(attrs)
-
-
-def _feed(digest: xxhash.xxh3_128, handles: _Handles, start: int, length: int, chunk: int = 4 << 20) -> None:
-    buffer = memoryview(bytearray(min(chunk, max(length, 1))))
-    position, end = start, start + length
-    while position < end:
-        got = handles.read_at(buffer[: min(chunk, end - position)], position)
-        if not got:
-            break
-        digest.update(buffer[:got])
-        position += got
-
-
-def _checksum(handles: _Handles, size: int, *, like: str) -> str:
-    """What the partial holds, read back from the server, in the scheme of `like`."""
-    range_size = hashing.range_size_of(like)
-    if range_size is None:
-        digest = xxhash.xxh3_128()
-        _feed(digest, handles, 0, size)
-        return hashing.plain(digest.hexdigest())
-    parts = []
-    for start in range(0, size, range_size):
-        part = xxhash.xxh3_128()
-        _feed(part, handles, start, min(range_size, size - start))
-        parts.append(part.digest())
-    return hashing.ranged(range_size, parts)
+        return stat_of(attrs)
