@@ -6,6 +6,7 @@ keys (pinned, first use, a mismatch), logins that fail, a closed port, a connect
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import threading
 from collections.abc import Iterator
@@ -14,10 +15,12 @@ from typing import Any
 
 import asyncssh
 import pytest
+import xxhash
 
 from tests.engine.test_runner import QUICK_RETRIES, Recorder
 from tests.servers.sshd import Sshd
-from transfers.engine.endpoints import LocalFiles, LocalFolder, SftpFolder, open_endpoint
+from transfers.engine import hashing
+from transfers.engine.endpoints import LocalFiles, LocalFolder, SftpFolder, VerifyFailed, open_endpoint
 from transfers.engine.endpoints.sftp import ConnectFailed, ProbeFailed, probe
 from transfers.engine.events import BytesSent, FileRetrying
 from transfers.engine.paths import PathRefused
@@ -35,6 +38,10 @@ def remote(sshd: Sshd, sftp_root: Path) -> Iterator[SftpFolder]:
     endpoint = SftpFolder(**sshd.endpoint_settings(root=str(sftp_root), label="the farm"))
     yield endpoint
     endpoint.close()
+
+
+def _checksum(data: bytes) -> str:
+    return hashing.plain(xxhash.xxh3_128(data).hexdigest())
 
 
 def _other_key_line() -> str:
@@ -169,6 +176,44 @@ def test_an_operation_on_a_dropped_connection_is_a_connection_error_and_the_next
     assert remote.partial_size("D/a.exr") == 3  # connected again, with the same pin
 
 
+def test_a_server_that_stops_answering_mid_session_times_out_and_the_next_call_reconnects(sshd: Sshd, sftp_root: Path) -> None:
+    with SftpFolder(**sshd.endpoint_settings(root=str(sftp_root), op_timeout=1)) as endpoint:
+        endpoint.has("a.exr")  # connected
+        for pid in sshd.sessions():
+            os.kill(pid, signal.SIGSTOP)  # alive, silent
+
+        with pytest.raises(TimeoutError, match=rf"127.0.0.1:{sshd.port} did not answer within 1 s"):
+            endpoint.has("a.exr")
+        sshd.kill_sessions()
+
+        assert endpoint.has("a.exr") is False
+
+
+def test_a_write_after_the_stamp_makes_finalize_read_the_partial_again(remote: SftpFolder) -> None:
+    data = b"frame data"
+    with remote.open_partial("D/a.exr", 0) as handle:
+        handle.write_at(data, 0)
+        verified = handle.stamp()
+        handle.write_at(b"X", 0)  # after the writer's check
+
+        with pytest.raises(VerifyFailed, match="checksum at the destination"):
+            remote.finalize("D/a.exr", size=len(data), checksum=_checksum(data), handle=handle, verified=verified)
+
+    assert (remote.stat("D/a.exr"), remote.partial_size("D/a.exr")) == (None, 0)
+
+
+def test_an_unchanged_stamp_commits_without_reading_the_partial_back(remote: SftpFolder, sftp_root: Path) -> None:
+    data = b"frame data"
+    with remote.open_partial("D/a.exr", 0) as handle:
+        handle.write_at(data, 0)
+        verified = handle.stamp()
+        handle.handles.read_at = None  # type: ignore[method-assign,assignment]  # finalize must not read it back
+
+        remote.finalize("D/a.exr", size=len(data), checksum=_checksum(data), handle=handle, verified=verified)
+
+    assert (sftp_root / "D" / "a.exr").read_bytes() == data
+
+
 # host keys
 
 
@@ -243,7 +288,8 @@ def test_a_refused_password_is_named_without_the_password(sshd: Sshd, sftp_root:
     endpoint.close()
 
     assert caught.value.code == "auth"
-    assert all("hunter2" not in text for text in (str(caught.value), str(again.value), repr(endpoint), repr(endpoint.session)))
+    texts = (str(caught.value), str(again.value), repr(endpoint), repr(vars(endpoint)), repr(vars(endpoint.session)))
+    assert all("hunter2" not in text for text in texts)
 
 
 def test_a_closed_port_is_named_as_refused(sshd: Sshd, sftp_root: Path) -> None:

@@ -35,6 +35,8 @@ def _free_port() -> int:
 
 
 def _keygen(path: Path, comment: str) -> None:
+    path.unlink(missing_ok=True)  # a folder used before: ssh-keygen would ask before overwriting
+    path.with_name(path.name + ".pub").unlink(missing_ok=True)
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)], check=True)
 
 

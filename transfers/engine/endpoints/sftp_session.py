@@ -109,6 +109,18 @@ def _parse_private_key(private_key: str | None) -> asyncssh.SSHKey | None:
         raise ValueError("the private key is not an unencrypted OpenSSH or PEM private key") from None
 
 
+class _Secret:
+    """A password kept out of every repr (a debugger's, a traceback's locals, vars())."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "<secret>"
+
+
 class _Client(asyncssh.SSHClient):
     """Checks the server's host key against the pin (or accepts and records it when there is none)."""
 
@@ -157,7 +169,7 @@ class Session:
         if not password and not private_key:
             raise ValueError("an SFTP account needs a password or a private key")
         self.settings = _Settings(host, int(port), username, keepalive_interval, connect_timeout, tuple(ciphers))
-        self._password = password
+        self._password = _Secret(password) if password else None
         self._key = _parse_private_key(private_key)
         self._pin = _parse_pin(host_key)
         self.op_timeout = op_timeout
@@ -286,7 +298,7 @@ class Session:
             "username": s.username,
             "known_hosts": ([], [], []),  # nothing trusted but what validate_host_public_key says
             "client_keys": [self._key] if self._key is not None else None,
-            "password": self._password,
+            "password": self._password.value if self._password is not None else None,
             "agent_path": None,
             "config": None,
             "preferred_auth": "publickey,password" if self._key is not None else "password,keyboard-interactive",
