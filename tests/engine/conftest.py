@@ -1,4 +1,4 @@
-"""Fixtures for the transmitter transport: the fake transmitter on PATH with a fake farm storage."""
+"""Fixtures for the transports: the fake transmitter on PATH with a fake farm storage; the tests' own sshd."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.fake_transmitter import FAKE_DIR, FakeFox
+from tests.servers.sshd import Sshd, shared_sshd
 
 
 @pytest.fixture
@@ -28,3 +29,17 @@ def fake_transmitter(fake_transmitter_dir: Path, tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("FAKE_XMIT_LOG", str(log))
     monkeypatch.setenv("FAKE_XMIT_MODE", "ok")
     yield FakeFox(storage, log)
+
+
+@pytest.fixture(scope="session")
+def sshd() -> Sshd:
+    """A real OpenSSH sshd on 127.0.0.1 (one per session; tests.servers.sshd)."""
+    return shared_sshd()
+
+
+@pytest.fixture
+def sftp_root(tmp_path: Path) -> Path:
+    """A fresh folder for an SFTP endpoint's root: on the server, which is this machine."""
+    root = tmp_path / "remote"
+    root.mkdir()
+    return root

@@ -13,6 +13,7 @@ from typing import Any
 from transfers.engine.endpoints.base import Destination, Endpoint, PartialBusy, Source, Stamp, StoredFile, VerifyFailed, stamp
 from transfers.engine.endpoints.files import LocalFiles, PathSource
 from transfers.engine.endpoints.local import LocalFolder, LocalStorage
+from transfers.engine.endpoints.sftp import SftpFolder
 
 __all__ = [
     "TRANSPORTS",
@@ -23,6 +24,7 @@ __all__ = [
     "LocalStorage",
     "PartialBusy",
     "PathSource",
+    "SftpFolder",
     "Source",
     "Stamp",
     "StoredFile",
@@ -34,6 +36,7 @@ __all__ = [
 # transport name -> factory of an endpoint (its keyword arguments are the transport's own settings)
 TRANSPORTS: dict[str, Callable[..., Endpoint]] = {
     "local": LocalFolder,  # root, label, where, allowed_roots
+    "sftp": SftpFolder,  # host, port, username, root, password | private_key, host_key, label, where, tuning
 }
 
 
