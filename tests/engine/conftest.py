@@ -1,4 +1,4 @@
-"""Fixtures for the transmitter transport: the fake transmitter on PATH with a fake farm storage."""
+"""Fixtures for the transports: the fake transmitter on PATH with a fake farm storage; a real S3 server."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.fake_transmitter import FAKE_DIR, FakeFox
+from tests.servers.s3server import S3Server, fresh_prefix, shared_server
 
 
 @pytest.fixture
@@ -28,3 +29,15 @@ def fake_transmitter(fake_transmitter_dir: Path, tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("FAKE_XMIT_LOG", str(log))
     monkeypatch.setenv("FAKE_XMIT_MODE", "ok")
     yield FakeFox(storage, log)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> S3Server:
+    """`rclone serve s3` on a free loopback port, for the whole test process (stopped when it ends)."""
+    return shared_server()
+
+
+@pytest.fixture
+def s3_prefix(s3_server: S3Server) -> str:
+    """A fresh folder of the server's bucket, for one test."""
+    return fresh_prefix()

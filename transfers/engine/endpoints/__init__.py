@@ -13,6 +13,7 @@ from typing import Any
 from transfers.engine.endpoints.base import Destination, Endpoint, PartialBusy, Source, Stamp, StoredFile, VerifyFailed, stamp
 from transfers.engine.endpoints.files import LocalFiles, PathSource
 from transfers.engine.endpoints.local import LocalFolder, LocalStorage
+from transfers.engine.endpoints.s3 import S3Bucket
 
 __all__ = [
     "TRANSPORTS",
@@ -23,6 +24,7 @@ __all__ = [
     "LocalStorage",
     "PartialBusy",
     "PathSource",
+    "S3Bucket",
     "Source",
     "Stamp",
     "StoredFile",
@@ -34,6 +36,7 @@ __all__ = [
 # transport name -> factory of an endpoint (its keyword arguments are the transport's own settings)
 TRANSPORTS: dict[str, Callable[..., Endpoint]] = {
     "local": LocalFolder,  # root, label, where, allowed_roots
+    "s3": S3Bucket,  # endpoint_url, bucket, prefix, access_key_id, secret_access_key, region, label, where, tuning
 }
 
 
