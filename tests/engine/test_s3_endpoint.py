@@ -7,17 +7,19 @@ for an unreachable endpoint, a refused key and a missing bucket (never holding t
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
+import pytest
 import xxhash
 
 from tests.engine.test_runner import QUICK_RETRIES, Recorder
 from tests.servers.s3server import S3Server, free_port
 from transfers.engine import hashing
 from transfers.engine.endpoints import LocalFiles, LocalFolder, S3Bucket, open_endpoint
-from transfers.engine.endpoints.s3 import probe
+from transfers.engine.endpoints.s3 import S3Partial, probe
 from transfers.engine.events import BytesSent, FileRetrying
 from transfers.engine.runner import Move, RunSummary, TransferOptions, run_transfer
 from transfers.engine.send import SendOptions
@@ -128,6 +130,27 @@ def test_a_new_worker_resumes_a_multipart_upload_at_its_next_part(tmp_path: Path
     assert second_worker.checksum("7/s1.exr") == _ranged(data)
 
 
+def test_a_worker_killed_without_closing_anything_is_resumed_from_its_record(
+    tmp_path: Path, s3_server: S3Server, s3_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(5 * PART)
+    tasks = _studio(tmp_path, {1: data})
+    one = SendOptions(chunk=256 * KIB, ranges_in_parallel=1)
+    with monkeypatch.context() as killed:
+        killed.setattr(S3Partial, "close", lambda self: None)  # the process died: no close, no last record
+        first = Recorder(
+            stop_when=lambda e: isinstance(e, BytesSent) and sum(x.count for x in first.of(BytesSent)) >= 2 * PART + 1
+        )
+        _up(tmp_path, _bucket(s3_server, s3_prefix), tasks, first, pool_size=1, send=one)
+    second_worker = _bucket(s3_server, s3_prefix)
+    sent_second, report = _parts_sent(second_worker), Recorder()
+
+    _up(tmp_path, second_worker, tasks, report, pool_size=1, send=one)
+
+    assert (sent_second, report.finished()[1].resumed) == ([3, 4, 5], 2 * PART)
+    assert (s3_server.root / s3_server.bucket / s3_prefix / "7" / "s1.exr").read_bytes() == data
+
+
 def test_a_part_the_server_lost_is_sent_again_and_the_rest_is_kept(tmp_path: Path, s3_server: S3Server, s3_prefix: str) -> None:
     data = os.urandom(4 * PART)
     tasks = _studio(tmp_path, {1: data})
@@ -137,7 +160,7 @@ def test_a_part_the_server_lost_is_sent_again_and_the_rest_is_kept(tmp_path: Pat
     _up(tmp_path, first_worker, tasks, first, pool_size=1, send=one)
     record = first_worker._state("7/s1.exr")
     record["parts"]["2"]["etag"] = "0" * 32  # the server's part 2 is no longer the one recorded
-    first_worker.put_own("7/s1.exr", "", __import__("json").dumps(record).encode())
+    first_worker.put_own("7/s1.exr", "", json.dumps(record).encode())
     second_worker = _bucket(s3_server, s3_prefix)
     sent_second, report = _parts_sent(second_worker), Recorder()
 

@@ -230,6 +230,7 @@ class S3Partial:
         self.lock = threading.RLock()
         self.saving = threading.Lock()
         self.done = False  # finalized or discarded: nothing more to keep
+        self.recorded = bool(state.get("recorded"))  # its record (or tail) may be in the bucket: delete at the end
         self.closed = False
         self.running: Any = xxhash.xxh3_128() if not state["parts"] else None  # a plain xxh3, parts in order
         self.running_next = 0
@@ -285,7 +286,7 @@ class S3Partial:
                 length = self.part_length(index)
                 if self.multipart() and length and buffer.covers(length):
                     del self.buffers[index]
-                    ready.append((index, buffer.data[:length]))
+                    ready.append((index, buffer.data if len(buffer.data) == length else buffer.data[:length]))
                 offset += count
         for index, part in ready:
             self._upload(index, part)
@@ -306,7 +307,7 @@ class S3Partial:
                 Key=bucket.key(self.path),
                 UploadId=upload_id,
                 PartNumber=number,
-                Body=bytes(data),
+                Body=data,
                 ContentMD5=base64.b64encode(md5.digest()).decode(),
             )
         except _client_errors() as exc:
@@ -324,7 +325,9 @@ class S3Partial:
                 self.running_next += 1
             else:
                 self.running = None
-        self.save()
+            marked = bool(self.state.get("marker"))
+        if not marked:
+            self.save()  # with a range marker, its write right after this part's range records the part too
 
     def _upload_id(self) -> str:
         with self.lock:
@@ -347,6 +350,7 @@ class S3Partial:
                 if self.done:
                     return
                 record = json.dumps({**self.state, "part_size": self.part_size}).encode()
+            self.recorded = True
             self.bucket.put_own(self.path, "", record)
             if tail is not None:
                 self.bucket.put_own(self.path, ".tail", tail)
@@ -523,7 +527,9 @@ class S3Bucket:
     Settings: `endpoint_url` (http(s)://host:port), `bucket`, `prefix` (a folder in it; nothing outside
     it is ever touched), the key pair, `region`. Tuning: `part_size` (bytes of each multipart part,
     at least 5 MiB on AWS), `connections` (the HTTP pool), `path_style`, `connect_timeout`,
-    `read_timeout` (seconds), `retries` (botocore's own, per request; the engine retries files).
+    `read_timeout` (seconds), `retries` (botocore's own, per request; the engine retries files),
+    `checksum_metadata` (keep rvweb's checksum as metadata of a multipart object too: known only at
+    its end, it costs a CopyObject of the object onto itself, server-side; a PutObject carries it free).
     """
 
     def __init__(
@@ -543,6 +549,7 @@ class S3Bucket:
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
         retries: int = 2,
+        checksum_metadata: bool = True,
     ) -> None:
         if not re.match(r"^https?://[^/\s]+", endpoint_url or ""):
             raise ValueError(f"S3 endpoint URL must be http(s)://host[:port], not {endpoint_url!r}")
@@ -556,6 +563,7 @@ class S3Bucket:
         self._secret = secret_access_key
         self.label, self.where = label, where
         self.part_size = part_size
+        self.checksum_metadata = checksum_metadata
         self._tuning: dict[str, Any] = {
             "connections": connections,
             "path_style": path_style,
@@ -709,11 +717,13 @@ class S3Bucket:
             state = json.loads(raw) if raw is not None else {}
         except ValueError:
             state = {}
+        recorded = raw is not None
         if not isinstance(state, dict) or state.get("part_size") != self.part_size or not isinstance(state.get("parts"), dict):
             if state.get("upload_id") if isinstance(state, dict) else None:
                 self._abort(path, str(state["upload_id"]))
             state = {}
         state.setdefault("parts", {})
+        state["recorded"] = recorded
         return state
 
     def partial_size(self, path: str) -> int:
@@ -743,8 +753,7 @@ class S3Bucket:
             self._confirm(key, state)
             tail = state.pop("tail", None)
             length = size if size is not None else offset
-            handle.state, handle.length = state, length
-            handle.running = xxhash.xxh3_128() if not state["parts"] else None
+            handle.state, handle.length, handle.recorded = state, length, bool(state.pop("recorded", False))
             if size is not None:
                 for number, part in list(state["parts"].items()):
                     index = int(number) - 1
@@ -752,6 +761,7 @@ class S3Bucket:
                         del state["parts"][number]
             else:
                 handle._cut(offset)
+            handle.running = xxhash.xxh3_128() if not state["parts"] else None  # a plain xxh3 only from byte 0
             # the piece a stream resumes from (a sized partial of several parts redoes an unfinished range whole)
             resumable = size is None or not handle.multipart()
             if (
@@ -822,12 +832,15 @@ class S3Bucket:
             raise VerifyFailed(f"{path}: {handle.length} bytes arrived, {size} were sent")
         if not handle.state["parts"] and (size <= self.part_size or not handle.multipart()):
             self._put_whole(key, size, checksum, handle)
+            if handle.state.get("upload_id"):
+                self._abort(key, str(handle.state["upload_id"]))  # begun by an attempt of another shape
         else:
             self._complete(key, size, checksum, handle)
         with handle.lock:
             handle.done = True
         self._markers.pop(key, None)
-        self._clean(key, None)
+        if handle.recorded:
+            self._clean(key, None)
 
     def _put_whole(self, key: str, size: int, checksum: str, handle: S3Partial) -> None:
         held = handle.buffers.get(0)
@@ -898,7 +911,7 @@ class S3Bucket:
             )
         except _client_errors() as exc:
             raise self.failure(exc, f"completing the upload of {key}") from exc
-        if size <= _COPY_LIMIT:
+        if self.checksum_metadata and size <= _COPY_LIMIT:
             try:  # the checksum is known only now: the metadata comes by a copy onto itself
                 self.client().copy_object(
                     Bucket=self.bucket,
