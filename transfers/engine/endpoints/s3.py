@@ -104,6 +104,8 @@ class _Failure:
             code, status = _code(exc)
             if code == "NoSuchBucket":  # ENXIO, not ENOENT: "file not found" would say the wrong thing
                 return OSError(errno.ENXIO, f"bucket {self.bucket} does not exist on {url}")
+            if code == "PreconditionFailed" or status == 412:
+                return OSError(errno.ESTALE, f"the object changed on {url} while it was read{about}")
             if code in _DENIED or status == 403:
                 return PermissionError(errno.EACCES, f"access denied for key id {self.key_id} on {url} ({code}){about}")
             if code in _MISSING or status == 404:
@@ -467,8 +469,8 @@ class S3Partial:
 class S3SourceFile:
     """An object opened for reading: ranged GETs, one stream per reader's position (ranges in parallel)."""
 
-    def __init__(self, bucket: S3Bucket, path: str, info: os.stat_result) -> None:
-        self.bucket, self.path, self.info = bucket, path, info
+    def __init__(self, bucket: S3Bucket, path: str, info: os.stat_result, etag: str = "") -> None:
+        self.bucket, self.path, self.info, self.etag = bucket, path, info, etag
         self._streams: dict[int, tuple[Any, int]] = {}  # next position -> (body, end)
         self._lock = threading.Lock()
         self._closed = False
@@ -482,7 +484,7 @@ class S3SourceFile:
             stream = self._streams.pop(position, None)
         if stream is None:
             end = min(size, position + max(want, _READ_WINDOW))
-            stream = (self.bucket.get_range(self.path, position, end), end)
+            stream = (self.bucket.get_range(self.path, position, end, self.etag), end)
         body, end = stream
         done = 0
         try:
@@ -641,9 +643,11 @@ class S3Bucket:
             raise self.failure(exc, "looking for the bucket") from exc
         self._bucket_seen = True
 
-    def get_range(self, path: str, start: int, end: int) -> Any:
+    def get_range(self, path: str, start: int, end: int, etag: str = "") -> Any:
+        """The body of [start, end) of the object; `etag`: only while it is still that version (412 else)."""
+        more = {"IfMatch": etag} if etag else {}
         try:
-            reply = self.client().get_object(Bucket=self.bucket, Key=self.key(path), Range=f"bytes={start}-{end - 1}")
+            reply = self.client().get_object(Bucket=self.bucket, Key=self.key(path), Range=f"bytes={start}-{end - 1}", **more)
         except _client_errors() as exc:
             if _is_missing(exc):
                 raise FileNotFoundError(errno.ENOENT, f"file not found on {self.where}", path) from exc
@@ -986,10 +990,15 @@ class S3Bucket:
     # source
 
     def _stat_result(self, path: str) -> os.stat_result | None:
+        found = self._stat_etag(path)
+        return found[0] if found else None
+
+    def _stat_etag(self, path: str) -> tuple[os.stat_result, str] | None:
         head = self._head(path)
         if head is None:
             return None
-        return _info(int(head["ContentLength"]), _mtime_ns(head["LastModified"]), str(head.get("ETag", "")), self._dev)
+        etag = str(head.get("ETag", ""))
+        return _info(int(head["ContentLength"]), _mtime_ns(head["LastModified"]), etag, self._dev), etag
 
     def locate(self, path: str) -> tuple[str, os.stat_result | None]:
         key = clean_server_path(path)
@@ -997,10 +1006,10 @@ class S3Bucket:
 
     def open_source(self, located: str) -> S3SourceFile:
         key = clean_server_path(located)
-        info = self._stat_result(key)
-        if info is None:
+        found = self._stat_etag(key)
+        if found is None:
             raise FileNotFoundError(errno.ENOENT, f"file not found on {self.where}", located)
-        return S3SourceFile(self, key, info)
+        return S3SourceFile(self, key, *found)
 
     def stat_source(self, located: str) -> os.stat_result:
         key = clean_server_path(located)
