@@ -1,4 +1,4 @@
-"""Fixtures for the transports: the fake transmitter on PATH with a fake farm storage; the tests' own sshd."""
+"""Fixtures for the transports: the fake transmitter on PATH with a fake farm storage; the tests' own sshd; a real S3 server."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.fake_transmitter import FAKE_DIR, FakeFox
+from tests.servers.s3server import S3Server, fresh_prefix, shared_server
 from tests.servers.sshd import Sshd, shared_sshd
 
 
@@ -43,3 +44,15 @@ def sftp_root(tmp_path: Path) -> Path:
     root = tmp_path / "remote"
     root.mkdir()
     return root
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> S3Server:
+    """`rclone serve s3` on a free loopback port, for the whole test process (stopped when it ends)."""
+    return shared_server()
+
+
+@pytest.fixture
+def s3_prefix(s3_server: S3Server) -> str:
+    """A fresh folder of the server's bucket, for one test."""
+    return fresh_prefix()

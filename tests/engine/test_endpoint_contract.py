@@ -20,6 +20,7 @@ import pytest
 import xxhash
 
 from tests.engine.memory_endpoint import MemoryEndpoint
+from tests.servers.s3server import fresh_prefix, shared_server
 from tests.servers.sshd import shared_sshd
 from transfers.engine import hashing
 from transfers.engine.endpoints import TRANSPORTS, Endpoint, PartialBusy, SftpFolder, StoredFile, VerifyFailed, open_endpoint
@@ -64,6 +65,8 @@ HARNESSES: dict[str, Harness] = {
     "local": Harness(make=lambda tmp: open_endpoint("local", root=tmp / "area", label="the area"), plant=_local_plant),
     "sftp": Harness(make=_sftp, plant=_sftp_plant),
     "memory (test double, no descriptors)": Harness(make=lambda tmp: MemoryEndpoint()),
+    # a real `rclone serve s3`, a fresh prefix of its bucket per test; S3 has no links to plant
+    "s3": Harness(make=lambda tmp: open_endpoint("s3", **shared_server().settings(prefix=fresh_prefix()))),
 }
 LINKABLE = sorted(name for name, harness in HARNESSES.items() if harness.plant is not None)
 Planted = tuple[Endpoint, Callable[[Endpoint, str, Path], None]]

@@ -280,8 +280,11 @@ def send_file(
         # Both ends on this machine (descriptors, see _File.span): the kernel may copy, unless a speed limit is set.
         kernel = options.kernel_copy and bucket.rate is None and storage.native_path(server) is not None
         job = _File(src, file, before, source, storage, server, bucket, stop, on_bytes, options, kernel)
-        if before.st_size >= options.range_threshold and options.ranges_in_parallel > 1:
-            dest, checksum, resumed = _send_ranges(job)
+        # An object store (S3) takes a file in parts: every file goes in ranges of exactly one part,
+        # each verified and resumable on its own (it cannot read back, nor hash, an unfinished upload).
+        part_size = getattr(storage, "part_size", None)
+        if part_size or (before.st_size >= options.range_threshold and options.ranges_in_parallel > 1):
+            dest, checksum, resumed = _send_ranges(job, part_size or options.range_size)
         else:
             dest, checksum, resumed = _send_stream(job)
         try:
@@ -375,9 +378,9 @@ def _check_arrived(f: _File, digest: xxhash.xxh3_128, arrived: xxhash.xxh3_128) 
         )
 
 
-def _send_ranges(f: _File) -> tuple[PartialFile, str, int]:
-    options, info = f.options, f.info
-    size, range_size = info.st_size, options.range_size
+def _send_ranges(f: _File, range_size: int) -> tuple[PartialFile, str, int]:
+    info = f.info
+    size = info.st_size
     starts = list(range(0, size, range_size))
     identity = {"size": size, "mtime_ns": info.st_mtime_ns, "range_size": range_size}
     dest = _open_dest(f, 0, size=size)

@@ -13,6 +13,7 @@ from typing import Any
 from transfers.engine.endpoints.base import Destination, Endpoint, PartialBusy, Source, Stamp, StoredFile, VerifyFailed, stamp
 from transfers.engine.endpoints.files import LocalFiles, PathSource
 from transfers.engine.endpoints.local import LocalFolder, LocalStorage
+from transfers.engine.endpoints.s3 import S3Bucket
 from transfers.engine.endpoints.sftp import SftpFolder
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "LocalStorage",
     "PartialBusy",
     "PathSource",
+    "S3Bucket",
     "SftpFolder",
     "Source",
     "Stamp",
@@ -37,6 +39,7 @@ __all__ = [
 TRANSPORTS: dict[str, Callable[..., Endpoint]] = {
     "local": LocalFolder,  # root, label, where, allowed_roots
     "sftp": SftpFolder,  # host, port, username, root, password | private_key, host_key, label, where, tuning
+    "s3": S3Bucket,  # endpoint_url, bucket, prefix, access_key_id, secret_access_key, region, label, where, tuning
 }
 
 

@@ -21,6 +21,9 @@ gives them; names holding `.rvpart` are refused, they are the endpoint's own):
 * `read_marker` / `write_marker`: what a parallel-range send records beside its partial (for resume).
 * `native_path`: where the final file lies on this machine's disk, or None for a remote transport;
   None turns off the kernel copy (`copy_file_range`) that the local transport gets.
+* `part_size` (optional attribute): an object store (S3) that takes a file in parts of this size.
+  send.py then sends every file in ranges of exactly one part, so that each range is verified and
+  resumed on its own: such a store cannot read back, nor hash, bytes of an unfinished upload.
 
 Source, per file: `locate` (for planning: which file a task names, and its stat; no I/O that could be
 redirected matters here), `open_source` (the safe open: a SourceFile, what is actually read),

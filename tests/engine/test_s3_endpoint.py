@@ -1,0 +1,301 @@
+"""The S3 transport against a real S3 server (`rclone serve s3` on 127.0.0.1, tests/servers/s3server.py).
+
+Both directions through run_transfer, multipart uploads resumed at their next part by a new worker,
+checksums kept as object metadata, nothing at the final key before the completion, and the messages
+for an unreachable endpoint, a refused key and a missing bucket (never holding the secret).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import xxhash
+
+from tests.engine.test_runner import QUICK_RETRIES, Recorder
+from tests.servers.s3server import S3Server, free_port
+from transfers.engine import hashing
+from transfers.engine.endpoints import LocalFiles, LocalFolder, S3Bucket, open_endpoint
+from transfers.engine.endpoints.s3 import S3Partial, probe
+from transfers.engine.events import BytesSent, FileRetrying
+from transfers.engine.runner import Move, RunSummary, TransferOptions, run_transfer
+from transfers.engine.send import SendOptions
+
+KIB, MIB = 1 << 10, 1 << 20
+PART = 1 * MIB  # rclone takes parts this small; AWS would want 5 MiB
+SMALL = SendOptions(chunk=256 * KIB, ranges_in_parallel=2)
+
+
+def _bucket(server: S3Server, prefix: str, **more: Any) -> S3Bucket:
+    endpoint = open_endpoint("s3", **server.settings(prefix=prefix, part_size=PART, **more))
+    assert isinstance(endpoint, S3Bucket)
+    return endpoint
+
+
+def _studio(tmp_path: Path, contents: dict[int, bytes]) -> list[Move]:
+    for number, data in contents.items():
+        path = tmp_path / "studio" / f"s{number}.exr"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return [Move(n, str(tmp_path / "studio" / f"s{n}.exr"), f"7/s{n}.exr") for n in contents]
+
+
+def _up(tmp_path: Path, remote: Any, tasks: list[Move], report: Recorder | None = None, **options: Any) -> RunSummary:
+    options.setdefault("send", SMALL)
+    return run_transfer(
+        LocalFiles([tmp_path / "studio"]),
+        remote,
+        tasks,
+        report=report if report is not None else Recorder(),
+        options=TransferOptions(**options),
+    )
+
+
+def _parts_sent(endpoint: S3Bucket) -> list[int]:
+    """Part numbers this endpoint's client uploads from now on (what went over the wire)."""
+    sent: list[int] = []
+    endpoint.client().meta.events.register(
+        "before-parameter-build.s3.UploadPart", lambda params, **_: sent.append(params["PartNumber"])
+    )
+    return sent
+
+
+def _ranged(data: bytes) -> str:
+    return hashing.ranged(PART, (xxhash.xxh3_128(data[s : s + PART]).digest() for s in range(0, len(data), PART)))
+
+
+def test_an_upload_lands_whole_in_the_bucket_with_its_checksum_as_metadata(
+    tmp_path: Path, s3_server: S3Server, s3_prefix: str
+) -> None:
+    sizes = {1: 0, 2: 1, 3: 300 * KIB, 4: PART, 5: PART + 1, 6: 3 * PART + 12345}
+    contents = {n: os.urandom(size) for n, size in sizes.items()}
+    remote, report = _bucket(s3_server, s3_prefix), Recorder()
+
+    summary = _up(tmp_path, remote, _studio(tmp_path, contents), report)
+
+    assert summary.files_ok == len(contents), [e.error for e in report.finished().values() if not e.ok]
+    stored = s3_server.root / s3_server.bucket / s3_prefix / "7"
+    assert {n: (stored / f"s{n}.exr").read_bytes() for n in contents} == contents
+    assert {n: e.checksum for n, e in report.finished().items()} == {n: _ranged(d) for n, d in contents.items()}
+    assert {n: remote.checksum(f"7/s{n}.exr") for n in contents} == {n: _ranged(d) for n, d in contents.items()}
+    assert sorted(p.name for p in stored.iterdir()) == [f"s{n}.exr" for n in sorted(contents)]  # no record left beside
+    assert [f.path for f in remote.list()] == [f"7/s{n}.exr" for n in sorted(contents)]
+
+
+def test_a_download_reads_ranges_in_parallel_and_lands_verified(tmp_path: Path, s3_server: S3Server, s3_prefix: str) -> None:
+    remote = _bucket(s3_server, s3_prefix, where="the farm bucket")
+    frames = {1: os.urandom(5 * PART + 7), 2: os.urandom(10), 3: b""}
+    for n, data in frames.items():
+        remote.client().put_object(Bucket=s3_server.bucket, Key=f"{s3_prefix}/12/f{n}.exr", Body=data)
+    (tmp_path / "home").mkdir()
+    local = LocalFolder(tmp_path / "home" / "dl", allowed_roots=[tmp_path / "home"], where="the local folder")
+    ranged = SendOptions(chunk=256 * KIB, range_size=2 * PART, range_threshold=2 * PART, ranges_in_parallel=3)
+    report = Recorder()
+
+    summary = run_transfer(
+        remote,
+        local,
+        [Move(n, f"12/f{n}.exr", f"12_scene/f{n}.exr") for n in frames],
+        report=report,
+        options=TransferOptions(send=ranged),
+    )
+
+    assert summary.files_ok == 3, [e.error for e in report.finished().values()]
+    assert {n: (tmp_path / "home" / "dl" / "12_scene" / f"f{n}.exr").read_bytes() for n in frames} == frames
+    assert report.finished()[1].checksum.startswith(f"xxh3-128/r{2 * PART}:")
+
+
+def test_a_new_worker_resumes_a_multipart_upload_at_its_next_part(tmp_path: Path, s3_server: S3Server, s3_prefix: str) -> None:
+    data = os.urandom(6 * PART + 999)
+    tasks = _studio(tmp_path, {1: data})
+    one = SendOptions(chunk=256 * KIB, ranges_in_parallel=1)  # parts in order: stopped after the third
+    first_worker = _bucket(s3_server, s3_prefix)
+    sent_first = _parts_sent(first_worker)
+    first = Recorder(stop_when=lambda e: isinstance(e, BytesSent) and sum(x.count for x in first.of(BytesSent)) >= 3 * PART + 1)
+    _up(tmp_path, first_worker, tasks, first, pool_size=1, send=one)
+    assert (sent_first, first_worker.stat("7/s1.exr"), first_worker.has("7/s1.exr")) == ([1, 2, 3], None, False)
+    assert not (s3_server.root / s3_server.bucket / s3_prefix / "7" / "s1.exr").exists()  # nothing at the final key
+    second_worker = _bucket(s3_server, s3_prefix)  # shares nothing with the first but the bucket
+    sent_second, report = _parts_sent(second_worker), Recorder()
+
+    summary = _up(tmp_path, second_worker, tasks, report, pool_size=1, send=one)
+
+    assert summary.files_ok == 1, report.finished()[1].error
+    assert (sent_second, report.finished()[1].resumed) == ([4, 5, 6, 7], 3 * PART)
+    assert [e.count for e in report.of(BytesSent) if e.resumed] == [3 * PART]
+    assert (s3_server.root / s3_server.bucket / s3_prefix / "7" / "s1.exr").read_bytes() == data
+    assert second_worker.checksum("7/s1.exr") == _ranged(data)
+
+
+def test_a_worker_killed_without_closing_anything_is_resumed_from_its_record(
+    tmp_path: Path, s3_server: S3Server, s3_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(5 * PART)
+    tasks = _studio(tmp_path, {1: data})
+    one = SendOptions(chunk=256 * KIB, ranges_in_parallel=1)
+    with monkeypatch.context() as killed:
+        killed.setattr(S3Partial, "close", lambda self: None)  # the process died: no close, no last record
+        first = Recorder(
+            stop_when=lambda e: isinstance(e, BytesSent) and sum(x.count for x in first.of(BytesSent)) >= 2 * PART + 1
+        )
+        _up(tmp_path, _bucket(s3_server, s3_prefix), tasks, first, pool_size=1, send=one)
+    second_worker = _bucket(s3_server, s3_prefix)
+    sent_second, report = _parts_sent(second_worker), Recorder()
+
+    _up(tmp_path, second_worker, tasks, report, pool_size=1, send=one)
+
+    assert (sent_second, report.finished()[1].resumed) == ([3, 4, 5], 2 * PART)
+    assert (s3_server.root / s3_server.bucket / s3_prefix / "7" / "s1.exr").read_bytes() == data
+
+
+def test_a_part_the_server_lost_is_sent_again_and_the_rest_is_kept(tmp_path: Path, s3_server: S3Server, s3_prefix: str) -> None:
+    data = os.urandom(4 * PART)
+    tasks = _studio(tmp_path, {1: data})
+    one = SendOptions(chunk=256 * KIB, ranges_in_parallel=1)
+    first_worker = _bucket(s3_server, s3_prefix)
+    first = Recorder(stop_when=lambda e: isinstance(e, BytesSent) and sum(x.count for x in first.of(BytesSent)) >= 2 * PART + 1)
+    _up(tmp_path, first_worker, tasks, first, pool_size=1, send=one)
+    record = first_worker._state("7/s1.exr")
+    record["parts"]["2"]["etag"] = "0" * 32  # the server's part 2 is no longer the one recorded
+    first_worker.put_own("7/s1.exr", "", json.dumps(record).encode())
+    second_worker = _bucket(s3_server, s3_prefix)
+    sent_second, report = _parts_sent(second_worker), Recorder()
+
+    _up(tmp_path, second_worker, tasks, report, pool_size=1, send=one)
+
+    assert (sent_second, report.finished()[1].resumed) == ([2, 3, 4], PART)
+    assert (s3_server.root / s3_server.bucket / s3_prefix / "7" / "s1.exr").read_bytes() == data
+
+
+def test_a_file_changed_while_it_was_sent_is_sent_again_never_stored_half_old(
+    tmp_path: Path, s3_server: S3Server, s3_prefix: str
+) -> None:
+    tasks = _studio(tmp_path, {1: b"a" * (3 * PART)})
+    source = tmp_path / "studio" / "s1.exr"
+    remote = _bucket(s3_server, s3_prefix)
+
+    def rewrite(event: Any) -> None:
+        if isinstance(event, BytesSent) and not report.of(FileRetrying) and len(report.of(BytesSent)) == 1:
+            source.write_bytes(b"b" * (3 * PART + 5))
+
+    report = Recorder(then=rewrite)
+
+    summary = _up(tmp_path, remote, tasks, report, **QUICK_RETRIES)
+
+    assert [e.error_code for e in report.of(FileRetrying)] == ["source_changed"]
+    assert summary.files_ok == 1
+    assert (s3_server.root / s3_server.bucket / s3_prefix / "7" / "s1.exr").read_bytes() == b"b" * (3 * PART + 5)
+    uploads = remote.client().list_multipart_uploads(Bucket=s3_server.bucket, Prefix=s3_prefix).get("Uploads") or []
+    assert uploads == []  # the abandoned upload was aborted
+
+
+def test_an_object_rewritten_during_its_download_is_fetched_again(tmp_path: Path, s3_server: S3Server, s3_prefix: str) -> None:
+    remote = _bucket(s3_server, s3_prefix, where="the farm bucket")
+    key = f"{s3_prefix}/12/f1.exr"
+    remote.client().put_object(Bucket=s3_server.bucket, Key=key, Body=b"a" * (2 * PART))
+    (tmp_path / "home").mkdir()
+    local = LocalFolder(tmp_path / "home" / "dl", allowed_roots=[tmp_path / "home"])
+
+    def rerender(event: Any) -> None:
+        if isinstance(event, BytesSent) and not report.of(FileRetrying) and len(report.of(BytesSent)) == 1:
+            remote.client().put_object(Bucket=s3_server.bucket, Key=key, Body=b"b" * (2 * PART))  # same size
+
+    report = Recorder(then=rerender)
+
+    run_transfer(
+        remote,
+        local,
+        [Move(1, "12/f1.exr", "f1.exr")],
+        report=report,
+        options=TransferOptions(send=SendOptions(chunk=256 * KIB), backoff_base=0.001, backoff_cap=0.01),
+    )
+
+    assert [e.error_code for e in report.of(FileRetrying)] == ["source_changed"]
+    assert (tmp_path / "home" / "dl" / "f1.exr").read_bytes() == b"b" * (2 * PART)
+
+
+def test_probe_walks_every_step_of_a_working_account(s3_server: S3Server, s3_prefix: str) -> None:
+    steps = probe(s3_server.endpoint_url, s3_server.bucket, s3_prefix, s3_server.key, s3_server.secret)
+
+    assert [(s.step, s.ok) for s in steps] == [("reachable", True), ("credentials", True), ("bucket", True), ("write", True)]
+    assert not (s3_server.root / s3_server.bucket / s3_prefix).exists() or not any(
+        (s3_server.root / s3_server.bucket / s3_prefix).iterdir()
+    )
+
+
+def test_a_wrong_secret_is_named_by_its_key_id_and_never_shown(tmp_path: Path, s3_server: S3Server, s3_prefix: str) -> None:
+    wrong = "wrong-" + s3_server.secret[::-1]
+    steps = probe(s3_server.endpoint_url, s3_server.bucket, s3_prefix, s3_server.key, wrong)
+    remote = _bucket(s3_server, s3_prefix, secret_access_key=wrong)
+    report = Recorder()
+
+    summary = _up(tmp_path, remote, _studio(tmp_path, {1: b"frame"}), report, **QUICK_RETRIES)
+
+    assert [(s.step, s.ok) for s in steps] == [("reachable", True), ("credentials", False)]
+    assert steps[-1].message.startswith(f"access denied for key id {s3_server.key} on {s3_server.endpoint_url}")
+    finished = report.finished()[1]
+    assert (summary.files_failed, finished.error_code) == (1, "permission")
+    assert finished.error == "permission denied writing 7/s1.exr on the S3 bucket"
+    every = " ".join([*(s.message for s in steps), *(str(e) for e in report.events), repr(remote)])
+    assert wrong not in every and s3_server.secret not in every
+
+
+def test_a_closed_port_says_the_endpoint_is_unreachable(tmp_path: Path, s3_server: S3Server, s3_prefix: str) -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    steps = probe(url, "rvweb", "", s3_server.key, s3_server.secret, timeout=2)
+    remote = open_endpoint(
+        "s3", **{**s3_server.settings(prefix=s3_prefix), "endpoint_url": url, "retries": 0, "connect_timeout": 2}
+    )
+    report = Recorder()
+
+    _up(tmp_path, remote, _studio(tmp_path, {1: b"frame"}), report, attempts=2, **QUICK_RETRIES)
+
+    assert steps == [steps[0]] and not steps[0].ok and steps[0].message.startswith(f"S3 endpoint {url} unreachable")
+    finished = report.finished()[1]
+    assert finished.error_code == "write_error"
+    assert f"S3 endpoint {url} unreachable" in finished.error and "(after 2 attempts)" in finished.error
+
+
+def test_a_missing_bucket_is_named(tmp_path: Path, s3_server: S3Server, s3_prefix: str) -> None:
+    url = s3_server.endpoint_url
+    steps = probe(url, "no-such-bucket", "", s3_server.key, s3_server.secret)
+    remote = _bucket(s3_server, s3_prefix, bucket="no-such-bucket")
+    report = Recorder()
+
+    _up(tmp_path, remote, _studio(tmp_path, {1: b"frame"}), report, attempts=1)
+
+    assert [(s.step, s.ok) for s in steps] == [("reachable", True), ("credentials", True), ("bucket", False)]
+    assert steps[-1].message == f"bucket no-such-bucket does not exist on {url}"
+    assert f"bucket no-such-bucket does not exist on {url}" in report.finished()[1].error
+    assert "does not exist" in str(_raises(lambda: remote.locate("12/f1.exr")))
+
+
+def _raises(call: Any) -> BaseException:
+    try:
+        call()
+    except BaseException as exc:
+        return exc
+    raise AssertionError("nothing raised")
+
+
+def test_a_part_whose_etag_differs_from_what_was_sent_is_refused(tmp_path: Path, s3_server: S3Server, s3_prefix: str) -> None:
+    data = os.urandom(2 * PART)
+    remote = _bucket(s3_server, s3_prefix)
+    garbled: list[int] = []
+
+    def garble(parsed: dict[str, Any], **_: Any) -> None:
+        if not garbled:
+            garbled.append(1)
+            parsed["ETag"] = '"00000000000000000000000000000000"'  # as if the server got other bytes
+
+    remote.client().meta.events.register("after-call.s3.UploadPart", garble)
+    report = Recorder()
+
+    summary = _up(tmp_path, remote, _studio(tmp_path, {1: data}), report, **QUICK_RETRIES)
+
+    assert [e.error_code for e in report.of(FileRetrying)] == ["write_error"]
+    assert "arrived as md5 00000000000000000000000000000000" in report.of(FileRetrying)[0].error
+    assert (summary.files_ok, (s3_server.root / s3_server.bucket / s3_prefix / "7" / "s1.exr").read_bytes()) == (1, data)
