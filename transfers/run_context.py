@@ -6,7 +6,6 @@ download's outputs), waiting between polls, and the watcher's notes for the page
 from __future__ import annotations
 
 import contextlib
-
 import logging
 import os
 import time

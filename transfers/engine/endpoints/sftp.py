@@ -50,12 +50,13 @@ from transfers.engine.endpoints.sftp_session import (
     ProbeFailed,
     ProbeResult,
     Session,
+    key_fingerprint,
     probe,
 )
 from transfers.engine.localfs import NotAFile
 from transfers.engine.paths import PARTIAL_SUFFIX, PathRefused, clean_server_path
 
-__all__ = ["FILE_MODE", "FOLDER_MODE", "ConnectFailed", "ProbeFailed", "ProbeResult", "SftpFolder", "probe"]
+__all__ = ["FILE_MODE", "FOLDER_MODE", "ConnectFailed", "ProbeFailed", "ProbeResult", "SftpFolder", "key_fingerprint", "probe"]
 
 FILE_MODE, FOLDER_MODE = 0o644, 0o755
 _FSYNC_AT_LEAST = 4 << 20  # as the local transport: only big files pay a flush (when the server offers fsync)
@@ -492,6 +493,15 @@ class SftpFolder:
             return int(vfs.bavail * vfs.frsize)
 
         return self._run(work)  # type: ignore[no-any-return]
+
+    def make_folder(self, folder: str) -> None:
+        """Make a folder below the root (and the ones on its way), 0755; one that is there is kept, a link refused."""
+        relative = clean_server_path(folder)
+
+        async def work(sftp: asyncssh.SFTPClient) -> None:
+            await self._folder(sftp, relative, create=True)
+
+        self._run(work)
 
     def sync(self) -> None:
         """Nothing to do: big files were flushed at their commit (fsync@openssh.com), the server owns the rest."""

@@ -39,6 +39,7 @@ __all__ = [
     "Session",
     "as_os_error",
     "fingerprint_of",
+    "key_fingerprint",
     "probe",
 ]
 
@@ -84,6 +85,14 @@ class HostKeyMismatch(ConnectFailed):
 def fingerprint_of(key: asyncssh.SSHKey) -> str:
     """`SHA256:...` as ssh-keygen -l prints it."""
     return str(key.get_fingerprint("sha256"))
+
+
+def key_fingerprint(host_key: str) -> str:
+    """The `SHA256:...` fingerprint of a public-key line; ValueError when it is not one."""
+    key = _parse_pin(host_key)
+    if key is None:
+        raise ValueError("no host key given")
+    return fingerprint_of(key)
 
 
 def _key_line(key: asyncssh.SSHKey) -> str:
