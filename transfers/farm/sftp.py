@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import posixpath
+import re
 from functools import partial
 from typing import Any
 
@@ -63,7 +64,7 @@ class SftpFarm(StorageFarm):
     def _secrets(self) -> dict[str, str | None]:
         secret = self.account.access_key or ""
         if secret.lstrip().startswith("-----BEGIN"):
-            return {"password": None, "private_key": secret}
+            return {"password": None, "private_key": pem_lines(secret)}
         return {"password": secret or None, "private_key": None}
 
     def _server(self) -> dict[str, Any]:
@@ -161,6 +162,20 @@ class SftpFarm(StorageFarm):
         steps.append(CheckStep("free space", True, free))
         self.close()
         return steps
+
+
+_PEM = re.compile(r"^\s*(-----BEGIN [A-Z0-9 ]+-----)(.*?)(-----END [A-Z0-9 ]+-----)\s*$", re.S)
+
+
+def pem_lines(text: str) -> str:
+    """A private key as its lines again: a password field (one line) drops the breaks of a pasted key,
+    leaving the base64 body between its BEGIN and END markers; it is wrapped at 70 columns."""
+    found = _PEM.match(text)
+    if found is None:
+        return text
+    head, body, tail = found.groups()
+    body = "".join(body.split())
+    return "\n".join([head, *(body[at : at + 70] for at in range(0, len(body), 70)), tail]) + "\n"
 
 
 def _writable(farm: SftpFarm, area: str) -> str:
