@@ -228,6 +228,7 @@ def test_an_upload_lands_in_the_farm_byte_for_byte_and_a_second_one_sends_nothin
 
     assert job.status == TransferJob.Status.COMPLETED, list(job.items.exclude(error="").values_list("error", flat=True)[:3])
     assert (job.files_done, job.files_failed) == (40, 0)
+    assert job.route["transport"] == farm.account.kind and job.route["host"] == "127.0.0.1", job.route  # on the job page
     for path in files:
         assert farm.stored("input", str(path)).read_bytes() == path.read_bytes()
 

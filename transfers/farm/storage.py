@@ -23,11 +23,14 @@ from django.db.models import Q
 from transfers import selectors
 from transfers.engine.endpoints import Endpoint, StoredFile
 from transfers.engine.paths import PathRefused
+from transfers.engine.runner import RunSummary
 from transfers.farm.base import (
     CheckStep,
     FarmConnector,
     FarmOutput,
     FarmTaskInfo,
+    LegRequest,
+    Route,
     UnknownTask,
     check_area,
 )
@@ -75,6 +78,15 @@ class StorageFarm(FarmConnector):
         if name not in self._open:
             self._open[name] = self.open_area(name)
         return self._open[name]
+
+    def transfer(self, request: LegRequest) -> RunSummary:
+        """rvweb's own engine between the area's endpoint and the local files; the job page says where."""
+        line = self.lines()[0]
+        reason = "a folder on this machine" if line.engine == "local" else f"the account's {line.engine.upper()} storage"
+        request.note_route(
+            Route(transport=line.engine, line=line.name, host=line.server, port=line.port, engine=line.engine, reason=reason)
+        )
+        return super().transfer(request)
 
     def close(self) -> None:
         opened, self._open = self._open, {}
