@@ -70,7 +70,9 @@ def test_every_documented_series_from_a_real_worker(celery_worker, make_account,
         metrics.ws_closed("dashboard")
 
     assert status == 200
-    assert _value(text, 'rvweb_transfer_bytes_total{account="metrics farm",direction="upload",transport="local"}') == job.bytes_sent
+    assert (
+        _value(text, 'rvweb_transfer_bytes_total{account="metrics farm",direction="upload",transport="local"}') == job.bytes_sent
+    )
     assert _value(text, 'rvweb_transfer_files_total{account="metrics farm",direction="upload",transport="local"}') == 2
     assert _value(text, 'rvweb_transfer_files_failed_total{account="metrics farm",direction="upload"}') == 1
     assert _value(text, 'rvweb_jobs{state="completed_with_errors"}') >= 1
