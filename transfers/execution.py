@@ -22,7 +22,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from transfers import kinds, progress
+from transfers import budget, kinds, progress
 from transfers.downloads import DownloadRefused
 from transfers.engine.paths import PathRefused
 from transfers.engine.runner import Control, RunSummary
@@ -176,6 +176,8 @@ def _run(job: TransferJob, lease: Lease) -> None:
     throttle = progress.ProgressThrottle(job.pk, team_id=job.account.team_id)
     sampler = Sampler(job.pk)
     control = Control(options.max_speed)
+    control.bucket = budget.SharedBudgets(control.bucket.rate)  # the studio's shared budgets on top of max_speed
+    budget.refresh_for(job, control.bucket)
     outcome: dict[str, RunSummary | BaseException] = {}
 
     def engine() -> None:
@@ -236,6 +238,7 @@ def _watch(
             if not alive:
                 return  # the engine is done and everything it finished is stored
             _follow_user(job, recorder, control)
+            budget.refresh_for(job, control.bucket)  # a changed budget, or the line's once chosen
             failures = 0
         except DatabaseError:
             failures += 1  # a locked SQLite or a database restart: keep the batch, try again

@@ -682,3 +682,44 @@ class Kiosk(models.Model):
 
     def __str__(self) -> str:
         return f"kiosk {self.name} of {self.team}" + (" (revoked)" if self.revoked else "")
+
+
+class BandwidthBudget(models.Model):
+    """A speed limit shared by every job it covers, on every worker (transfers.budget): the whole studio,
+    one farm account, or one transfer line of an account. In KB/s, the SDK's unit for max_speed."""
+
+    class Scope(models.TextChoices):
+        STUDIO = "studio", "The whole studio"
+        ACCOUNT = "account", "A farm account"
+        LINE = "line", "A transfer line of a farm account"
+
+    scope = models.CharField(max_length=10, choices=Scope.choices)
+    account = models.ForeignKey(FarmAccount, null=True, blank=True, on_delete=models.CASCADE, related_name="budgets")
+    line = models.CharField(max_length=60, blank=True)
+    max_speed = models.PositiveIntegerField()  # KB/s
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "account", "line"], name="budget_unique"),
+            models.UniqueConstraint(fields=["scope"], condition=models.Q(scope="studio"), name="budget_one_studio"),
+            models.CheckConstraint(
+                condition=(
+                    models.Q(scope="studio", account__isnull=True, line="")
+                    | models.Q(scope="account", account__isnull=False, line="")
+                    | (models.Q(scope="line", account__isnull=False) & ~models.Q(line=""))
+                ),
+                name="budget_scope_fields",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label}: {self.max_speed} KB/s"
+
+    @property
+    def label(self) -> str:
+        if self.scope == self.Scope.STUDIO:
+            return "the studio"
+        if self.scope == self.Scope.ACCOUNT:
+            return f"account {self.account}"
+        return f"line {self.line} of account {self.account}"
