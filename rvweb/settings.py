@@ -183,7 +183,7 @@ if BROKER_URL.startswith(("redis", "rediss")):
     # Notice a dead or hung Redis within seconds, not at the kernel's TCP timeout.
     CELERY_BROKER_TRANSPORT_OPTIONS |= {"health_check_interval": 10, "socket_timeout": 30, "socket_connect_timeout": 5}
 # Every worker re-enqueues interrupted jobs this often (see transfers/tasks.py, "Recovery").
-RECOVER_EVERY = env_int("RVWEB_RECOVER_EVERY", 30, minimum=1, maximum=3600)
+RECOVER_EVERY = env_int("RVWEB_RECOVER_EVERY", 15, minimum=1, maximum=3600)
 
 # --- auth, sessions, static ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

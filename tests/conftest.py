@@ -153,12 +153,30 @@ class Service:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
-def _start(args: list[str], name: str) -> Service:
+def _start(args: list[str], name: str, *, env: dict[str, str] | None = None, own_group: bool = False) -> Service:
     log = Path(settings.DATA_DIR) / "logs" / f"{name}-{uuid.uuid4().hex[:6]}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     handle = open(log, "wb")  # noqa: SIM115 - the child owns it
-    process = subprocess.Popen(args, cwd=ROOT, env=_subprocess_env(), stdout=handle, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        args, cwd=ROOT, env=_subprocess_env() | (env or {}), stdout=handle, stderr=subprocess.STDOUT, start_new_session=own_group
+    )
     return Service(process=process, log=log)
+
+
+def spawn_worker(name: str, queue: str, env: dict[str, str] | None = None) -> Service:
+    """A Celery worker of a test's own (`name@host`, consuming `queue` and its own queue), in its own process
+    group (a test may kill the whole worker, pool and all); waits until it is ready. The caller stops it."""
+    args = [sys.executable, "-m", "celery", "-A", "rvweb", "worker", "-Q", queue, "-c", "2", "-l", "INFO",
+            "--without-gossip", "--without-mingle", "--hostname", f"{name}@%h"]  # fmt: skip
+    worker = _start(args, name, env=env, own_group=True)
+    wait_for(
+        lambda: "ready." in worker.log.read_text(errors="replace") or worker.process.poll() is not None,
+        timeout=60,
+        what=f"worker {name}",
+    )
+    if worker.process.poll() is not None:
+        raise RuntimeError(f"worker {name} exited:\n{worker.log_tail()}")
+    return worker
 
 
 @pytest.fixture(scope="session")

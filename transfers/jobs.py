@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest
 
-from transfers import kinds
+from transfers import kinds, workers
 from transfers.accounts import options_for
 from transfers.farm import connector_for
 from transfers.kinds import options as kind_options
@@ -51,7 +50,7 @@ def job_create(
     connector_for(account).check_options(checked)  # UnsupportedAccount when no connector reaches the farm
     if manifest is not None and manifest.state != Manifest.State.READY:
         raise ManifestNotReady(f"manifest {manifest.name!r} is {manifest.get_state_display().lower()}: nothing to upload")
-    totals = job_kind.plan(account=account, manifest=manifest, options=checked, roots=list(settings.ALLOWED_LOCAL_ROOTS))
+    totals = job_kind.plan(account=account, manifest=manifest, options=checked, roots=workers.studio_roots())
     with transaction.atomic():
         job = TransferJob.objects.create(
             kind=kind,

@@ -17,11 +17,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
-from django.conf import settings
 from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import Max
 
+from transfers import workers
 from transfers.engine.manifest import EntryProblem, ManifestInvalid, check_entries, expand_upload_list, read_upload_list
 from transfers.engine.manifest import ManifestEntry as EngineEntry
 from transfers.engine.manifest_stream import read_upload_json_stream
@@ -105,7 +105,7 @@ def manifest_fill(manifest: Manifest, handle: IO[bytes]) -> list[EntryProblem]:
     path is found through a hash per entry, not the paths themselves.
     """
     path_map = PathMap(manifest.account.path_map)
-    roots = settings.ALLOWED_LOCAL_ROOTS
+    roots = workers.studio_roots()  # every worker's: the entries run on one that sees them (transfers.placement)
     entries_delete(manifest_id=manifest.pk)  # a redelivered import starts again
     stream: Iterable[tuple[int, EngineEntry | EntryProblem]]
     if manifest.transmit_type == Manifest.TransmitType.UPLOAD_LIST:

@@ -301,6 +301,8 @@ class TransferJob(models.Model):
     # How the last run reaches the farm's storage, for the page (farm.base.Route): the transport, the line
     # chosen and why, each line's measured connect time. None: the farm's storage is a local folder.
     route = models.JSONField(null=True, blank=True)
+    # Why a queued job is not running yet: no live worker sees its files or runs its transport (transfers.placement).
+    waiting = models.CharField(max_length=500, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at"]

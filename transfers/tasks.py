@@ -18,12 +18,12 @@ import time
 from typing import Any
 
 from celery import Task, shared_task
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import OperationalError, close_old_connections, connection
 from redis.exceptions import RedisError
 
-from transfers import execution, locks, services, workers
+from transfers import execution, locks, placement, services, workers
 from transfers.models import Manifest, ManifestWork, TransferJob
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,8 @@ def run_job(self: Task, job_id: int) -> None:
             # If that run dies, its lease expires and recovery enqueues the job again.
             logger.info("job %s is being run by another worker; duplicate message dropped", job_id)
             return
+        if not _placed_here(job_id, str(self.request.hostname or "")):
+            return
         execution.job_run(job_id=job_id)
     except locks.JobBusy as exc:
         # Another run holds the job (it is stopping after a pause, or a dead worker's lease has not
@@ -61,6 +63,26 @@ def run_job(self: Task, job_id: int) -> None:
     except RedisError as exc:
         # No lease could be taken: Redis is away. The job is untouched; recovery enqueues it again.
         logger.warning("job %s not started (%s); recovery will enqueue it again", job_id, type(exc).__name__)
+
+
+def _placed_here(job_id: int, me: str) -> bool:
+    """Whether this worker runs the job (transfers.placement): else it was forwarded, or left waiting."""
+    job = TransferJob.objects.select_related("account").defer("account__access_key").filter(pk=job_id).first()
+    if job is None or job.is_terminal:
+        return job is not None
+    where = placement.place(job, me=me)
+    if where.here:
+        if job.waiting:
+            TransferJob.objects.filter(pk=job_id).update(waiting="")
+        return True
+    if where.queue:
+        logger.info("job %s forwarded to worker %s, which sees its files", job_id, where.worker)
+        TransferJob.objects.filter(pk=job_id).update(waiting=f"{_SENT_TO}{where.worker}"[:500])
+        run_job.apply_async((job_id,), queue=where.queue, retry=True, retry_policy=_PUBLISH_RETRY)
+    else:
+        logger.info("job %s waits: %s", job_id, where.waiting)
+        TransferJob.objects.filter(pk=job_id).exclude(waiting=where.waiting).update(waiting=where.waiting[:500])
+    return False
 
 
 def _moving_elsewhere(job_id: int) -> bool:
@@ -102,9 +124,26 @@ class _Recovery:
         self.queued_since = {pk: self.queued_since.get(pk, now) for pk in queued}
         stale = {pk for pk, since in self.queued_since.items() if now - since >= _QUEUED_GRACE}
         due |= queued if everything or emptied else stale
+        due |= _placing(queued)
         for pk in due & queued:
             self.queued_since[pk] = now  # its grace starts again
         return sorted(due)
+
+
+_SENT_TO = "sent to worker "
+
+
+def _placing(queued: set[int]) -> set[int]:
+    """Queued jobs to place again this round: those waiting for a worker that can run them, and those
+    sent to a worker that is gone (its heartbeat lapsed) before it started them."""
+    waiting = dict(TransferJob.objects.filter(pk__in=queued).exclude(waiting="").values_list("pk", "waiting"))
+    if not waiting:
+        return set()
+    try:
+        live = {str(worker.get("hostname")) for worker in workers.live()}
+    except (RedisError, OSError):
+        live = set()
+    return {pk for pk, why in waiting.items() if not why.startswith(_SENT_TO) or why.removeprefix(_SENT_TO) not in live}
 
 
 class _WorkRecovery:
@@ -219,6 +258,13 @@ class _RecoveryThread(threading.Thread):
 
 
 _thread: _RecoveryThread | None = None
+
+
+@celeryd_after_setup.connect
+def _own_queue(sender: Any = None, instance: Any = None, **kwargs: Any) -> None:
+    """Each worker also consumes a queue of its own: jobs only it (or workers like it) can run are sent there."""
+    if instance is not None and sender:
+        instance.app.amqp.queues.select_add(placement.own_queue(str(sender)))
 
 
 @worker_ready.connect

@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -29,7 +30,8 @@ def _key(name: str) -> str:
     return f"{settings.KEY_PREFIX}:worker:{name}"
 
 
-def _transports() -> list[str]:
+def transports() -> list[str]:
+    """The transports this worker can run: the registered ones, and the vendor's transmitter where installed."""
     from transfers.engine.endpoints import TRANSPORTS
     from transfers.transmitter_install import installed
 
@@ -45,7 +47,8 @@ def describe(name: str, started: float) -> dict[str, Any]:
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "roots": [str(root) for root in settings.ALLOWED_LOCAL_ROOTS],
-        "transports": _transports(),
+        "transports": transports(),
+        "queue": f"{settings.CELERY_TASK_DEFAULT_QUEUE}.w.{name}",
         "load": os.getloadavg()[0],
         "started": started,
         "beat": time.time(),
@@ -83,3 +86,15 @@ def live() -> list[dict[str, Any]]:
             except ValueError:
                 continue
     return sorted(found, key=lambda worker: str(worker.get("hostname")))
+
+
+def studio_roots() -> list[Path]:
+    """The local roots of the whole studio: this process's and every live worker's. A manifest or a
+    download folder is checked against these where it is recorded; each worker still opens files only
+    beneath its own. Without Redis: this process's alone."""
+    roots = [Path(root) for root in settings.ALLOWED_LOCAL_ROOTS]
+    try:
+        announced = [Path(root) for worker in live() for root in worker.get("roots", [])]
+    except (RedisError, OSError):
+        return roots
+    return roots + [root for root in dict.fromkeys(announced) if root not in roots]

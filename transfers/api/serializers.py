@@ -125,11 +125,12 @@ class TransferJobSerializer(serializers.ModelSerializer):
             "id", "kind", "status", "is_terminal", "actions", "account", "team", "manifest", "options", "created_at",
             "started_at", "finished_at", "files_total", "files_done", "files_failed", "files_skipped", "files_not_sent",
             "bytes_total", "bytes_done", "bytes_sent", "percent", "duration", "average_speed", "error", "live",
-            "prepared", "items_prepared", "route",
+            "prepared", "items_prepared", "route", "waiting",
         ]  # fmt: skip
         read_only_fields = fields
         extra_kwargs = {
-            "route": {"help_text": "how the last run reaches the farm: transport, line, why, measured connect times (ms)"}
+            "route": {"help_text": "how the last run reaches the farm: transport, line, why, measured connect times (ms)"},
+            "waiting": {"help_text": "why a queued job has not started: no live worker sees its files or runs its transport"},
         }
 
     def get_live(self, job: TransferJob) -> JobLive:

@@ -188,6 +188,7 @@ class FarmConnector:
     kind: ClassVar[str]
     takes_events: ClassVar[bool] = False  # whether its tasks are moved by farm events (transfers.farm_events)
     storage_settings: ClassVar[tuple[StorageSetting, ...]] = ()  # what it reads from the account's `storage`
+    transport: ClassVar[str] = "local"  # what moves its files; a worker announces the transports it can run
 
     def __init__(self, account: FarmAccount) -> None:
         self.account = account

@@ -22,6 +22,7 @@ _BUCKET_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-")
 
 class S3Farm(StorageFarm):
     kind = FarmAccount.Kind.S3
+    transport = "s3"
     storage_settings = (
         StorageSetting("endpoint_url", "S3 endpoint URL", "e.g. https://s3.example.com or http://nas:9000", required=True),
         StorageSetting("bucket", "Bucket", required=True),

@@ -29,6 +29,7 @@ _HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012
 
 class SftpFarm(StorageFarm):
     kind = FarmAccount.Kind.SFTP
+    transport = "sftp"
     storage_settings = (
         StorageSetting("host", "SFTP host", "The server's name or IP address.", required=True),
         StorageSetting("port", "SFTP port", "22 unless the server says otherwise.", integer=True, default=22),

@@ -73,6 +73,7 @@ class FoxFarm(FarmConnector):
     """The connector of a Fox Renderfarm / Renderbus account."""
 
     kind = FarmAccount.Kind.FOX
+    transport = "transmitter"
 
     def __init__(self, account: FarmAccount, *, client: FoxClient | None = None) -> None:
         super().__init__(account)
