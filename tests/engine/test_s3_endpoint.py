@@ -299,3 +299,17 @@ def test_a_part_whose_etag_differs_from_what_was_sent_is_refused(tmp_path: Path,
     assert [e.error_code for e in report.of(FileRetrying)] == ["write_error"]
     assert "arrived as md5 00000000000000000000000000000000" in report.of(FileRetrying)[0].error
     assert (summary.files_ok, (s3_server.root / s3_server.bucket / s3_prefix / "7" / "s1.exr").read_bytes()) == (1, data)
+
+
+def test_a_bucket_of_its_own_without_a_prefix_holds_the_files_at_its_top(
+    tmp_path: Path, s3_server: S3Server, s3_prefix: str
+) -> None:
+    bucket = s3_server.new_bucket(f"b{s3_prefix}")
+    remote = _bucket(s3_server, "", bucket=bucket)
+
+    summary = _up(tmp_path, remote, _studio(tmp_path, {1: b"one", 2: os.urandom(PART + 1)}))
+
+    assert summary.files_ok == 2
+    assert [f.path for f in remote.list()] == ["7/s1.exr", "7/s2.exr"]
+    assert (remote.names(""), remote.names("7")) == (set(), {"s1.exr", "s2.exr"})
+    assert (s3_server.root / bucket / "7" / "s1.exr").read_bytes() == b"one"

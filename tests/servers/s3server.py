@@ -88,7 +88,22 @@ class S3Server:
                 process.wait(10)
 
     def new_bucket(self, name: str) -> str:
-        (self.root / name).mkdir(parents=True, exist_ok=True)
+        """A bucket made through the API (a folder made behind the server's back may stay unseen for minutes)."""
+        import boto3
+        from botocore.config import Config
+
+        client = boto3.session.Session().client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.key,
+            aws_secret_access_key=self.secret,
+            region_name="us-east-1",
+            config=Config(s3={"addressing_style": "path"}),
+        )
+        try:
+            client.create_bucket(Bucket=name)
+        finally:
+            client.close()
         return name
 
     def settings(self, *, bucket: str | None = None, prefix: str = "", **more: object) -> dict[str, object]:
