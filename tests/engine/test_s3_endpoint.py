@@ -151,6 +151,34 @@ def test_a_worker_killed_without_closing_anything_is_resumed_from_its_record(
     assert (s3_server.root / s3_server.bucket / s3_prefix / "7" / "s1.exr").read_bytes() == data
 
 
+def test_a_finished_part_is_checked_against_the_source_bytes_before_it_is_kept(
+    tmp_path: Path, s3_server: S3Server, s3_prefix: str
+) -> None:
+    data = bytearray(os.urandom(4 * PART))
+    tasks = _studio(tmp_path, {1: bytes(data)})
+    source = tmp_path / "studio" / "s1.exr"
+    one = SendOptions(chunk=256 * KIB, ranges_in_parallel=1)
+    first = Recorder(stop_when=lambda e: isinstance(e, BytesSent) and sum(x.count for x in first.of(BytesSent)) >= 3 * PART + 1)
+    _up(tmp_path, _bucket(s3_server, s3_prefix), tasks, first, pool_size=1, send=one)
+    before = source.stat()
+    data[PART + 5] ^= 0xFF  # part 2 changed in place, size and mtime as they were (a tool that restores them)
+    source.write_bytes(bytes(data))
+    os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
+    second_worker = _bucket(s3_server, s3_prefix)
+    sent_second, report = _parts_sent(second_worker), Recorder()
+
+    _up(tmp_path, second_worker, tasks, report, pool_size=1, send=one, **QUICK_RETRIES)
+
+    # Part 2 is not trusted and goes again. AWS replaces a part in place (it would be [2, 4]); rclone's
+    # streamed multipart cannot: the upload is aborted and the next attempt sends every part.
+    assert sent_second == [2, 1, 2, 3, 4]
+    assert [e.error for e in report.of(FileRetrying)] == [
+        f"cannot write 7/s1.exr: S3 endpoint {s3_server.endpoint_url} cannot take part 2 of 7/s1.exr again in an unfinished upload:"
+        " the file starts over"
+    ]
+    assert (s3_server.root / s3_server.bucket / s3_prefix / "7" / "s1.exr").read_bytes() == bytes(data)
+
+
 def test_a_part_the_server_lost_is_sent_again_and_the_rest_is_kept(tmp_path: Path, s3_server: S3Server, s3_prefix: str) -> None:
     data = os.urandom(4 * PART)
     tasks = _studio(tmp_path, {1: data})

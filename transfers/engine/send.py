@@ -405,12 +405,28 @@ def _verified_ranges(f: _File, starts: list[int], identity: dict[str, int]) -> d
     if not isinstance(recorded, dict) or {k: recorded.get(k) for k in identity} != identity:
         return {}
     size, range_size = identity["size"], identity["range_size"]
+    # A store that keeps digests of its parts, not readable bytes (S3): each is also checked against the
+    # source's bytes now, which the record's size and mtime alone cannot vouch for.
+    rehash = getattr(f.storage, "part_size", None) is not None
     done = {}
     for index, hexdigest in (recorded.get("done") or {}).items():
         start = starts[int(index)]
-        if f.storage.partial_digest(f.server, start, min(range_size, size - start)).hex() == hexdigest:
-            done[int(index)] = hexdigest
+        length = min(range_size, size - start)
+        if f.storage.partial_digest(f.server, start, length).hex() != hexdigest:
+            continue
+        if rehash and _source_digest(f, start, length) != hexdigest:
+            continue
+        done[int(index)] = hexdigest
     return done
+
+
+def _source_digest(f: _File, start: int, length: int) -> str:
+    digest = xxhash.xxh3_128()
+    try:
+        feed(digest, f.file, start, length)
+    except OSError as exc:
+        raise source_error(exc, f.src, f.source.where) from exc
+    return digest.hexdigest()
 
 
 def _copy_ranges(

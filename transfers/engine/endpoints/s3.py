@@ -275,8 +275,8 @@ class S3Partial:
                 at = position + offset
                 index, inner = divmod(at, size)
                 count = min(size - inner, whole - offset)
-                if str(index + 1) in self.state["parts"]:
-                    raise OSError(errno.EIO, f"{self.path}: part {index + 1} was uploaded already")
+                if self.state["parts"].pop(str(index + 1), None) is not None:
+                    self.running = None  # a finished part written again (not trusted on resume): it is sent again
                 buffer = self.buffers.get(index)
                 if buffer is None:
                     buffer = self.buffers[index] = _Buffer(bytearray(self._buffer_size(index)), [])
@@ -313,6 +313,14 @@ class S3Partial:
                 ContentMD5=base64.b64encode(md5.digest()).decode(),
             )
         except _client_errors() as exc:
+            code, status = _code(exc)
+            if code == "NotImplemented" or status == 501:
+                self._start_over(upload_id)
+                raise OSError(
+                    errno.EIO,
+                    f"S3 endpoint {bucket.endpoint_url} cannot take part {number} of {self.path} again"
+                    " in an unfinished upload: the file starts over",
+                ) from exc
             raise bucket.failure(exc, f"part {number} of {self.path}") from exc
         etag = str(reply.get("ETag", "")).strip('"')
         if _MD5.match(etag) and etag != md5.hexdigest():
@@ -330,6 +338,17 @@ class S3Partial:
             marked = bool(self.state.get("marker"))
         if not marked:
             self.save()  # with a range marker, its write right after this part's range records the part too
+
+    def _start_over(self, upload_id: str) -> None:
+        """Forget the upload (some servers, rclone's, cannot replace a part they streamed on): the next attempt begins anew."""
+        with self.lock:
+            self.state.update(upload_id=None, parts={}, marker=None)
+            self.running = None
+        with self.bucket._lock:
+            self.bucket._markers.pop(self.path, None)
+        self.save()
+        with contextlib.suppress(OSError):
+            self.bucket._abort(self.path, upload_id)
 
     def _upload_id(self) -> str:
         with self.lock:
