@@ -173,8 +173,8 @@ def test_a_finished_part_is_checked_against_the_source_bytes_before_it_is_kept(
     # streamed multipart cannot: the upload is aborted and the next attempt sends every part.
     assert sent_second == [2, 1, 2, 3, 4]
     assert [e.error for e in report.of(FileRetrying)] == [
-        f"cannot write 7/s1.exr: S3 endpoint {s3_server.endpoint_url} cannot take part 2 of 7/s1.exr again in an unfinished upload:"
-        " the file starts over"
+        f"cannot write 7/s1.exr: S3 endpoint {s3_server.endpoint_url} cannot take part 2 of 7/s1.exr again"
+        " in an unfinished upload: the file starts over"
     ]
     assert (s3_server.root / s3_server.bucket / s3_prefix / "7" / "s1.exr").read_bytes() == bytes(data)
 
