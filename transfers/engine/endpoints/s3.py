@@ -23,6 +23,10 @@ endpoint with a `part_size` in ranges of exactly that size, one part per range):
   rvweb's checksum as the object's metadata `x-amz-meta-rvweb-xxh3`. A file of one part or less is one
   PutObject (`ContentMD5`, metadata). Nothing is at the final key before that.
 
+One writer per key within a process (PartialBusy); S3 has no lock to keep two machines apart on one
+key, which the runner's job locks do. An upload abandoned without its record (`.rvpart` lost) stays
+unfinished on the server until a discard of its key aborts it, or the bucket's lifecycle rule does.
+
 Downloads read with ranged GETs, a stream per reader position (ranges read in parallel each get
 their own), and `now()` is a HeadObject whose ETag stands for the inode: a rewrite shows.
 
@@ -62,6 +66,7 @@ __all__ = ["UNLIMITED", "ProbeStep", "S3Bucket", "S3Partial", "S3SourceFile", "p
 logger = logging.getLogger(__name__)
 
 MIB = 1 << 20
+MAX_PARTS = 10_000  # of one multipart upload (S3's limit)
 UNLIMITED = 1 << 60  # free_space of a bucket: S3 has no such limit to tell
 META_KEY = "rvweb-xxh3"  # x-amz-meta-rvweb-xxh3: rvweb's checksum of the object
 _COPY_LIMIT = 5 << 30  # the largest object CopyObject (the metadata's second step of a multipart) takes
@@ -463,7 +468,8 @@ class S3Partial:
             self.closed = True
         try:
             if not self.done:
-                tail = self.tail()
+                # a sized partial of several parts redoes an unfinished range whole: its piece is not kept
+                tail = self.tail() if not (self.sized and self.multipart()) else None
                 with self.lock:
                     self.state["tail"] = [tail[0], len(tail[1])] if tail else None
                     self.state["length"] = self.length
@@ -772,6 +778,12 @@ class S3Bucket:
                 raise PartialBusy(errno.EBUSY, f"{path} is being written by another transfer")
             self._writers[key] = handle = S3Partial(self, key, {"parts": {}}, 0, size is not None)
         try:
+            if size is not None and size > MAX_PARTS * self.part_size:
+                raise OSError(
+                    errno.EFBIG,
+                    f"{path}: {size} bytes need more than {MAX_PARTS} parts of {self.part_size} bytes (S3's limit);"
+                    " a larger part size takes it",
+                )
             state = self._state(key)
             self._confirm(key, state)
             tail = state.pop("tail", None)
