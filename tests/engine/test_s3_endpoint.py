@@ -346,7 +346,7 @@ def test_a_bucket_of_its_own_without_a_prefix_holds_the_files_at_its_top(
 def test_a_file_of_more_parts_than_s3_takes_is_refused_with_the_way_out(s3_server: S3Server, s3_prefix: str) -> None:
     remote = open_endpoint("s3", **s3_server.settings(prefix=s3_prefix, part_size=1))
 
-    with pytest.raises(OSError, match="10001 bytes need more than 10000 parts of 1 bytes .* a larger part size takes it"):
+    with pytest.raises(OSError, match=r"10001 bytes need more than 10000 parts of 1 bytes .* a larger part size takes it"):
         remote.open_partial("a.bin", 0, size=10_001)
 
     assert remote.partial_size("a.bin") == 0
