@@ -252,7 +252,7 @@ class _Run:
         while True:
             try:
                 if size is None or attempt > 1:
-                    size = self.source.stat_source(src).st_size
+                    size = self._size(src)
                 self.tell(FileStarted(task.item_id, size))
                 sent = send_file(
                     src,
@@ -303,6 +303,15 @@ class _Run:
                 if stop.wait(delay):
                     raise Stopped() from exc
                 attempt += 1
+
+    def _size(self, src: str) -> int:
+        """The source file's size now; a remote source that cannot be reached fails this attempt (retryable)."""
+        try:
+            return self.source.stat_source(src).st_size
+        except (FileNotFoundError, NotADirectoryError):
+            raise
+        except OSError as exc:
+            raise source_error(exc, src, self.source.where) from exc
 
     def send_group(self, plans: list[_Plan], records: list[LedgerRecord]) -> None:
         """Send files one after the other in one pool thread; stops early when the run stops. Each file

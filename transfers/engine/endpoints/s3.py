@@ -1033,7 +1033,10 @@ class S3Bucket:
 
     def locate(self, path: str) -> tuple[str, os.stat_result | None]:
         key = clean_server_path(path)
-        return key, self._stat_result(key)
+        try:
+            return key, self._stat_result(key)
+        except OSError:
+            return key, None  # unreachable, refused: the send meets it and says what it is
 
     def open_source(self, located: str) -> S3SourceFile:
         key = clean_server_path(located)
