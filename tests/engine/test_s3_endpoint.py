@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 import xxhash
 
 from tests.engine.test_runner import QUICK_RETRIES, Recorder
-from tests.servers.s3server import S3Server, free_port
+from tests.servers.s3server import S3Server, free_port, rclone_remote
 from transfers.engine import hashing
 from transfers.engine.endpoints import LocalFiles, LocalFolder, S3Bucket, open_endpoint
 from transfers.engine.endpoints.s3 import S3Partial, probe
@@ -290,12 +291,12 @@ def test_a_closed_port_says_the_endpoint_is_unreachable(tmp_path: Path, s3_serve
     assert fetched.error.startswith(f"cannot read 12/f1.exr: S3 endpoint {url} unreachable")
 
 
-def _down(tmp_path: Path, remote: Any) -> FileFinished:
-    """How downloading 12/f1.exr from `remote` ended."""
+def _down(tmp_path: Path, remote: Any, path: str = "12/f1.exr") -> FileFinished:
+    """How downloading `path` from `remote` (into home/dl/f1.exr) ended."""
     (tmp_path / "home").mkdir(exist_ok=True)
     local = LocalFolder(tmp_path / "home" / "dl", allowed_roots=[tmp_path / "home"])
     report = Recorder()
-    run_transfer(remote, local, [Move(1, "12/f1.exr", "f1.exr")], report=report, options=TransferOptions(**QUICK_RETRIES))  # type: ignore[arg-type]
+    run_transfer(remote, local, [Move(1, path, "f1.exr")], report=report, options=TransferOptions(**QUICK_RETRIES))  # type: ignore[arg-type]
     return report.finished()[1]
 
 
@@ -354,3 +355,18 @@ def test_a_file_of_more_parts_than_s3_takes_is_refused_with_the_way_out(s3_serve
         remote.open_partial("a.bin", 0, size=10_001)
 
     assert remote.partial_size("a.bin") == 0
+
+
+def test_rclone_copy_against_the_same_server_meets_what_the_endpoint_reads(
+    tmp_path: Path, s3_server: S3Server, s3_prefix: str
+) -> None:
+    data = os.urandom(PART + 3)
+    (tmp_path / "frame.exr").write_bytes(data)
+    argv, env = rclone_remote(s3_server)
+
+    subprocess.run([*argv, "copy", str(tmp_path / "frame.exr"), f"RVS3:{s3_server.bucket}/{s3_prefix}/12"], env=env, check=True)
+
+    assert s3_server.secret not in " ".join(argv)
+    remote = _bucket(s3_server, s3_prefix)
+    fetched = _down(tmp_path, remote, "12/frame.exr")
+    assert fetched.ok and (tmp_path / "home" / "dl" / "f1.exr").read_bytes() == data
