@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -152,6 +153,7 @@ def shared_server() -> S3Server:
 
         base = Path(tempfile.mkdtemp(prefix="rvweb-s3-"))
         _SHARED = S3Server.start(base / "data")
+        atexit.register(shutil.rmtree, base, ignore_errors=True)  # runs after the stop (last registered, first run)
         atexit.register(_SHARED.stop)
     return _SHARED
 
