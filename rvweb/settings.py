@@ -51,6 +51,8 @@ TRANSMITTER_BATCH = env_int("RVWEB_TRANSMITTER_BATCH", 5_000, minimum=1, maximum
 # Seconds a transmitter may print nothing (it prints each file's progress) before it is taken as hung:
 # stopped, and the files left tried again.
 TRANSMITTER_SILENCE = env_int("RVWEB_TRANSMITTER_SILENCE", 900, minimum=5, maximum=86_400)
+# The bearer token a Prometheus server scrapes GET /metrics with; unset: the endpoint answers 404.
+METRICS_TOKEN = env_str("RVWEB_METRICS_TOKEN", "")
 # MultiFernet keys, newest first: prepend a new key to rotate, keep the old ones until re-encrypted.
 CREDENTIAL_KEYS = env_list(
     "RVWEB_CREDENTIAL_KEYS",

@@ -19,6 +19,7 @@ from django.http import HttpRequest
 
 from transfers import selectors
 from transfers.farm import CONNECTORS, CheckStep, UnsupportedAccount, connector_for
+from transfers.farm.base import StorageInvalid
 from transfers.kinds import options as kind_options
 from transfers.models import FarmAccount, Team, validate_path_map
 from transfers.services import User, _require, audit_record
@@ -30,7 +31,9 @@ _HOST = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$|^\[?[0-9A-Fa-f:.]+\]?$"
 )
 _LINE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,59}$")
-_EDITABLE = ("name", "team", "kind", "access_id", "domain", "platform", "transfer_lines", "path_map", "upload_options")
+_EDITABLE = (
+    "name", "team", "kind", "access_id", "domain", "platform", "transfer_lines", "path_map", "upload_options", "storage",
+)  # fmt: skip
 
 
 class AccountInvalid(ValueError):
@@ -125,12 +128,21 @@ def _cleaned(data: dict[str, Any], account: FarmAccount | None) -> dict[str, Any
                 validate_path_map(value)
             elif field == "upload_options":
                 value = options_checked(value)
+            elif field == "storage":
+                continue  # checked below, by the connector of the account's kind
         except ValidationError as exc:
             errors[field] = " ".join(exc.messages)
         except (ValueError, kind_options.OptionsInvalid) as exc:
             errors[field] = str(exc)
         else:
             cleaned[field] = value
+    kind = cleaned.get("kind", account.kind if account is not None else FarmAccount.Kind.LOCAL)
+    if "storage" in data or account is None or kind != account.kind:
+        given = data.get("storage") or {}  # a kind changed without its settings starts from the new kind's defaults
+        try:
+            cleaned["storage"] = CONNECTORS[kind].storage_checked(given) if kind in CONNECTORS else given
+        except StorageInvalid as exc:
+            errors["storage"] = str(exc)
     name = cleaned.get("name")
     others = FarmAccount.objects.exclude(pk=account.pk) if account is not None else FarmAccount.objects.all()
     if name and others.filter(name=name).exists():

@@ -14,7 +14,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 
-from transfers import dashboard_hub, kiosks, progress, selectors
+from transfers import dashboard_hub, kiosks, metrics, progress, selectors
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -39,9 +39,11 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
         self.group = progress.job_group(job_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
+        metrics.ws_opened("job")
 
     async def disconnect(self, code: int) -> None:
         if self.group:
+            metrics.ws_closed("job")
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
@@ -67,12 +69,16 @@ class _Screen(AsyncJsonWebsocketConsumer):
     channel_layer_alias = progress.DASHBOARD_LAYER
     watching = False
 
+    screen_kind = "dashboard"
+
     async def watch(self, teams: dashboard_hub.Teams) -> None:
         self.watching = True
+        metrics.ws_opened(self.screen_kind)
         await dashboard_hub.hub().join(self, teams)
 
     async def disconnect(self, code: int) -> None:
         if self.watching:
+            metrics.ws_closed(self.screen_kind)
             await dashboard_hub.hub().leave(self)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
@@ -100,6 +106,8 @@ class DashboardConsumer(_Screen):
 
 class KioskConsumer(_Screen):
     """A kiosk screen: accepted, then fed its team's jobs once its first message brings a live token."""
+
+    screen_kind = "kiosk"
 
     kiosk_id: int | None = None
     group: str | None = None

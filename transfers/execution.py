@@ -22,7 +22,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from transfers import kinds, progress
+from transfers import budget, kinds, progress
 from transfers.downloads import DownloadRefused
 from transfers.engine.paths import PathRefused
 from transfers.engine.runner import Control, RunSummary
@@ -176,14 +176,18 @@ def _run(job: TransferJob, lease: Lease) -> None:
     throttle = progress.ProgressThrottle(job.pk, team_id=job.account.team_id)
     sampler = Sampler(job.pk)
     control = Control(options.max_speed)
+    control.bucket = budget.SharedBudgets(control.bucket.rate)  # the studio's shared budgets on top of max_speed
+    budget.refresh_for(job, control.bucket)
     outcome: dict[str, RunSummary | BaseException] = {}
 
     def engine() -> None:
+        run = JobRun(job, recorder, control, options)
         try:
-            outcome["summary"] = _combined(kind.drive(JobRun(job, recorder, control, options), options))
+            outcome["summary"] = _combined(kind.drive(run, options))
         except BaseException as exc:  # noqa: BLE001 - handed to the task's thread below
             outcome["error"] = exc
         finally:
+            run.close()
             db_connection.close()  # the ledger's queries opened one in this thread
 
     thread = threading.Thread(target=engine, name=f"rvweb-job-{job.pk}", daemon=True)
@@ -234,6 +238,7 @@ def _watch(
             if not alive:
                 return  # the engine is done and everything it finished is stored
             _follow_user(job, recorder, control)
+            budget.refresh_for(job, control.bucket)  # a changed budget, or the line's once chosen
             failures = 0
         except DatabaseError:
             failures += 1  # a locked SQLite or a database restart: keep the batch, try again
@@ -342,10 +347,13 @@ def job_discard_partials(*, job_id: int) -> None:
         unfinished = [TransferItem.State.PENDING, TransferItem.State.FAILED]  # a failed file may have left a partial
         rows = job.items.filter(state__in=unfinished).values_list("area", "local", "server")
         downloads_to = {leg.area for leg in kind.legs(run.options) if leg.direction == "download"}
-        for area, local, server in rows.iterator(chunk_size=2000):
-            # A download's partial files are in its local folder; an upload's in the farm's area.
-            where, path = (run.local_folder(), local) if area in downloads_to else (run.area(area), server)
-            if where is None:
-                continue  # the farm's own transport moved it: no partial of rvweb's on the farm
-            with contextlib.suppress(PathRefused, OSError):  # a refused path (its item failed so) has no partial
-                where.discard_partial(path)
+        try:
+            for area, local, server in rows.iterator(chunk_size=2000):
+                # A download's partial files are in its local folder; an upload's in the farm's area.
+                where, path = (run.local_folder(), local) if area in downloads_to else (run.area(area), server)
+                if where is None:
+                    continue  # the farm's own transport moved it: no partial of rvweb's on the farm
+                with contextlib.suppress(PathRefused, OSError):  # a refused path (its item failed so) has no partial
+                    where.discard_partial(path)
+        finally:
+            run.close()

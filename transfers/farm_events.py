@@ -22,12 +22,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 import re
 import secrets
-import stat
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypedDict
 
 from django.contrib.auth.models import User as AuthUser
@@ -37,7 +34,8 @@ from django.db.models import Max
 from django.utils import timezone
 
 from transfers import selectors
-from transfers.engine.paths import PathRefused, clean_server_path, server_target
+from transfers.engine.endpoints import Destination
+from transfers.engine.paths import PathRefused, clean_server_path
 from transfers.farm import UnknownTask, connector_for
 from transfers.farm import status as task_status
 from transfers.models import AuditEvent, FarmAccount, FarmEventToken, FarmFrame, FarmTask
@@ -298,7 +296,10 @@ def _frame_finished(account: FarmAccount, event: dict[str, Any], actor: Actor) -
     if not path.startswith(f"{task.output_folder}/"):
         raise EventInvalid(f"path {raw!r} is not in the output folder of task {task.task_id} ({task.output_folder}/)")
     connector = connector_for(account)
-    frame_check(root=connector.area_root("output"), path=path, size=size)
+    try:
+        frame_check(output=connector.endpoint("output"), path=path, size=size)
+    finally:
+        connector.close()
     frame, created = FarmFrame.objects.get_or_create(task=task, path=path, defaults={"size": size, "finished_at": timezone.now()})
     outcome = "created" if created else "unchanged"
     if not created and (frame.size != size or frame.finished_at is None):
@@ -309,20 +310,18 @@ def _frame_finished(account: FarmAccount, event: dict[str, Any], actor: Actor) -
     return _result("frame_finished", task, outcome)
 
 
-def frame_check(*, root: os.PathLike[str] | str, path: str, size: int) -> None:
-    """The frame is a regular file inside the output area `root`, complete: EventInvalid saying what is wrong."""
+def frame_check(*, output: Destination, path: str, size: int) -> None:
+    """The frame is a regular file of the output area, complete: EventInvalid saying what is wrong."""
     try:
-        target = server_target(Path(root), path)
+        stored = output.stat(path)
     except PathRefused as exc:
         raise EventInvalid(str(exc)) from None
-    try:
-        info = os.stat(target, follow_symlinks=False)
-    except FileNotFoundError:
-        raise EventInvalid(f"frame {path!r} is not in the output area (write it there before announcing it)") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise EventInvalid(f"frame {path!r} is not a regular file")
-    if info.st_size != size:
-        raise EventInvalid(f"frame {path!r} holds {info.st_size} bytes, not the {size} announced (still being written?)")
+    except OSError as exc:  # a remote storage that does not answer: the event can be posted again
+        raise EventInvalid(f"frame {path!r} cannot be checked now ({exc}); post the event again") from None
+    if stored is None:
+        raise EventInvalid(f"frame {path!r} is not in the output area as a regular file (write it there before announcing it)")
+    if stored.size != size:
+        raise EventInvalid(f"frame {path!r} holds {stored.size} bytes, not the {size} announced (still being written?)")
 
 
 _HANDLERS = {

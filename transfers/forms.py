@@ -188,6 +188,39 @@ class AccountEditForm(forms.Form):
         if account is not None and account.kind not in dict(choices):
             choices.append((account.kind, account.get_kind_display()))  # kept as it is; no connector yet
         self.fields["kind"].choices = choices  # type: ignore[attr-defined]
+        self._add_storage_fields(account)
+
+    def _add_storage_fields(self, account: FarmAccount | None) -> None:
+        """One field per storage setting of each registered kind (`storage_<kind>_<setting>`), shown in a
+        fieldset of its kind; only the chosen kind's are saved."""
+        from transfers.farm import CONNECTORS
+
+        stored = (account.storage or {}) if account is not None else {}
+        self.storage_kinds: list[tuple[str, list[str]]] = []
+        for kind, connector in sorted(CONNECTORS.items()):
+            names = []
+            for setting in connector.storage_settings:
+                name = f"storage_{kind}_{setting.name}"
+                field: forms.Field
+                if setting.integer:
+                    field = forms.IntegerField(required=False, min_value=setting.minimum, max_value=setting.maximum)
+                else:
+                    field = forms.CharField(required=False, max_length=4096, strip=True)
+                field.label, field.help_text = setting.label, setting.help
+                if account is not None and account.kind == kind and setting.name in stored:
+                    field.initial = stored[setting.name]
+                elif setting.default not in (None, ""):
+                    field.initial = setting.default
+                self.fields[name] = field
+                names.append(name)
+            if names:
+                self.storage_kinds.append((kind, names))
+
+    def general_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in self.fields if not name.startswith("storage_")]
+
+    def storage_fieldsets(self) -> list[tuple[str, list[forms.BoundField]]]:
+        return [(kind, [self[name] for name in names]) for kind, names in self.storage_kinds]
 
     @staticmethod
     def initial_of(account: FarmAccount) -> dict[str, Any]:
@@ -224,6 +257,10 @@ class AccountEditForm(forms.Form):
         chosen["path_map"] = rules
         given = {key: data[key] for key in _PAGE_OPTIONS if data[key] is not None}
         chosen["upload_options"] = {**self._other_options, **given}  # the ones only the API sets are kept
+        prefix = f"storage_{data['kind']}_"
+        chosen["storage"] = {
+            name[len(prefix) :]: value for name, value in data.items() if name.startswith(prefix) and value not in (None, "")
+        }
         return chosen
 
 

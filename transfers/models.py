@@ -62,6 +62,8 @@ class FarmAccount(models.Model):
     class Kind(models.TextChoices):
         LOCAL = "local", "Local farm (a folder on this machine)"
         FOX = "fox", "Fox Renderfarm / Renderbus"
+        SFTP = "sftp", "SFTP server (a studio's own farm or storage over SSH)"
+        S3 = "s3", "S3-compatible object storage (a bucket and prefix)"
 
     name = models.CharField(max_length=100, unique=True)
     # Manifests and jobs belong to a team through their account (account__team): no second team column.
@@ -77,6 +79,10 @@ class FarmAccount(models.Model):
     transfer_lines = models.JSONField(default=list, blank=True)
     # Defaults for the account's transfers, by the SDK's names: {"max_speed": 2048, "pool_size": 8}; a job's own win.
     upload_options = models.JSONField(default=dict, blank=True)
+    # Where a storage farm's areas live, by its connector's settings (transfers.farm.*.storage_settings):
+    # {"host": "nas", "port": 22, "base_path": "/farm", "host_key": "ssh-ed25519 AAAA..."} for SFTP,
+    # {"endpoint_url": "https://s3.example", "bucket": "frames", "prefix": "studio/"} for S3. Never a secret.
+    storage = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -676,3 +682,44 @@ class Kiosk(models.Model):
 
     def __str__(self) -> str:
         return f"kiosk {self.name} of {self.team}" + (" (revoked)" if self.revoked else "")
+
+
+class BandwidthBudget(models.Model):
+    """A speed limit shared by every job it covers, on every worker (transfers.budget): the whole studio,
+    one farm account, or one transfer line of an account. In KB/s, the SDK's unit for max_speed."""
+
+    class Scope(models.TextChoices):
+        STUDIO = "studio", "The whole studio"
+        ACCOUNT = "account", "A farm account"
+        LINE = "line", "A transfer line of a farm account"
+
+    scope = models.CharField(max_length=10, choices=Scope.choices)
+    account = models.ForeignKey(FarmAccount, null=True, blank=True, on_delete=models.CASCADE, related_name="budgets")
+    line = models.CharField(max_length=60, blank=True)
+    max_speed = models.PositiveIntegerField()  # KB/s
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "account", "line"], name="budget_unique"),
+            models.UniqueConstraint(fields=["scope"], condition=models.Q(scope="studio"), name="budget_one_studio"),
+            models.CheckConstraint(
+                condition=(
+                    models.Q(scope="studio", account__isnull=True, line="")
+                    | models.Q(scope="account", account__isnull=False, line="")
+                    | (models.Q(scope="line", account__isnull=False) & ~models.Q(line=""))
+                ),
+                name="budget_scope_fields",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label}: {self.max_speed} KB/s"
+
+    @property
+    def label(self) -> str:
+        if self.scope == self.Scope.STUDIO:
+            return "the studio"
+        if self.scope == self.Scope.ACCOUNT:
+            return f"account {self.account}"
+        return f"line {self.line} of account {self.account}"

@@ -17,8 +17,8 @@ from django.db import connection as db_connection
 from django.db import transaction
 from django.utils import timezone
 
-from transfers import progress
-from transfers.engine.events import Event, FileFinished
+from transfers import metrics, progress
+from transfers.engine.events import Event, FileFinished, FileRetrying
 from transfers.engine.tracker import Snapshot, Tracker
 from transfers.models import TransferItem, TransferJob
 from transfers.progress import JobFigures
@@ -74,6 +74,7 @@ class Recorder:
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
         self._finished: list[FileFinished] = []
+        self.tally = metrics.Tally()  # failures and retries by class, for the metrics
 
     def add_destination(self, destination: Any) -> None:
         """A destination the engine writes into: synced before its finished files are stored."""
@@ -124,6 +125,8 @@ class Recorder:
                 while len(self._finished) >= _BACKLOG_MAX and not self.stopped.is_set():
                     self._room.wait(0.5)
         else:
+            if isinstance(event, FileRetrying):
+                self.tally.add("retries", event.error_code)
             self.tracker(event)
 
     def snapshot(self) -> tuple[Snapshot, JobFigures]:
@@ -230,6 +233,10 @@ class Recorder:
                     cursor.executemany(_ITEM_UPDATE, rows)
                 if partials:
                     cursor.executemany(_PARTIAL_UPDATE, partials)
+        for event in batch:
+            if not event.ok:
+                self.tally.add("failures", event.error_code)
+        self.tally.flush()
 
 
 def _measured_at(figures: JobFigures) -> datetime | None:

@@ -5,6 +5,7 @@ download's outputs), waiting between polls, and the watcher's notes for the page
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -63,6 +64,15 @@ class JobRun:
         if name not in self._areas:
             self._areas[name] = self.connector.files_here(name)
         return self._areas[name]
+
+    def close(self) -> None:
+        """Release the endpoints the run opened (a remote storage's connections, descriptors)."""
+        for endpoint in [*self._areas.values(), self._local]:
+            if endpoint is not None:
+                with contextlib.suppress(Exception):  # closing never fails a run that has ended
+                    endpoint.close()
+        self._areas, self._local = {}, None
+        self.connector.close()
 
     def local_folder(self) -> LocalFolder:
         """A download's local folder (created under its allowed root on first use)."""

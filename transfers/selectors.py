@@ -27,6 +27,7 @@ from django.db.models import BooleanField, Count, ExpressionWrapper, Q, QuerySet
 
 from transfers.models import (
     AuditEvent,
+    BandwidthBudget,
     FarmAccount,
     FarmFrame,
     FarmTask,
@@ -81,6 +82,19 @@ def accounts_for(user: Any, *, action: Literal["view", "run", "manage"] = "view"
         .order_by("name")
     )
     return _restrict(accounts, user, ROLES_FOR[action], "team")
+
+
+def budgets_for(user: Any) -> QuerySet[BandwidthBudget]:
+    """Bandwidth budgets the user may see: the studio's (it limits every team) and their teams' accounts' ones."""
+    budgets = (
+        BandwidthBudget.objects.select_related("account").defer("account__access_key").order_by("scope", "account__name", "line")
+    )
+    if user is None or not user.is_authenticated or not user.is_active:
+        return budgets.none()
+    if _sees_all(user):
+        return budgets
+    teams = Membership.objects.filter(user=user, role__in=ROLES_FOR["view"]).values("team_id")
+    return budgets.filter(Q(scope=BandwidthBudget.Scope.STUDIO) | Q(account__team__in=teams))
 
 
 def manifests_for(user: Any, *, action: Literal["view", "run", "manage"] = "view") -> QuerySet[Manifest]:

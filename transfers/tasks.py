@@ -11,6 +11,8 @@ message for a job another run is moving.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from typing import Any
@@ -21,7 +23,7 @@ from django.conf import settings
 from django.db import OperationalError, close_old_connections, connection
 from redis.exceptions import RedisError
 
-from transfers import execution, locks, services
+from transfers import execution, locks, services, workers
 from transfers.models import Manifest, ManifestWork, TransferJob
 
 logger = logging.getLogger(__name__)
@@ -189,15 +191,18 @@ def recover_jobs() -> None:
 
 
 class _RecoveryThread(threading.Thread):
-    def __init__(self, every: float) -> None:
+    def __init__(self, every: float, name: str = "") -> None:
         super().__init__(name="rvweb-recovery", daemon=True)
         self.every = every
         self.stopping = threading.Event()
+        self.worker_name = name or f"worker@{socket.gethostname()}:{os.getpid()}"
+        self.started = time.time()
 
     def run(self) -> None:
         recovery, works = _Recovery(), _WorkRecovery()
         first = True
         while not self.stopping.is_set():
+            workers.heartbeat(self.worker_name, self.started)  # never raises: Redis away is logged
             try:
                 close_old_connections()
                 # At start every queued job: this worker may be the first since everything restarted.
@@ -220,7 +225,7 @@ _thread: _RecoveryThread | None = None
 def _start_recovery(sender: Any = None, **kwargs: Any) -> None:
     global _thread
     logger.info("worker ready: recovering jobs now and every %ss", settings.RECOVER_EVERY)
-    _thread = _RecoveryThread(settings.RECOVER_EVERY)
+    _thread = _RecoveryThread(settings.RECOVER_EVERY, name=str(getattr(sender, "hostname", "") or ""))
     _thread.start()
 
 
@@ -228,6 +233,7 @@ def _start_recovery(sender: Any = None, **kwargs: Any) -> None:
 def _stop_recovery(sender: Any = None, **kwargs: Any) -> None:
     if _thread is not None:
         _thread.stopping.set()
+        workers.gone(_thread.worker_name)
 
 
 @shared_task(name="transfers.manifest_work", acks_late=True)

@@ -87,3 +87,40 @@ def test_a_member_sees_the_accounts_but_cannot_edit_them(page: Page):
     response = page.goto(f"/farm/{account.pk}/edit")
     assert response is not None and response.status == 403
     assert not re.search(KEY, page.content())
+
+
+def test_a_lead_adds_an_sftp_account_and_test_connection_pins_its_host_key(page: Page, tmp_path):
+    """The kind's own fieldset (the others hidden), a private key pasted into the one-line key field,
+    and the first Test connection pinning the server's host key, its fingerprint shown."""
+    from tests.servers.sshd import shared_sshd
+
+    server = shared_sshd()
+    base = tmp_path / "nas"
+    base.mkdir()
+    team = Team.objects.create(name=f"Team {uuid.uuid4().hex[:6]}")
+    _log_in(page, _user(team, "lead"))
+    name = f"NAS {uuid.uuid4().hex[:6]}"
+
+    page.get_by_role("link", name="Add a farm account").click()
+    page.get_by_label("Name").fill(name)
+    page.get_by_label("Team").select_option(label=team.name)
+    page.get_by_label("Kind").select_option("sftp")
+    expect(page.locator("#storage-sftp")).to_be_visible()
+    expect(page.locator("#storage-s3")).to_be_hidden()
+    page.get_by_label("Access id").fill(server.username)
+    page.get_by_label("Access key").fill(server.private_key)  # the browser drops its line breaks
+    page.get_by_label("SFTP host").fill(server.host)
+    page.get_by_label("SFTP port").fill(str(server.port))
+    page.get_by_label("Base path").fill(str(base))
+    page.get_by_role("button", name="Save").click()
+
+    expect(page.locator(".message.success")).to_contain_text(f"Farm account {name} saved.")
+    expect(page.get_by_label("Pinned host key")).to_have_value("")
+    page.get_by_role("button", name="Test connection").click()
+
+    result = page.locator("#check-result")
+    expect(result).to_contain_text("Test connection passed")
+    expect(result).to_contain_text(f"{server.fingerprint}, pinned now (first use)")
+    expect(page.get_by_label("Pinned host key")).to_have_value(server.host_key)
+    assert "PRIVATE KEY" not in page.content()
+    assert (base / "input").is_dir() and (base / "output").is_dir()

@@ -1,4 +1,4 @@
-"""Fixtures for the transports: the fake transmitter on PATH with a fake farm storage; a real S3 server."""
+"""Fixtures for the transports: the fake transmitter on PATH with a fake farm storage; the tests' own sshd; a real S3 server."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from tests.fake_transmitter import FAKE_DIR, FakeFox
 from tests.servers.s3server import S3Server, fresh_prefix, shared_server
+from tests.servers.sshd import Sshd, shared_sshd
 
 
 @pytest.fixture
@@ -29,6 +30,20 @@ def fake_transmitter(fake_transmitter_dir: Path, tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("FAKE_XMIT_LOG", str(log))
     monkeypatch.setenv("FAKE_XMIT_MODE", "ok")
     yield FakeFox(storage, log)
+
+
+@pytest.fixture(scope="session")
+def sshd() -> Sshd:
+    """A real OpenSSH sshd on 127.0.0.1 (one per session; tests.servers.sshd)."""
+    return shared_sshd()
+
+
+@pytest.fixture
+def sftp_root(tmp_path: Path) -> Path:
+    """A fresh folder for an SFTP endpoint's root: on the server, which is this machine."""
+    root = tmp_path / "remote"
+    root.mkdir()
+    return root
 
 
 @pytest.fixture(scope="session")

@@ -21,8 +21,9 @@ import xxhash
 
 from tests.engine.memory_endpoint import MemoryEndpoint
 from tests.servers.s3server import fresh_prefix, shared_server
+from tests.servers.sshd import shared_sshd
 from transfers.engine import hashing
-from transfers.engine.endpoints import TRANSPORTS, Endpoint, PartialBusy, StoredFile, VerifyFailed, open_endpoint
+from transfers.engine.endpoints import TRANSPORTS, Endpoint, PartialBusy, SftpFolder, StoredFile, VerifyFailed, open_endpoint
 from transfers.engine.paths import PathRefused
 
 
@@ -44,8 +45,25 @@ def _local_plant(endpoint: Endpoint, name: str, outside: Path) -> None:
     native.parent.symlink_to(outside, target_is_directory=True)
 
 
+def _sftp(tmp: Path) -> Endpoint:
+    """An SFTP folder on the tests' own sshd (tests.servers.sshd), in a fresh folder of this machine."""
+    root = tmp / "sftp-area"
+    root.mkdir()
+    return open_endpoint("sftp", **shared_sshd().endpoint_settings(root=str(root), label="the area"))
+
+
+def _sftp_plant(endpoint: Endpoint, name: str, outside: Path) -> None:
+    """The server is this machine: the link is planted in the remote root through its local path."""
+    assert isinstance(endpoint, SftpFolder)
+    folder = Path(endpoint.root) / name
+    if folder.exists():
+        folder.rename(folder.with_name(f"{name}.old"))
+    folder.symlink_to(outside, target_is_directory=True)
+
+
 HARNESSES: dict[str, Harness] = {
     "local": Harness(make=lambda tmp: open_endpoint("local", root=tmp / "area", label="the area"), plant=_local_plant),
+    "sftp": Harness(make=_sftp, plant=_sftp_plant),
     "memory (test double, no descriptors)": Harness(make=lambda tmp: MemoryEndpoint()),
     # a real `rclone serve s3`, a fresh prefix of its bucket per test; S3 has no links to plant
     "s3": Harness(make=lambda tmp: open_endpoint("s3", **shared_server().settings(prefix=fresh_prefix()))),

@@ -30,12 +30,17 @@ class FarmAccountSerializer(serializers.ModelSerializer):
     transfer_lines = serializers.JSONField(required=False, help_text='[{"name": "main", "host": "10.0.0.5", "port": 7300}]')
     path_map = serializers.JSONField(required=False, help_text='{"D:/": "/mnt/studio/D/"}: longest prefix wins')
     upload_options = serializers.JSONField(required=False, help_text='default options by the SDK\'s names: {"max_speed": 2048}')
+    storage = serializers.JSONField(
+        required=False,
+        help_text='where a storage farm\'s areas live: sftp {"host", "port", "base_path", "host_key"}, '
+        's3 {"endpoint_url", "bucket", "prefix", "region"}; never a secret (that is the access key)',
+    )
 
     class Meta:
         model = FarmAccount
         fields = [
             "id", "name", "team", "kind", "access_id", "access_key", "clear_access_key", "has_access_key", "domain",
-            "platform", "transfer_lines", "path_map", "upload_options", "created_at",
+            "platform", "transfer_lines", "path_map", "upload_options", "storage", "created_at",
         ]  # fmt: skip
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -5,6 +5,7 @@ from rest_framework.routers import DefaultRouter
 
 from transfers.api import farm, notifications, transfer_tasks
 from transfers.api.audit import AuditViewSet
+from transfers.api.budgets import BudgetViewSet
 from transfers.api.groups import JobGroupViewSet
 from transfers.api.kiosks import KioskViewSet
 from transfers.api.teams import TeamViewSet
@@ -19,6 +20,7 @@ router.register("groups", JobGroupViewSet, basename="group")
 router.register("teams", TeamViewSet, basename="team")
 router.register("audit", AuditViewSet, basename="audit")
 router.register("kiosks", KioskViewSet, basename="kiosk")
+router.register("budgets", BudgetViewSet, basename="budget")
 
 urlpatterns = [
     *router.urls,

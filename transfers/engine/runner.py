@@ -252,7 +252,7 @@ class _Run:
         while True:
             try:
                 if size is None or attempt > 1:
-                    size = self._size(src)
+                    size = self._size_of(src)
                 self.tell(FileStarted(task.item_id, size))
                 sent = send_file(
                     src,
@@ -304,8 +304,8 @@ class _Run:
                     raise Stopped() from exc
                 attempt += 1
 
-    def _size(self, src: str) -> int:
-        """The source file's size now; a remote source that cannot be reached fails this attempt (retryable)."""
+    def _size_of(self, src: str) -> int:
+        """The source's size now; a remote source's lost connection is a retryable read error."""
         try:
             return self.source.stat_source(src).st_size
         except (FileNotFoundError, NotADirectoryError):

@@ -287,7 +287,10 @@ def send_file(
             dest, checksum, resumed = _send_ranges(job, part_size or options.range_size)
         else:
             dest, checksum, resumed = _send_stream(job)
-        written = _stamp(dest)  # after this, any write to the partial moves its ctime
+        try:
+            written = _stamp(dest)  # after this, any write to the partial moves its ctime
+        except OSError as exc:  # a remote handle asks its server
+            raise dest_error(exc, server, job.where) from exc
         if _changed(source, src, file, before):
             storage.discard_partial(server)
             changed = "local file changed" if source.where is None else f"file on {source.where} changed"
@@ -307,9 +310,13 @@ def send_file(
 
 
 def _stamp(dest: PartialFile) -> Stamp | None:
-    """The partial's stamp when it has a descriptor (finalize then skips its re-hash if nothing moved)."""
+    """The partial's stamp (finalize then skips its re-hash if nothing moved): from its descriptor, or
+    from the handle's own `stamp()` when a remote transport's handle offers one (SFTP)."""
     fd = descriptor(dest)
-    return stamp(os.fstat(fd)) if fd is not None else None
+    if fd is not None:
+        return stamp(os.fstat(fd))
+    remote = getattr(dest, "stamp", None)
+    return remote() if callable(remote) else None
 
 
 def _changed(source: Source, src: SourcePath, file: SourceFile, before: os.stat_result) -> bool:
@@ -337,9 +344,12 @@ def _open_dest(f: _File, offset: int, size: int | None = None) -> PartialFile:
 def _send_stream(f: _File) -> tuple[PartialFile, str, int]:
     storage, server, on_bytes = f.storage, f.server, f.on_bytes
     size = f.info.st_size
-    offset = storage.partial_size(server)
-    if offset and (offset > size or storage.read_marker(server) is not None):
-        offset = 0  # a partial from another shape of send: start over
+    try:  # a remote destination may have lost its connection since the last file: a retryable error
+        offset = storage.partial_size(server)
+        if offset and (offset > size or storage.read_marker(server) is not None):
+            offset = 0  # a partial from another shape of send: start over
+    except OSError as exc:
+        raise dest_error(exc, server, f.where) from exc
     dest = _open_dest(f, offset)  # locked, cut to `offset`
     try:
         digest, arrived = xxhash.xxh3_128(), xxhash.xxh3_128()
@@ -375,7 +385,10 @@ def _send_ranges(f: _File, range_size: int) -> tuple[PartialFile, str, int]:
     identity = {"size": size, "mtime_ns": info.st_mtime_ns, "range_size": range_size}
     dest = _open_dest(f, 0, size=size)
     try:
-        done = _verified_ranges(f, starts, identity)
+        try:
+            done = _verified_ranges(f, starts, identity)
+        except OSError as exc:  # a remote destination's dropped connection: retryable
+            raise dest_error(exc, f.server, f.where) from exc
         if not done:
             _write_marker(f, {**identity, "done": {}})  # replaces a stale one
         resumed = sum(min(range_size, size - starts[i]) for i in done)

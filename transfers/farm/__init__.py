@@ -22,6 +22,8 @@ from transfers.farm.base import (
 )
 from transfers.farm.fox import FoxFarm
 from transfers.farm.local import LocalFarm
+from transfers.farm.s3 import S3Farm
+from transfers.farm.sftp import SftpFarm
 
 if TYPE_CHECKING:
     from transfers.models import FarmAccount
@@ -45,6 +47,8 @@ __all__ = [
 CONNECTORS: dict[str, type[FarmConnector]] = {
     LocalFarm.kind: LocalFarm,
     FoxFarm.kind: FoxFarm,
+    SftpFarm.kind: SftpFarm,
+    S3Farm.kind: S3Farm,
 }
 
 

@@ -43,6 +43,29 @@ class TransportUnavailable(RuntimeError):
     the message says why, for people; the job ends with it instead of an internal error."""
 
 
+@dataclass(frozen=True)
+class StorageSetting:
+    """One setting a storage farm reads from the account's `storage` (never a secret: those are the key)."""
+
+    name: str
+    label: str
+    help: str = ""
+    required: bool = False
+    integer: bool = False
+    default: Any = None
+    maximum: int = 65535  # for an integer
+    minimum: int = 1
+
+
+class StorageInvalid(ValueError):
+    """A storage setting that is wrong: (setting, message)."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(f"{setting}: {message}")
+        self.setting = setting
+        self.message = message
+
+
 class UnknownTask(LookupError):
     """The farm has no task with this id on this account (never an endless wait, §8 #8)."""
 
@@ -164,12 +187,60 @@ class FarmConnector:
 
     kind: ClassVar[str]
     takes_events: ClassVar[bool] = False  # whether its tasks are moved by farm events (transfers.farm_events)
+    storage_settings: ClassVar[tuple[StorageSetting, ...]] = ()  # what it reads from the account's `storage`
 
     def __init__(self, account: FarmAccount) -> None:
         self.account = account
 
+    # --- settings -----------------------------------------------------------------------------------
+
+    @classmethod
+    def storage_checked(cls, raw: Any) -> dict[str, Any]:
+        """The account's storage settings for this kind, checked (StorageInvalid names the first wrong one);
+        a setting it does not take is refused, a missing optional one takes its default."""
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise StorageInvalid("storage", 'an object of settings, e.g. {"host": "nas", "port": 22}')
+        known = {setting.name for setting in cls.storage_settings}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            takes = f"it takes {', '.join(sorted(known))}" if known else "it takes none"
+            raise StorageInvalid(unknown[0], f"not a storage setting of a {cls.kind} account ({takes})")
+        checked: dict[str, Any] = {}
+        for setting in cls.storage_settings:
+            value = raw.get(setting.name)
+            if value in (None, ""):
+                if setting.required:
+                    raise StorageInvalid(setting.name, f"give the {setting.label}")
+                if setting.default is not None:
+                    checked[setting.name] = setting.default
+                continue
+            if setting.integer:
+                if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).strip().isdigit():
+                    raise StorageInvalid(setting.name, "a whole number")
+                value = int(value)
+                if not setting.minimum <= value <= setting.maximum:
+                    raise StorageInvalid(setting.name, f"from {setting.minimum} to {setting.maximum}")
+            else:
+                if not isinstance(value, str):
+                    raise StorageInvalid(setting.name, "a text")
+                value = value.strip()
+                if len(value) > 4096 or "\x00" in value:
+                    raise StorageInvalid(setting.name, "at most 4096 characters, no NUL")
+            checked[setting.name] = value
+        return cls.storage_more_checks(checked)
+
+    @classmethod
+    def storage_more_checks(cls, checked: dict[str, Any]) -> dict[str, Any]:
+        """A kind's own checks of its settings (a host name, an absolute path, a URL)."""
+        return checked
+
     def check_options(self, options: Transfer) -> None:
         """Refuse (OptionsInvalid, naming the option) what this farm cannot run, before a job is recorded."""
+
+    def close(self) -> None:
+        """Release what the connector opened (a remote storage's connections); it opens them again when used."""
 
     def ensure(self) -> FarmConnector:
         """Make sure the account's storage areas exist (a no-op where the farm owns them)."""

@@ -1,8 +1,8 @@
-"""A simulated render on a local farm account: a task (or a parent with child tasks, one per layer) whose
+"""A simulated render on a storage farm account (local, SFTP, S3): a task (or a parent with child tasks, one per layer) whose
 frames appear in the output area over time, each posted as a farm event, as a real render manager would.
 
-Every frame is written under a partial name (`.<name>.rvpart`, which listings and downloads skip) and
-renamed into place once complete and flushed: a final name never holds a half-written frame.
+Every frame is written through the output area's endpoint under its partial name (which listings and
+downloads skip) and committed once complete: a final name never holds a half-written frame.
 """
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
-from transfers.engine.paths import PARTIAL_SUFFIX
+import xxhash
+
+from transfers.engine import hashing
+from transfers.engine.endpoints import Destination
 from transfers.farm import connector_for
 from transfers.farm import status as task_status
 from transfers.farm_events import Actor, farm_event_record
@@ -56,18 +58,15 @@ def render_start(
     return RenderPlan(account_id=account.pk, task_id=top["task_id"], frames=frames, interval=interval)
 
 
-def frame_write(target: Path, data: bytes, *, chunk: int = _CHUNK, pause: Callable[[], None] | None = None) -> None:
-    """Write a frame as a renderer would, in pieces, under a partial name; rename it into place when whole."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}{PARTIAL_SUFFIX}")
-    with open(partial, "wb") as handle:
+def frame_write(output: Destination, path: str, data: bytes, *, chunk: int, pause: Callable[[], None] | None = None) -> None:
+    """Write a frame into the output area as a renderer would, in pieces, under the area's partial name;
+    it appears at its final name only when whole (the endpoint's verified commit), whatever the storage."""
+    with output.open_partial(path, 0) as handle:
         for start in range(0, len(data), chunk):
-            handle.write(data[start : start + chunk])
-            handle.flush()
+            handle.write_at(data[start : start + chunk], start)
             if pause is not None:
                 pause()
-        os.fsync(handle.fileno())
-    os.replace(partial, target)
+        output.finalize(path, size=len(data), checksum=hashing.plain(xxhash.xxh3_128(data).hexdigest()), handle=handle)
 
 
 def _stopped(top: FarmTask) -> int | None:
@@ -92,9 +91,18 @@ def render_run(plan: RenderPlan, *, actor: Actor, sleep: Callable[[float], None]
     posted, and its layers end with its status). Returns the frames written."""
     account = FarmAccount.objects.defer("access_key").get(pk=plan.account_id)
     top = FarmTask.objects.get(account=account, task_id=plan.task_id)
+    connector = connector_for(account).ensure()
+    try:
+        return _render(plan, account, connector.endpoint("output"), top, actor=actor, sleep=sleep)
+    finally:
+        connector.close()
+
+
+def _render(
+    plan: RenderPlan, account: FarmAccount, output: Destination, top: FarmTask, *, actor: Actor, sleep: Callable[[float], None]
+) -> int:
     leaves = list(top.children.order_by("task_id")) or [top]
     tasks = leaves if leaves == [top] else [*leaves, top]
-    output = connector_for(account).ensure().area_root("output")
     for task in tasks:
         farm_event_record(account=account, event={"type": "task_status", "task_id": task.task_id, "status": 5}, actor=actor)
     written = 0
@@ -107,7 +115,7 @@ def render_run(plan: RenderPlan, *, actor: Actor, sleep: Callable[[float], None]
             return written
         for task in leaves:
             path = f"{task.output_folder}/{task.scene}.{number:04d}.exr"
-            frame_write(output / path, os.urandom(plan.frame_size), chunk=_CHUNK, pause=lambda: sleep(pause))
+            frame_write(output, path, os.urandom(plan.frame_size), chunk=_CHUNK, pause=lambda: sleep(pause))
             event = {"type": "frame_finished", "task_id": task.task_id, "path": path, "size": plan.frame_size}
             farm_event_record(account=account, event=event, actor=actor)
             written += 1

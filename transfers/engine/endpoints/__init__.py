@@ -14,6 +14,7 @@ from transfers.engine.endpoints.base import Destination, Endpoint, PartialBusy, 
 from transfers.engine.endpoints.files import LocalFiles, PathSource
 from transfers.engine.endpoints.local import LocalFolder, LocalStorage
 from transfers.engine.endpoints.s3 import S3Bucket
+from transfers.engine.endpoints.sftp import SftpFolder
 
 __all__ = [
     "TRANSPORTS",
@@ -25,6 +26,7 @@ __all__ = [
     "PartialBusy",
     "PathSource",
     "S3Bucket",
+    "SftpFolder",
     "Source",
     "Stamp",
     "StoredFile",
@@ -36,6 +38,7 @@ __all__ = [
 # transport name -> factory of an endpoint (its keyword arguments are the transport's own settings)
 TRANSPORTS: dict[str, Callable[..., Endpoint]] = {
     "local": LocalFolder,  # root, label, where, allowed_roots
+    "sftp": SftpFolder,  # host, port, username, root, password | private_key, host_key, label, where, tuning
     "s3": S3Bucket,  # endpoint_url, bucket, prefix, access_key_id, secret_access_key, region, label, where, tuning
 }
 

@@ -13,7 +13,10 @@ gives them; names holding `.rvpart` are refused, they are the endpoint's own):
 * writing and reading back go through the PartialFile it returns (`write_at`, `read_at`: bytes at
   positions); `partial_digest` hashes a range of it (to trust a range an earlier attempt finished).
 * `finalize` (the commit): verify size and checksum of what arrived, then rename it into place.
-  Nothing ever appears at the final name before that.
+  Nothing ever appears at the final name before that. `verified` is the partial's stamp taken just
+  after the writer read every byte back: its descriptor's, or what the handle's optional `stamp()`
+  gives (a remote transport's, e.g. SFTP's: its size, mtime, the handle and its write count); the
+  same stamp at finalize skips the re-read.
 * `discard_partial`, `remove`, `stat`, `has`, `names`, `list`, `free_space`, `sync`.
 * `read_marker` / `write_marker`: what a parallel-range send records beside its partial (for resume).
 * `native_path`: where the final file lies on this machine's disk, or None for a remote transport;

@@ -1,0 +1,85 @@
+"""The workers that are alive: each announces itself in Redis when it is ready and again every recovery
+round (its roots, the transports it can run, its load), under a key that lapses when the heartbeats stop.
+
+Read by the metrics (heartbeats) and by whoever needs to know which workers see which files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+from django.conf import settings
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+
+def _lapse() -> int:
+    """A worker is gone when it missed three recovery rounds (never less than 30 s)."""
+    return max(30, 3 * int(settings.RECOVER_EVERY))
+
+
+def _key(name: str) -> str:
+    return f"{settings.KEY_PREFIX}:worker:{name}"
+
+
+def _transports() -> list[str]:
+    from transfers.engine.endpoints import TRANSPORTS
+    from transfers.transmitter_install import installed
+
+    found = sorted(TRANSPORTS)
+    if installed() is not None:
+        found.append("transmitter")
+    return found
+
+
+def describe(name: str, started: float) -> dict[str, Any]:
+    return {
+        "hostname": name,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "roots": [str(root) for root in settings.ALLOWED_LOCAL_ROOTS],
+        "transports": _transports(),
+        "load": os.getloadavg()[0],
+        "started": started,
+        "beat": time.time(),
+    }
+
+
+def heartbeat(name: str, started: float) -> None:
+    """Announce this worker (again); a Redis away is logged, never raised (the next round tries again)."""
+    from transfers.locks import _client
+
+    try:
+        _client(settings.REDIS_URL).set(_key(name), json.dumps(describe(name, started)), ex=_lapse())
+    except (RedisError, OSError) as exc:
+        logger.warning("worker heartbeat not written (%s); trying again next round", type(exc).__name__)
+
+
+def gone(name: str) -> None:
+    from transfers.locks import _client
+
+    with contextlib.suppress(RedisError, OSError):
+        _client(settings.REDIS_URL).delete(_key(name))
+
+
+def live() -> list[dict[str, Any]]:
+    """The workers whose heartbeat has not lapsed, by name. Raises RedisError when Redis does not answer."""
+    from transfers.locks import _client
+
+    client = _client(settings.REDIS_URL)
+    keys = sorted(client.scan_iter(match=_key("*"), count=500))
+    found = []
+    for raw in client.mget(keys) if keys else []:
+        if raw:
+            try:
+                found.append(json.loads(raw))
+            except ValueError:
+                continue
+    return sorted(found, key=lambda worker: str(worker.get("hostname")))
