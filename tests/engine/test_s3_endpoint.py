@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import xxhash
+from botocore.exceptions import EndpointConnectionError
 
 from tests.engine.test_runner import QUICK_RETRIES, Recorder
 from tests.servers.s3server import S3Server, free_port, rclone_remote
@@ -370,3 +371,43 @@ def test_rclone_copy_against_the_same_server_meets_what_the_endpoint_reads(
     remote = _bucket(s3_server, s3_prefix)
     fetched = _down(tmp_path, remote, "12/frame.exr")
     assert fetched.ok and (tmp_path / "home" / "dl" / "f1.exr").read_bytes() == data
+
+
+def test_a_connection_lost_mid_upload_is_a_retryable_write_error_and_the_next_attempt_resumes(
+    tmp_path: Path, s3_server: S3Server, s3_prefix: str
+) -> None:
+    data = os.urandom(4 * PART)
+    remote = _bucket(s3_server, s3_prefix)
+    sent: list[int] = []
+
+    gone: list[str] = []
+
+    def cut(params: dict[str, Any], **_: Any) -> None:
+        sent.append(params["PartNumber"])
+        if len(sent) == 3:  # the third part and the record written as the handle closes: the endpoint is gone
+            gone.append("part")
+            raise EndpointConnectionError(endpoint_url=s3_server.endpoint_url)
+
+    def cut_record(params: dict[str, Any], **_: Any) -> None:
+        if gone == ["part"]:
+            gone.append("record")
+            raise EndpointConnectionError(endpoint_url=s3_server.endpoint_url)
+
+    remote.client().meta.events.register("before-parameter-build.s3.UploadPart", cut)
+    remote.client().meta.events.register("before-parameter-build.s3.PutObject", cut_record)
+    report = Recorder()
+
+    summary = _up(
+        tmp_path,
+        remote,
+        _studio(tmp_path, {1: data}),
+        report,
+        send=SendOptions(chunk=256 * KIB, ranges_in_parallel=1),
+        **QUICK_RETRIES,
+    )
+
+    assert [e.error for e in report.of(FileRetrying)] == [
+        f"cannot write 7/s1.exr: S3 endpoint {s3_server.endpoint_url} unreachable (part 3 of 7/s1.exr)"
+    ]
+    assert (summary.files_ok, report.finished()[1].resumed, sent, gone) == (1, 2 * PART, [1, 2, 3, 3, 4], ["part", "record"])
+    assert (s3_server.root / s3_server.bucket / s3_prefix / "7" / "s1.exr").read_bytes() == data

@@ -475,7 +475,10 @@ class S3Partial:
                     self.state["length"] = self.length
                     worth = bool(self.state["parts"] or tail or self.state.get("upload_id") or self.state.get("marker"))
                 if worth:
-                    self.save(tail[1] if tail else None)
+                    try:
+                        self.save(tail[1] if tail else None)
+                    except OSError as exc:  # close() runs in `finally`: it must not hide why the send ended
+                        logger.warning("%s: the record of its unfinished upload was not kept: %s", self.path, exc)
         finally:
             self.buffers.clear()
             self.readback.clear()
