@@ -411,3 +411,32 @@ def test_a_connection_lost_mid_upload_is_a_retryable_write_error_and_the_next_at
     ]
     assert (summary.files_ok, report.finished()[1].resumed, sent, gone) == (1, 2 * PART, [1, 2, 3, 3, 4], ["part", "record"])
     assert (s3_server.root / s3_server.bucket / s3_prefix / "7" / "s1.exr").read_bytes() == data
+
+
+def test_a_download_whose_source_cannot_be_asked_at_its_end_is_retried(
+    tmp_path: Path, s3_server: S3Server, s3_prefix: str
+) -> None:
+    remote = _bucket(s3_server, s3_prefix, where="the farm bucket")
+    remote.client().put_object(Bucket=s3_server.bucket, Key=f"{s3_prefix}/12/f1.exr", Body=b"frame" * 1000)
+    heads: list[int] = []
+
+    def drop_the_third(**_: Any) -> None:
+        heads.append(1)
+        if len(heads) == 3:  # locate, open, then the check that the file did not change while read
+            raise EndpointConnectionError(endpoint_url=s3_server.endpoint_url)
+
+    remote.client().meta.events.register("before-parameter-build.s3.HeadObject", drop_the_third)
+    report = Recorder()
+    (tmp_path / "home").mkdir(exist_ok=True)
+    local = LocalFolder(tmp_path / "home" / "dl", allowed_roots=[tmp_path / "home"])
+
+    run_transfer(
+        remote,
+        local,
+        [Move(1, "12/f1.exr", "f1.exr")],
+        report=report,
+        options=TransferOptions(backoff_base=0.001, backoff_cap=0.01),
+    )
+
+    assert [e.error_code for e in report.of(FileRetrying)] == ["read_error"]
+    assert (report.finished()[1].ok, (tmp_path / "home" / "dl" / "f1.exr").read_bytes()) == (True, b"frame" * 1000)

@@ -321,7 +321,10 @@ def _stamp(dest: PartialFile) -> Stamp | None:
 
 def _changed(source: Source, src: SourcePath, file: SourceFile, before: os.stat_result) -> bool:
     """Written to while we read it (size, mtime), or replaced at its path (a save by rename)."""
-    after = file.now()
+    try:
+        after = file.now()
+    except OSError as exc:  # a remote source asks its server: a lost connection fails this attempt, retryably
+        raise source_error(exc, src, source.where) from exc
     try:
         now = source.stat_source(str(src))
     except OSError:
