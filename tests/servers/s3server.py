@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -88,7 +89,22 @@ class S3Server:
                 process.wait(10)
 
     def new_bucket(self, name: str) -> str:
-        (self.root / name).mkdir(parents=True, exist_ok=True)
+        """A bucket made through the API (a folder made behind the server's back may stay unseen for minutes)."""
+        import boto3
+        from botocore.config import Config
+
+        client = boto3.session.Session().client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.key,
+            aws_secret_access_key=self.secret,
+            region_name="us-east-1",
+            config=Config(s3={"addressing_style": "path"}),
+        )
+        try:
+            client.create_bucket(Bucket=name)
+        finally:
+            client.close()
         return name
 
     def settings(self, *, bucket: str | None = None, prefix: str = "", **more: object) -> dict[str, object]:
@@ -137,6 +153,7 @@ def shared_server() -> S3Server:
 
         base = Path(tempfile.mkdtemp(prefix="rvweb-s3-"))
         _SHARED = S3Server.start(base / "data")
+        atexit.register(shutil.rmtree, base, ignore_errors=True)  # runs after the stop (last registered, first run)
         atexit.register(_SHARED.stop)
     return _SHARED
 

@@ -321,7 +321,10 @@ def _stamp(dest: PartialFile) -> Stamp | None:
 
 def _changed(source: Source, src: SourcePath, file: SourceFile, before: os.stat_result) -> bool:
     """Written to while we read it (size, mtime), or replaced at its path (a save by rename)."""
-    after = file.now()
+    try:
+        after = file.now()
+    except OSError as exc:  # a remote source asks its server: a lost connection fails this attempt, retryably
+        raise source_error(exc, src, source.where) from exc
     try:
         now = source.stat_source(str(src))
     except OSError:
@@ -418,12 +421,28 @@ def _verified_ranges(f: _File, starts: list[int], identity: dict[str, int]) -> d
     if not isinstance(recorded, dict) or {k: recorded.get(k) for k in identity} != identity:
         return {}
     size, range_size = identity["size"], identity["range_size"]
+    # A store that keeps digests of its parts, not readable bytes (S3): each is also checked against the
+    # source's bytes now, which the record's size and mtime alone cannot vouch for.
+    rehash = getattr(f.storage, "part_size", None) is not None
     done = {}
     for index, hexdigest in (recorded.get("done") or {}).items():
         start = starts[int(index)]
-        if f.storage.partial_digest(f.server, start, min(range_size, size - start)).hex() == hexdigest:
-            done[int(index)] = hexdigest
+        length = min(range_size, size - start)
+        if f.storage.partial_digest(f.server, start, length).hex() != hexdigest:
+            continue
+        if rehash and _source_digest(f, start, length) != hexdigest:
+            continue
+        done[int(index)] = hexdigest
     return done
+
+
+def _source_digest(f: _File, start: int, length: int) -> str:
+    digest = xxhash.xxh3_128()
+    try:
+        feed(digest, f.file, start, length)
+    except OSError as exc:
+        raise source_error(exc, f.src, f.source.where) from exc
+    return digest.hexdigest()
 
 
 def _copy_ranges(

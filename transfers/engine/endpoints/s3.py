@@ -23,6 +23,10 @@ endpoint with a `part_size` in ranges of exactly that size, one part per range):
   rvweb's checksum as the object's metadata `x-amz-meta-rvweb-xxh3`. A file of one part or less is one
   PutObject (`ContentMD5`, metadata). Nothing is at the final key before that.
 
+One writer per key within a process (PartialBusy); S3 has no lock to keep two machines apart on one
+key, which the runner's job locks do. An upload abandoned without its record (`.rvpart` lost) stays
+unfinished on the server until a discard of its key aborts it, or the bucket's lifecycle rule does.
+
 Downloads read with ranged GETs, a stream per reader position (ranges read in parallel each get
 their own), and `now()` is a HeadObject whose ETag stands for the inode: a rewrite shows.
 
@@ -62,6 +66,7 @@ __all__ = ["UNLIMITED", "ProbeStep", "S3Bucket", "S3Partial", "S3SourceFile", "p
 logger = logging.getLogger(__name__)
 
 MIB = 1 << 20
+MAX_PARTS = 10_000  # of one multipart upload (S3's limit)
 UNLIMITED = 1 << 60  # free_space of a bucket: S3 has no such limit to tell
 META_KEY = "rvweb-xxh3"  # x-amz-meta-rvweb-xxh3: rvweb's checksum of the object
 _COPY_LIMIT = 5 << 30  # the largest object CopyObject (the metadata's second step of a multipart) takes
@@ -275,8 +280,8 @@ class S3Partial:
                 at = position + offset
                 index, inner = divmod(at, size)
                 count = min(size - inner, whole - offset)
-                if str(index + 1) in self.state["parts"]:
-                    raise OSError(errno.EIO, f"{self.path}: part {index + 1} was uploaded already")
+                if self.state["parts"].pop(str(index + 1), None) is not None:
+                    self.running = None  # a finished part written again (not trusted on resume): it is sent again
                 buffer = self.buffers.get(index)
                 if buffer is None:
                     buffer = self.buffers[index] = _Buffer(bytearray(self._buffer_size(index)), [])
@@ -313,6 +318,14 @@ class S3Partial:
                 ContentMD5=base64.b64encode(md5.digest()).decode(),
             )
         except _client_errors() as exc:
+            code, status = _code(exc)
+            if code == "NotImplemented" or status == 501:
+                self._start_over(upload_id)
+                raise OSError(
+                    errno.EIO,
+                    f"S3 endpoint {bucket.endpoint_url} cannot take part {number} of {self.path} again"
+                    " in an unfinished upload: the file starts over",
+                ) from exc
             raise bucket.failure(exc, f"part {number} of {self.path}") from exc
         etag = str(reply.get("ETag", "")).strip('"')
         if _MD5.match(etag) and etag != md5.hexdigest():
@@ -330,6 +343,17 @@ class S3Partial:
             marked = bool(self.state.get("marker"))
         if not marked:
             self.save()  # with a range marker, its write right after this part's range records the part too
+
+    def _start_over(self, upload_id: str) -> None:
+        """Forget the upload (some servers, rclone's, cannot replace a part they streamed on): the next attempt begins anew."""
+        with self.lock:
+            self.state.update(upload_id=None, parts={}, marker=None)
+            self.running = None
+        with self.bucket._lock:
+            self.bucket._markers.pop(self.path, None)
+        self.save()
+        with contextlib.suppress(OSError):
+            self.bucket._abort(self.path, upload_id)
 
     def _upload_id(self) -> str:
         with self.lock:
@@ -444,13 +468,17 @@ class S3Partial:
             self.closed = True
         try:
             if not self.done:
-                tail = self.tail()
+                # a sized partial of several parts redoes an unfinished range whole: its piece is not kept
+                tail = self.tail() if not (self.sized and self.multipart()) else None
                 with self.lock:
                     self.state["tail"] = [tail[0], len(tail[1])] if tail else None
                     self.state["length"] = self.length
                     worth = bool(self.state["parts"] or tail or self.state.get("upload_id") or self.state.get("marker"))
                 if worth:
-                    self.save(tail[1] if tail else None)
+                    try:
+                        self.save(tail[1] if tail else None)
+                    except OSError as exc:  # close() runs in `finally`: it must not hide why the send ended
+                        logger.warning("%s: the record of its unfinished upload was not kept: %s", self.path, exc)
         finally:
             self.buffers.clear()
             self.readback.clear()
@@ -753,6 +781,12 @@ class S3Bucket:
                 raise PartialBusy(errno.EBUSY, f"{path} is being written by another transfer")
             self._writers[key] = handle = S3Partial(self, key, {"parts": {}}, 0, size is not None)
         try:
+            if size is not None and size > MAX_PARTS * self.part_size:
+                raise OSError(
+                    errno.EFBIG,
+                    f"{path}: {size} bytes need more than {MAX_PARTS} parts of {self.part_size} bytes (S3's limit);"
+                    " a larger part size takes it",
+                )
             state = self._state(key)
             self._confirm(key, state)
             tail = state.pop("tail", None)
@@ -1002,7 +1036,10 @@ class S3Bucket:
 
     def locate(self, path: str) -> tuple[str, os.stat_result | None]:
         key = clean_server_path(path)
-        return key, self._stat_result(key)
+        try:
+            return key, self._stat_result(key)
+        except OSError:
+            return key, None  # unreachable, refused: the send meets it and says what it is
 
     def open_source(self, located: str) -> S3SourceFile:
         key = clean_server_path(located)
