@@ -72,6 +72,7 @@ def _placed_here(job_id: int, me: str) -> bool:
         return job is not None
     where = placement.place(job, me=me)
     if where.here:
+        logger.info("job %s runs on %s", job_id, me)
         if job.waiting:
             TransferJob.objects.filter(pk=job_id).update(waiting="")
         return True
