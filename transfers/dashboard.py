@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from transfers import kinds
-from transfers.models import TransferJob
+from transfers.models import BandwidthBudget, TransferJob
 from transfers.progress import JobLive
 
 FAILURES_SHOWN = 10
@@ -31,12 +31,22 @@ class DashboardJob(TypedDict):
     team: str
     account: str
     manifest: str
+    line: str  # the transfer line its run chose (a line budget covers it), or ""
     live: JobLive
+
+
+class DashboardBudget(TypedDict):
+    label: str
+    scope: str
+    account: str  # the account's name ("" for the studio's)
+    line: str
+    rate: float  # bytes per second, shared by every job it covers
 
 
 class DashboardState(TypedDict):
     active: list[DashboardJob]  # queued, running and paused jobs (watchers among them)
     failures: list[DashboardJob]  # failed or completed with errors, in the last day
+    budgets: list[DashboardBudget]  # the shared budgets the viewer may see; the page sums their jobs' speeds
     bytes_today: int  # bytes sent by the jobs that ran today (started or finished since midnight)
     today: str  # the date it counts (the server's time zone)
     generated_at: float  # epoch seconds
@@ -58,6 +68,7 @@ def _row(job: TransferJob, *, links: bool) -> DashboardJob:
         "team": job.account.team.name,
         "account": job.account.name,
         "manifest": job.manifest.name if job.manifest else "",
+        "line": str((job.route or {}).get("line", "")) if isinstance(job.route, dict) else "",
         "live": job.as_live(),
     }
 
@@ -66,7 +77,19 @@ def _midnight() -> datetime:
     return timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def dashboard_state(jobs: QuerySet[TransferJob], *, links: bool = True) -> DashboardState:
+def _budget(row: BandwidthBudget) -> DashboardBudget:
+    return {
+        "label": row.label,
+        "scope": row.scope,
+        "account": row.account.name if row.account is not None else "",
+        "line": row.line,
+        "rate": row.max_speed * 1024.0,
+    }
+
+
+def dashboard_state(
+    jobs: QuerySet[TransferJob], *, links: bool = True, budgets: QuerySet[BandwidthBudget] | None = None
+) -> DashboardState:
     """The dashboard of these jobs (a selector's queryset, already limited to what the viewer may see)."""
     midnight = _midnight()
     active = jobs.filter(status__in=TransferJob.ACTIVE).order_by("-created_at")[:ACTIVE_SHOWN]
@@ -79,6 +102,7 @@ def dashboard_state(jobs: QuerySet[TransferJob], *, links: bool = True) -> Dashb
     return {
         "active": [_row(job, links=links) for job in active],
         "failures": [_row(job, links=links) for job in failed],
+        "budgets": [_budget(row) for row in budgets] if budgets is not None else [],
         "bytes_today": int(moved),
         "today": midnight.date().isoformat(),
         "generated_at": timezone.now().timestamp(),

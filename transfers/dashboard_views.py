@@ -43,7 +43,7 @@ def _page(request: HttpRequest, *, form: KioskForm | None = None, new_link: str 
     wall = request.GET.get("kiosk") == "1"
     form = form or KioskForm(user=user)
     context = {
-        "state": dashboard_state(selectors.jobs_for(user)),
+        "state": dashboard_state(selectors.jobs_for(user), budgets=selectors.budgets_for(user)),
         "ws": "/ws/dashboard/",
         "state_url": "/dashboard/state.json",
         "wall": wall,
@@ -67,7 +67,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 def dashboard_json(request: HttpRequest) -> JsonResponse:
     if not request.user.is_authenticated:
         return JsonResponse({"error": "signed out"}, status=401)  # the script asks the user to log in again
-    return JsonResponse(dashboard_state(selectors.jobs_for(request.user)))
+    return JsonResponse(dashboard_state(selectors.jobs_for(request.user), budgets=selectors.budgets_for(request.user)))
 
 
 @login_required
@@ -122,5 +122,5 @@ def kiosk_json(request: HttpRequest) -> JsonResponse:
     kiosk = kiosks.kiosk_from_token(request.META.get(KIOSK_TOKEN_HEADER, ""))
     if kiosk is None:
         return JsonResponse({"error": "this kiosk link is not valid or was revoked"}, status=404)
-    state = dashboard_state(selectors.jobs_of_kiosk(kiosk), links=False)
+    state = dashboard_state(selectors.jobs_of_kiosk(kiosk), links=False, budgets=selectors.budgets_of_team(kiosk.team_id))
     return JsonResponse({**state, "title": f"{kiosk.team} · {kiosk.name}"})

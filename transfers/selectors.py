@@ -97,6 +97,14 @@ def budgets_for(user: Any) -> QuerySet[BandwidthBudget]:
     return budgets.filter(Q(scope=BandwidthBudget.Scope.STUDIO) | Q(account__team__in=teams))
 
 
+def budgets_of_team(team_id: int) -> QuerySet[BandwidthBudget]:
+    """The budgets a team's kiosk shows: the studio's and the team's accounts' ones."""
+    budgets = (
+        BandwidthBudget.objects.select_related("account").defer("account__access_key").order_by("scope", "account__name", "line")
+    )
+    return budgets.filter(Q(scope=BandwidthBudget.Scope.STUDIO) | Q(account__team_id=team_id))
+
+
 def manifests_for(user: Any, *, action: Literal["view", "run", "manage"] = "view") -> QuerySet[Manifest]:
     manifests = Manifest.objects.select_related("account", "account__team", "created_by").defer("account__access_key")
     return _restrict(manifests, user, ROLES_FOR[action], "account__team")

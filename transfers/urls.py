@@ -1,6 +1,17 @@
 from django.urls import path
 
-from transfers import audit_views, dashboard_views, group_views, job_views, notification_views, team_views, token_views, views
+from transfers import (
+    audit_views,
+    budget_views,
+    dashboard_views,
+    group_views,
+    job_views,
+    notification_views,
+    team_views,
+    token_views,
+    views,
+    worker_views,
+)
 from transfers.farm import account_views
 from transfers.farm import views as farm_views
 
@@ -21,6 +32,8 @@ urlpatterns = [
     path("groups/<int:pk>/<slug:action>", group_views.group_action, name="group-action"),
     path("settings/notifications/", notification_views.notification_settings, name="notification-settings"),
     path("dashboard/", dashboard_views.dashboard, name="dashboard"),
+    path("budgets/", budget_views.budgets_page, name="budgets"),
+    path("workers/", worker_views.workers_page, name="workers"),
     path("dashboard/state.json", dashboard_views.dashboard_json, name="dashboard-state"),
     path("dashboard/kiosks", dashboard_views.kiosk_create, name="kiosk-create"),
     path("dashboard/kiosks/<int:pk>/revoke", dashboard_views.kiosk_revoke, name="kiosk-revoke"),

@@ -15,6 +15,7 @@ const FAILURES_SHOWN = 10;
 
 let jobs = new Map(); // id -> {id, url, kind, direction, team, account, manifest, live}
 let failures = []; // ids, newest first
+let budgets = []; // the shared budgets the viewer may see: {label, scope, account, line, rate}
 let speeds = new Map(); // id -> bytes/s from the last progress message of a running job
 let sentAtLoad = new Map(); // id -> bytes_sent when the state was fetched
 let sentNow = new Map();
@@ -38,6 +39,7 @@ function load(state) {
   jobs = new Map();
   for (const row of [...state.active, ...state.failures]) jobs.set(row.id, row);
   failures = state.failures.map((row) => row.id);
+  budgets = state.budgets || [];
   for (const id of [...speeds.keys()]) if (!jobs.get(id)?.live.running) speeds.delete(id);
   todayBase = state.bytes_today;
   sentAtLoad = new Map([...jobs.values()].map((row) => [row.id, row.live.bytes_sent]));
@@ -125,6 +127,21 @@ function failureRow(row) {
   return tr;
 }
 
+function covers(budget, row) {
+  if (budget.scope === "studio") return true;
+  if (budget.account !== row.account) return false;
+  return budget.scope === "account" || budget.line === row.line;
+}
+
+function budgetRow(budget, running) {
+  const users = running.filter((row) => covers(budget, row) && speeds.has(row.id));
+  const use = users.reduce((sum, row) => sum + speeds.get(row.id), 0);
+  const by = users.map((row) => `job ${row.id} (${row.account}) ${size(speeds.get(row.id))}/s`).join(", ");
+  const tr = document.createElement("tr");
+  tr.append(cell(budget.label), cell(`${size(budget.rate)}/s`, "num"), cell(`${size(use)}/s`, "num"), cell(by || "—"));
+  return tr;
+}
+
 function draw() {
   drawQueued = false;
   const active = [...jobs.values()].filter((row) => !row.live.terminal).sort((a, b) => b.id - a.id);
@@ -136,6 +153,7 @@ function draw() {
   for (const [id, speed] of speeds) if (jobs.get(id)?.live.running) total += speed;
   $("dash-speed").textContent = `${size(total)}/s`;
   const running = active.filter((row) => row.live.running);
+  fill("dash-budgets", budgets.map((budget) => budgetRow(budget, running)));
   const up = running.filter((row) => row.direction === "upload").length;
   $("dash-counts").textContent = `${up} uploading, ${running.length - up} downloading, ${active.length - running.length} queued or paused`;
   let today = todayBase;

@@ -34,6 +34,8 @@ PAGES: dict[str, tuple[int, int, int, int]] = {
     "/teams/": (200, 200, 200, 200),
     "/teams/{team}/": (200, 200, 200, 200),
     "/audit/": (404, 404, 404, 200),
+    "/workers/": (404, 404, 404, 200),
+    "/budgets/": (200, 200, 200, 200),
     "/tokens/": (200, 200, 200, 200),
     "/settings/notifications/": (200, 200, 200, 200),
     "/api/docs/": (200, 200, 200, 200),
@@ -48,6 +50,7 @@ CONTROLS = [
     ("/manifests/{manifest}/", "#upload", {"lead", "member", "admin"}),
     ("/jobs/{job}/", 'form[data-action="resume"]:visible', {"lead", "member", "admin"}),
     ("/", 'nav a:text-is("Audit")', {"admin"}),
+    ("/", 'nav a:text-is("Workers")', {"admin"}),
 ]
 
 

@@ -120,3 +120,52 @@ def test_two_jobs_in_two_worker_processes_stay_within_one_studio_budget(celery_w
     print(f"two jobs, one budget: {rate / 1e6:.3f} MB/s of {budget_rate / 1e6:.3f} MB/s ({rate / budget_rate:.3f})")
     assert rate <= 1.10 * budget_rate, f"together {rate / 1e6:.2f} MB/s, over the {budget_rate / 1e6:.2f} MB/s budget"
     assert rate >= 0.5 * budget_rate, f"together only {rate / 1e6:.2f} MB/s of a {budget_rate / 1e6:.2f} MB/s budget"
+
+
+def test_the_budgets_page_sets_them_and_the_dashboard_lists_what_the_viewer_may_see(make_account, make_user, client):
+    from django.test import Client
+
+    account = make_account(name="paged")
+    other = make_account(name="elsewhere")
+    lead = make_user("page-lead", team=account.team, role="lead")
+    member = make_user("page-member", team=account.team, role="member")
+    BandwidthBudget.objects.create(scope="account", account=other, max_speed=99)
+    BandwidthBudget.objects.create(scope="studio", max_speed=50_000)
+
+    as_lead = Client()
+    as_lead.force_login(lead)
+    saved = as_lead.post("/budgets/", {"scope": "account", "account": account.pk, "max_speed": 3000}, follow=True)
+    assert saved.status_code == 200 and "Budget set: account paged: 3000 KB/s." in saved.content.decode()
+    refused = as_lead.post("/budgets/", {"scope": "studio", "max_speed": 1})
+    assert refused.status_code == 400 and "studio&#x27;s budget is set by staff" in refused.content.decode()
+    as_member = Client()
+    as_member.force_login(member)
+    not_theirs = as_member.post("/budgets/", {"scope": "account", "account": account.pk, "max_speed": 1})
+    assert not_theirs.status_code == 400  # the account is not among those they lead: not a choice
+    assert BandwidthBudget.objects.get(account=account).max_speed == 3000
+
+    state = as_member.get("/dashboard/state.json").json()
+    assert {(b["label"], b["rate"]) for b in state["budgets"]} == {
+        ("the studio", 50_000 * 1024.0),
+        ("account paged", 3000 * 1024.0),
+    }
+    page = as_member.get("/budgets/").content.decode()
+    assert "account paged" in page and "elsewhere" not in page
+
+
+def test_the_workers_page_is_for_staff(make_user):
+    from django.test import Client
+
+    from transfers import workers
+
+    staff, member = make_user("workers-staff", staff=True), make_user("workers-member")
+    workers.heartbeat("page-probe@host", started=0.0)
+    try:
+        as_staff, as_member = Client(), Client()
+        as_staff.force_login(staff)
+        as_member.force_login(member)
+        assert as_member.get("/workers/").status_code == 404
+        page = as_staff.get("/workers/").content.decode()
+        assert "page-probe@host" in page and "sftp" in page
+    finally:
+        workers.gone("page-probe@host")
