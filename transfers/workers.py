@@ -33,10 +33,10 @@ def _key(name: str) -> str:
 def transports() -> list[str]:
     """The transports this worker can run: the registered ones, and the vendor's transmitter where installed."""
     from transfers.engine.endpoints import TRANSPORTS
-    from transfers.transmitter_install import installed
+    from transfers.transmitter_install import transmitter_path
 
     found = sorted(TRANSPORTS)
-    if installed() is not None:
+    if transmitter_path() is not None:  # installed, RVWEB_TRANSMITTER, or on PATH: what a Fox run would use
         found.append("transmitter")
     return found
 
