@@ -20,7 +20,7 @@ from typing import Any
 from celery import Task, shared_task
 from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
 from django.conf import settings
-from django.db import OperationalError, close_old_connections, connection
+from django.db import DatabaseError, OperationalError, close_old_connections, connection
 from redis.exceptions import RedisError
 
 from transfers import execution, locks, placement, services, workers
@@ -70,7 +70,13 @@ def _placed_here(job_id: int, me: str) -> bool:
     job = TransferJob.objects.select_related("account").defer("account__access_key").filter(pk=job_id).first()
     if job is None or job.is_terminal:
         return job is not None
-    where = placement.place(job, me=me)
+    try:
+        where = placement.place(job, me=me)
+    except (DatabaseError, RedisError):
+        raise
+    except Exception:  # options it cannot read, a kind it does not know: the run itself says why
+        logger.warning("job %s: cannot tell where it runs; running it here", job_id, exc_info=True)
+        return True
     if where.here:
         logger.info("job %s runs on %s", job_id, me)
         if job.waiting:
