@@ -217,9 +217,10 @@ class FarmConnector:
                     checked[setting.name] = setting.default
                 continue
             if setting.integer:
-                if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).strip().isdigit():
-                    raise StorageInvalid(setting.name, "a whole number")
-                value = int(value)
+                digits = str(value).strip()
+                if isinstance(value, bool) or not isinstance(value, int | str) or not (digits.isascii() and digits.isdigit()):
+                    raise StorageInvalid(setting.name, "a whole number")  # "²" is a digit to isdigit(), not to int()
+                value = int(digits)
                 if not setting.minimum <= value <= setting.maximum:
                     raise StorageInvalid(setting.name, f"from {setting.minimum} to {setting.maximum}")
             else:

@@ -31,9 +31,14 @@ class S3Farm(StorageFarm):
 
     @classmethod
     def storage_more_checks(cls, checked: dict[str, Any]) -> dict[str, Any]:
-        url = urlsplit(checked["endpoint_url"])
+        wrong = StorageInvalid("endpoint_url", "an http:// or https:// URL of the server, without credentials in it")
+        try:
+            url = urlsplit(checked["endpoint_url"])
+            url.port  # noqa: B018 - raises ValueError for a port out of range, as every later use would
+        except ValueError:
+            raise wrong from None
         if url.scheme not in ("http", "https") or not url.hostname or url.username or url.password:
-            raise StorageInvalid("endpoint_url", "an http:// or https:// URL of the server, without credentials in it")
+            raise wrong
         checked["endpoint_url"] = checked["endpoint_url"].rstrip("/")
         bucket = checked["bucket"]
         if not 3 <= len(bucket) <= 63 or not set(bucket) <= _BUCKET_CHARS or bucket[0] in ".-" or bucket[-1] in ".-":
