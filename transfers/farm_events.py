@@ -36,7 +36,7 @@ from django.utils import timezone
 from transfers import selectors
 from transfers.engine.endpoints import Destination
 from transfers.engine.paths import PathRefused, clean_server_path
-from transfers.farm import UnknownTask, connector_for
+from transfers.farm import FarmError, UnknownTask, connector_for
 from transfers.farm import status as task_status
 from transfers.models import AuditEvent, FarmAccount, FarmEventToken, FarmFrame, FarmTask
 from transfers.services import audit_team_of
@@ -298,6 +298,8 @@ def _frame_finished(account: FarmAccount, event: dict[str, Any], actor: Actor) -
     connector = connector_for(account)
     try:
         frame_check(output=connector.endpoint("output"), path=path, size=size)
+    except FarmError as exc:  # the storage itself did not answer (a server away, a host key not the pinned one)
+        raise EventInvalid(f"frame {path!r} cannot be checked now ({exc}); post the event again") from None
     finally:
         connector.close()
     frame, created = FarmFrame.objects.get_or_create(task=task, path=path, defaults={"size": size, "finished_at": timezone.now()})

@@ -191,5 +191,7 @@ def farm_task(request: Request, account_id: int, task_id: int) -> Response:
         raise NotFound(f"farm account {account.name!r} has no task {task_id}") from None
     except FarmError as exc:
         raise FarmUnavailable(str(exc)) from None
+    finally:
+        connector.close()  # a remote storage's connections and thread, not left for the garbage collector
     files = [{"path": o.path, "size": o.size, "finished": o.finished} for o in outputs]
     return Response({**task_rows.task_json(task, kids), "outputs": files})
