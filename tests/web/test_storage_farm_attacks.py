@@ -5,6 +5,7 @@ about files that are not what they claim; against a real sshd and a real S3 serv
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,9 +20,11 @@ from tests.conftest import wait_for
 from tests.servers import sshd as sshd_module
 from tests.servers.s3server import S3Server
 from tests.servers.sshd import Sshd
+from transfers import jobs, services
 from transfers.farm import connector_for
+from transfers.farm.simulate import render_run, render_start
 from transfers.farm_events import Actor, farm_token_generate
-from transfers.models import AuditEvent, FarmAccount, FarmTask
+from transfers.models import AuditEvent, FarmAccount, FarmTask, TransferJob
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -355,3 +358,94 @@ def test_many_checks_and_task_pages_leave_no_ssh_session_or_thread_behind(sshd, 
     wait_for(lambda: not sshd.sessions(), timeout=10, what=f"sshd sessions to end: {sshd.sessions()}")
     ours = f"rvweb-sftp-{sshd.host}:{sshd.port}"
     assert not [thread.name for thread in threading.enumerate() if thread.name == ours]
+
+
+# --- jobs through a real worker ----------------------------------------------------------------------------------
+
+
+def _ended(job: TransferJob) -> TransferJob | None:
+    job.refresh_from_db()
+    return job if job.is_terminal else None
+
+
+def _upload(account: FarmAccount, lead: Any, root: Path, count: int = 3) -> TransferJob:
+    root.mkdir(parents=True, exist_ok=True)
+    files = []
+    for number in range(count):
+        path = root / f"f{number}.bin"
+        path.write_bytes(bytes([number]) * (1000 + number))
+        files.append(path)
+    document = {"asset": [{"local": str(p), "server": str(p)} for p in files]}
+    manifest = services.manifest_import(name="shots", account=account, data=json.dumps(document).encode(), user=lead)
+    return services.job_create_upload(manifest=manifest, user=lead)
+
+
+def test_an_upload_to_a_server_showing_another_host_key_ends_saying_so(
+    replaceable, sftp_account, make_user, celery_worker, allowed_dir, tmp_path, monkeypatch
+):
+    account = sftp_account(replaceable)  # pinned to the first server's key
+    lead = make_user(team=account.team, role="lead")
+    replaceable.stop()
+    with _second_server_on(replaceable, tmp_path / "mitm", monkeypatch) as mitm:
+        job = _upload(account, lead, allowed_dir / f"up-{uuid.uuid4().hex[:6]}")
+        wait_for(lambda: _ended(job), timeout=120, what=f"job {job.pk} to end\n{celery_worker.log_tail()}")
+
+        assert job.status == TransferJob.Status.FAILED
+        assert "internal error" not in job.error
+        assert mitm.fingerprint in job.error and "pinned" in job.error, job.error
+        assert not list((Path(account.storage["base_path"])).rglob("f*.bin")), "nothing was written through the MITM"
+    assert _storage(account)["host_key"] == replaceable.host_key
+
+
+def test_an_upload_to_an_unreachable_server_ends_saying_so(sftp_account, make_user, celery_worker, allowed_dir, closed_port):
+    account = sftp_account()
+    account.storage = {**account.storage, "port": closed_port}
+    account.save()
+    lead = make_user(team=account.team, role="lead")
+
+    job = _upload(account, lead, allowed_dir / f"up-{uuid.uuid4().hex[:6]}")
+    wait_for(lambda: _ended(job), timeout=120, what=f"job {job.pk} to end\n{celery_worker.log_tail()}")
+
+    assert job.status == TransferJob.Status.FAILED
+    assert "internal error" not in job.error and f"127.0.0.1:{closed_port}" in job.error, job.error
+
+
+def _restart(server: Sshd) -> None:
+    """The same sshd again (same port, same host key): a server back after an outage."""
+    log = open(server.folder / "sshd.log", "ab")  # noqa: SIM115 - the server's, closed with it
+    server.process = subprocess.Popen(
+        [sshd_module.SSHD, "-D", "-e", "-f", str(server.folder / "sshd_config")], stdout=log, stderr=log
+    )
+    log.close()
+    server._wait_listening()
+
+
+def test_a_watcher_rides_out_an_sftp_server_gone_away_and_takes_the_frames_when_it_is_back(
+    replaceable, sftp_account, make_user, celery_worker, allowed_dir
+):
+    account = sftp_account(replaceable)
+    lead = make_user(team=account.team, role="lead")
+    plan = render_start(account=account, scene=f"s{uuid.uuid4().hex[:4]}", frames=3, actor=Actor(user=None), interval=0)
+    render_run(plan, actor=Actor(user=None))  # rendered and ended before the job starts
+    replaceable.stop()
+
+    local = allowed_dir / f"frames-{uuid.uuid4().hex[:6]}"
+    job = jobs.job_create(
+        kind="auto_download",
+        account=account,
+        user=lead,
+        options={"task_id_list": [plan.task_id], "local_path": str(local), "sleep_time": 1},
+    )
+
+    def told() -> bool:
+        job.refresh_from_db()
+        return job.is_terminal or "did not answer" in (job.watch or {}).get("error", "")
+
+    wait_for(told, timeout=120, what=f"the watcher to say the farm is away\n{celery_worker.log_tail()}")
+    assert not job.is_terminal, job.error
+    assert f"127.0.0.1:{replaceable.port}" in job.watch["error"]
+    _restart(replaceable)
+    wait_for(lambda: _ended(job), timeout=120, what=f"job {job.pk} to end\n{celery_worker.log_tail()}")
+
+    assert job.status == TransferJob.Status.COMPLETED, job.error
+    assert len([p for p in local.rglob("*.exr") if p.is_file()]) == 3
