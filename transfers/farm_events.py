@@ -295,7 +295,7 @@ def _frame_finished(account: FarmAccount, event: dict[str, Any], actor: Actor) -
         raise EventInvalid(f"path is {len(path)} characters long; at most {MAX_PATH}")
     if not path.startswith(f"{task.output_folder}/"):
         raise EventInvalid(f"path {raw!r} is not in the output folder of task {task.task_id} ({task.output_folder}/)")
-    connector = connector_for(account)
+    connector = connector_for(account).for_page()  # a request (in a transaction) waits seconds for the storage
     try:
         frame_check(output=connector.endpoint("output"), path=path, size=size)
     except FarmError as exc:  # the storage itself did not answer (a server away, a host key not the pinned one)

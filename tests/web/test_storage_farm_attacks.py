@@ -4,7 +4,9 @@ about files that are not what they claim; against a real sshd and a real S3 serv
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import subprocess
 import threading
 import uuid
@@ -449,3 +451,62 @@ def test_a_watcher_rides_out_an_sftp_server_gone_away_and_takes_the_frames_when_
 
     assert job.status == TransferJob.Status.COMPLETED, job.error
     assert len([p for p in local.rglob("*.exr") if p.is_file()]) == 3
+
+
+@pytest.fixture
+def silent_port() -> Iterator[tuple[int, list[socket.socket]]]:
+    """A port on 127.0.0.1 that takes connections and never says a word (a server hung, a firewall's tarpit);
+    the connections it took are listed."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    listener.settimeout(0.1)
+    taken: list[socket.socket] = []
+    done = threading.Event()
+
+    def take() -> None:
+        while not done.is_set():
+            with contextlib.suppress(OSError):
+                taken.append(listener.accept()[0])
+
+    thread = threading.Thread(target=take, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1], taken
+    finally:
+        done.set()
+        thread.join()
+        for conn in taken:
+            conn.close()
+        listener.close()
+
+
+def test_a_task_page_of_a_silent_s3_server_asks_once_instead_of_retrying_a_worker_s_way(
+    make_account, make_user, make_farm_task, silent_port
+):
+    """A request gives up on a server that does not answer (measured: 180 s, three requests of 60 s, before)."""
+    port, taken = silent_port
+    storage = {"endpoint_url": f"http://127.0.0.1:{port}", "bucket": "rvweb", "prefix": "", "region": "us-east-1"}
+    account = make_account(kind="s3", access_id="AK", access_key="sk", storage=storage)
+    task = make_farm_task(account, output_folder="1_shot")
+
+    answer = _api(make_user(team=account.team, role="member")).get(f"/api/farm/{account.pk}/tasks/{task.task_id}/")
+
+    assert answer.status_code == 502, answer.content
+    assert "timed out" in answer.json()["error"]["message"]
+    assert len(taken) == 1, "one request: a page does not retry a server that did not answer"
+
+
+def test_a_task_page_of_a_silent_sftp_server_waits_the_page_s_connect_timeout(
+    sftp_account, make_user, make_farm_task, silent_port
+):
+    port, _ = silent_port
+    account = sftp_account()
+    account.storage = {**account.storage, "port": port}
+    account.save()
+    task = make_farm_task(account, output_folder="1_shot")
+
+    answer = _api(make_user(team=account.team, role="member")).get(f"/api/farm/{account.pk}/tasks/{task.task_id}/")
+
+    assert answer.status_code == 502, answer.content
+    assert f"127.0.0.1:{port}: no answer within 5 s" in answer.json()["error"]["message"]

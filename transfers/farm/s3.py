@@ -8,7 +8,7 @@ events, as on the local farm.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from transfers.engine.endpoints import Endpoint, open_endpoint
@@ -49,6 +49,9 @@ class S3Farm(StorageFarm):
         checked["prefix"] = f"{prefix}/" if prefix else ""
         return checked
 
+    # A page asks once and waits 10 s (a worker: 3 requests of 60 s each).
+    page_timeouts: ClassVar[dict[str, Any]] = {"connect_timeout": 5.0, "read_timeout": 10.0, "retries": 0}
+
     def _server(self) -> dict[str, Any]:
         storage = self.storage
         return {
@@ -67,6 +70,7 @@ class S3Farm(StorageFarm):
             prefix=prefix,
             label=f'{name} storage of farm account "{self.account.name}"',
             where=f"the S3 bucket {self.storage.get('bucket', '')}",
+            **self.tuning(),
         )
 
     def lines(self) -> list[TransferLine]:

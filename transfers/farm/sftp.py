@@ -15,7 +15,7 @@ import posixpath
 import re
 import secrets
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 from transfers.engine.endpoints import Endpoint, open_endpoint
 from transfers.engine.endpoints import sftp as sftp_transport
@@ -46,6 +46,9 @@ class SftpFarm(StorageFarm):
             "The server's public host key (ssh-ed25519 AAAA...). Empty: pinned on the first connection.",
         ),
     )
+
+    # A page waits 5 s to connect and 15 s a call on one connection (a worker: 120 s a call).
+    page_timeouts: ClassVar[dict[str, Any]] = {"connect_timeout": 5.0, "op_timeout": 15.0, "connections": 1}
 
     @classmethod
     def storage_more_checks(cls, checked: dict[str, Any]) -> dict[str, Any]:
@@ -101,7 +104,12 @@ class SftpFarm(StorageFarm):
 
     def _base(self, host_key: str) -> sftp_transport.SftpFolder:
         return sftp_transport.SftpFolder(
-            **self._server(), host_key=host_key, root=self.storage.get("base_path", "/"), label="base", where=self._where()
+            **self._server(),
+            host_key=host_key,
+            root=self.storage.get("base_path", "/"),
+            label="base",
+            where=self._where(),
+            **self.tuning(),
         )
 
     def _where(self) -> str:
@@ -129,6 +137,7 @@ class SftpFarm(StorageFarm):
             root=root,
             label=f'{name} storage of farm account "{self.account.name}"',
             where=self._where(),
+            **self.tuning(),
         )
 
     # --- what pages show -----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from django.db.models import Q
 
@@ -84,9 +84,22 @@ class StorageFarm(FarmConnector):
 
     takes_events = True
 
+    # A page or an API request waits seconds for the storage, not the worker's minutes (its read timeouts
+    # and retries): for_page() makes open_area ask the transport for these.
+    page_timeouts: ClassVar[dict[str, Any]] = {}
+
     def __init__(self, account: Any) -> None:
         super().__init__(account)
         self._open: dict[str, Endpoint] = {}
+        self._page = False
+
+    def for_page(self) -> StorageFarm:
+        self._page = True
+        return self
+
+    def tuning(self) -> dict[str, Any]:
+        """The transport's timeouts for this connector: the page's, or the transport's own (a worker's)."""
+        return dict(self.page_timeouts) if self._page else {}
 
     @property
     def storage(self) -> dict[str, Any]:
