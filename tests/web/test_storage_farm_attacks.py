@@ -158,6 +158,7 @@ def test_a_private_key_pasted_into_the_host_key_setting_is_refused_and_never_sho
         ({"endpoint_url": "http://127.0.0.1:9000", "bucket": "a/b"}, "bucket"),
         ({"endpoint_url": "http://127.0.0.1:9000", "bucket": "abc", "prefix": "../other"}, "prefix"),
         ({"endpoint_url": "http://127.0.0.1:9000", "bucket": "abc", "prefix": "a//b"}, "prefix"),
+        ({"endpoint_url": "http://127.0.0.1:9000", "bucket": "abc", "prefix": "..\\other"}, "prefix"),  # a Windows ..
         ({"endpoint_url": "http://127.0.0.1:9000", "bucket": "abc", "host": "x"}, "host"),
     ],
 )

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from transfers.engine.endpoints import Endpoint, open_endpoint
 from transfers.engine.endpoints import s3 as s3_transport
+from transfers.engine.paths import PathRefused, clean_server_path
 from transfers.farm.base import CheckStep, StorageInvalid, StorageSetting, TransferLine, check_area
 from transfers.farm.storage import StorageFarm
 from transfers.models import FarmAccount
@@ -46,6 +47,11 @@ class S3Farm(StorageFarm):
         prefix = checked.get("prefix", "").strip("/")
         if ".." in prefix.split("/") or "//" in prefix:
             raise StorageInvalid("prefix", "a prefix without .. or empty parts")
+        if prefix:
+            try:
+                clean_server_path(prefix)  # as the transport reads it: a `..\\` is a .. there too
+            except PathRefused:
+                raise StorageInvalid("prefix", "a prefix without .. or empty parts") from None
         checked["prefix"] = f"{prefix}/" if prefix else ""
         return checked
 
