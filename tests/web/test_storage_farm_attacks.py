@@ -537,3 +537,43 @@ def test_the_frames_of_one_events_request_are_checked_through_one_connector(sftp
     assert answer.status_code == 200, answer.content
     assert len(answer.json()["events"]) == 20
     assert accepted <= 2, f"{accepted} SSH connections for one request (one makes the areas, one reads the frames)"
+
+
+def test_an_sftp_server_stopped_mid_upload_fails_the_rest_plainly_keeps_what_was_done_and_a_retry_finishes(
+    replaceable, sftp_account, make_user, celery_worker, allowed_dir
+):
+    account = sftp_account(replaceable)
+    lead = make_user(team=account.team, role="lead")
+    root = allowed_dir / f"up-{uuid.uuid4().hex[:6]}"
+    root.mkdir(parents=True)
+    files = []
+    for number in range(8):
+        path = root / f"f{number}.bin"
+        path.write_bytes(bytes([number]) * 100_000)
+        files.append(path)
+    document = {"asset": [{"local": str(p), "server": str(p)} for p in files]}
+    manifest = services.manifest_import(name="shots", account=account, data=json.dumps(document).encode(), user=lead)
+    job = services.job_create_upload(manifest=manifest, user=lead, options={"max_speed": 200, "pool_size": 1})
+
+    def two_done() -> bool:
+        job.refresh_from_db()
+        return job.is_terminal or job.files_done >= 2
+
+    wait_for(two_done, timeout=120, what=f"two files of job {job.pk}\n{celery_worker.log_tail()}")
+    replaceable.stop()
+    wait_for(lambda: _ended(job), timeout=180, what=f"job {job.pk} to end\n{celery_worker.log_tail()}")
+
+    assert job.status == TransferJob.Status.COMPLETED_WITH_ERRORS, (job.status, job.error)
+    assert 2 <= job.files_done < 8 and job.files_done + job.files_failed == 8
+    errors = set(job.items.exclude(error="").values_list("error", flat=True))
+    assert errors and all(f"127.0.0.1:{replaceable.port}" in error and "internal" not in error for error in errors), errors
+    stored = Path(account.storage["base_path"]) / "input"
+    for item in job.items.filter(state="done"):
+        assert (stored / item.server.lstrip("/")).read_bytes() == Path(item.local).read_bytes()
+
+    _restart(replaceable)
+    assert services.job_retry(job=job, user=lead)
+    wait_for(lambda: _ended(job), timeout=180, what=f"job {job.pk} to end again\n{celery_worker.log_tail()}")
+    assert job.status == TransferJob.Status.COMPLETED, job.error
+    for path in files:
+        assert (stored / str(path).lstrip("/")).read_bytes() == path.read_bytes()
