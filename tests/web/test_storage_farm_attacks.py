@@ -577,3 +577,35 @@ def test_an_sftp_server_stopped_mid_upload_fails_the_rest_plainly_keeps_what_was
     assert job.status == TransferJob.Status.COMPLETED, job.error
     for path in files:
         assert (stored / str(path).lstrip("/")).read_bytes() == path.read_bytes()
+
+
+def _page_data(account: FarmAccount, user: Any) -> dict[str, Any]:
+    """What the edit page posts back as its lead saw it (every field as rendered, nothing changed)."""
+    from transfers.forms import AccountEditForm
+
+    form = AccountEditForm(user=user, account=account)
+    data = {name: form[name].value() for name in form.fields}
+    return {name: ("" if value is None else value) for name, value in data.items() if value is not False}
+
+
+def test_an_edit_page_opened_before_the_first_pin_does_not_clear_the_pin_when_saved(sftp_account, make_user):
+    account = sftp_account(pinned=False)
+    lead = make_user(team=account.team, role="lead")
+    page = Client()
+    page.force_login(lead)
+    seen = _page_data(account, lead)  # the lead opens the page: no key pinned yet
+    assert _api(lead).post(f"/api/accounts/{account.pk}/check/").json()["ok"]  # meanwhile: pinned on first use
+    pinned = _storage(account)["host_key"]
+
+    saved = page.post(f"/farm/{account.pk}/edit", {**seen, "platform": "linux"})  # the lead saves the old page
+
+    assert saved.status_code == 302, saved.content.decode()[:2000]
+    assert FarmAccount.objects.get(pk=account.pk).platform == "linux"
+    assert _storage(account)["host_key"] == pinned, "a page that showed no key saved back does not unpin"
+
+    # Emptying the field on purpose clears it (a server replaced): the next connection pins again.
+    fresh = _page_data(FarmAccount.objects.get(pk=account.pk), lead)
+    assert fresh["storage_sftp_host_key"] == pinned
+    cleared = page.post(f"/farm/{account.pk}/edit", {**fresh, "storage_sftp_host_key": ""})
+    assert cleared.status_code == 302
+    assert "host_key" not in _storage(account)

@@ -55,6 +55,7 @@ class StorageSetting:
     default: Any = None
     maximum: int = 65535  # for an integer
     minimum: int = 1
+    learned: bool = False  # rvweb may write it itself (a host key pinned on first use): a stale page keeps it
 
 
 class StorageInvalid(ValueError):

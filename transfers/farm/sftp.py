@@ -44,6 +44,7 @@ class SftpFarm(StorageFarm):
             "host_key",
             "Pinned host key",
             "The server's public host key (ssh-ed25519 AAAA...). Empty: pinned on the first connection.",
+            learned=True,
         ),
     )
 
