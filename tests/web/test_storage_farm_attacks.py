@@ -609,3 +609,22 @@ def test_an_edit_page_opened_before_the_first_pin_does_not_clear_the_pin_when_sa
     cleared = page.post(f"/farm/{account.pk}/edit", {**fresh, "storage_sftp_host_key": ""})
     assert cleared.status_code == 302
     assert "host_key" not in _storage(account)
+
+
+def test_a_task_output_folder_that_is_a_link_out_of_the_area_is_neither_announced_nor_listed(sftp_account, make_user, tmp_path):
+    account = sftp_account()
+    base = Path(account.storage["base_path"])
+    assert _post_events(account, {"type": "task_created", "scene": "shot", "frames": 1}).status_code == 200
+    task = FarmTask.objects.get(account=account)
+    outside = tmp_path / f"elsewhere-{uuid.uuid4().hex[:6]}"
+    outside.mkdir()
+    (outside / "shot.0001.exr").write_bytes(b"private" * 3)
+    (base / "output").mkdir(exist_ok=True)
+    (base / "output" / task.output_folder).symlink_to(outside, target_is_directory=True)
+
+    event = {"type": "frame_finished", "task_id": task.task_id, "path": f"{task.output_folder}/shot.0001.exr", "size": 21}
+    refused = _post_events(account, event)
+    shown = _api(make_user(team=account.team, role="member")).get(f"/api/farm/{account.pk}/tasks/{task.task_id}/")
+
+    assert refused.status_code == 400, refused.content
+    assert shown.status_code == 200 and shown.json()["outputs"] == []
