@@ -155,6 +155,8 @@ def test_a_private_key_pasted_into_the_host_key_setting_is_refused_and_never_sho
         ({"endpoint_url": "http://user:pass@127.0.0.1:9000", "bucket": "abc"}, "endpoint_url"),
         ({"endpoint_url": "http://[::1", "bucket": "abc"}, "endpoint_url"),  # urlsplit raises ValueError
         ({"endpoint_url": "http://127.0.0.1:99999", "bucket": "abc"}, "endpoint_url"),  # .port raises ValueError
+        ({"endpoint_url": "http://nas box:9000", "bucket": "abc"}, "endpoint_url"),
+        ({"endpoint_url": "http://<b>nas</b>/", "bucket": "abc"}, "endpoint_url"),
         ({"endpoint_url": "http://127.0.0.1:9000", "bucket": ".."}, "bucket"),
         ({"endpoint_url": "http://127.0.0.1:9000", "bucket": "a/b"}, "bucket"),
         ({"endpoint_url": "http://127.0.0.1:9000", "bucket": "abc", "prefix": "../other"}, "prefix"),

@@ -19,6 +19,7 @@ from transfers.farm.storage import StorageFarm
 from transfers.models import FarmAccount
 
 _BUCKET_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-")
+_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-:_")  # urlsplit's hostname is lower-cased, [] dropped
 
 
 class S3Farm(StorageFarm):
@@ -40,6 +41,8 @@ class S3Farm(StorageFarm):
             raise wrong from None
         if url.scheme not in ("http", "https") or not url.hostname or url.username or url.password:
             raise wrong
+        if not set(url.hostname) <= _HOST_CHARS:
+            raise StorageInvalid("endpoint_url", "the server's name or IP address in it is not one (a space, a <?)")
         checked["endpoint_url"] = checked["endpoint_url"].rstrip("/")
         bucket = checked["bucket"]
         if not 3 <= len(bucket) <= 63 or not set(bucket) <= _BUCKET_CHARS or bucket[0] in ".-" or bucket[-1] in ".-":
