@@ -630,3 +630,24 @@ def test_a_task_output_folder_that_is_a_link_out_of_the_area_is_neither_announce
 
     assert refused.status_code == 400, refused.content
     assert shown.status_code == 200 and shown.json()["outputs"] == []
+
+
+def test_a_watcher_meeting_another_host_key_ends_saying_so_instead_of_watching_for_ever(
+    replaceable, sftp_account, make_user, celery_worker, allowed_dir, tmp_path, monkeypatch
+):
+    account = sftp_account(replaceable)
+    lead = make_user(team=account.team, role="lead")
+    plan = render_start(account=account, scene=f"s{uuid.uuid4().hex[:4]}", frames=2, actor=Actor(user=None), interval=0)
+    render_run(plan, actor=Actor(user=None))
+    replaceable.stop()
+    with _second_server_on(replaceable, tmp_path / "mitm", monkeypatch) as mitm:
+        job = jobs.job_create(
+            kind="auto_download",
+            account=account,
+            user=lead,
+            options={"task_id_list": [plan.task_id], "local_path": str(allowed_dir / "w"), "sleep_time": 1},
+        )
+        wait_for(lambda: _ended(job), timeout=120, what=f"job {job.pk} to end\n{celery_worker.log_tail()}")
+
+    assert job.status == TransferJob.Status.FAILED
+    assert "internal error" not in job.error and mitm.fingerprint in job.error, job.error
