@@ -24,6 +24,7 @@ import hmac
 import logging
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -36,7 +37,7 @@ from django.utils import timezone
 from transfers import selectors
 from transfers.engine.endpoints import Destination
 from transfers.engine.paths import PathRefused, clean_server_path
-from transfers.farm import UnknownTask, connector_for
+from transfers.farm import FarmConnector, FarmError, UnknownTask, connector_for
 from transfers.farm import status as task_status
 from transfers.models import AuditEvent, FarmAccount, FarmEventToken, FarmFrame, FarmTask
 from transfers.services import audit_team_of
@@ -184,9 +185,10 @@ def _result(event_type: str, task: FarmTask, outcome: str) -> EventResult:
 # --- the events ------------------------------------------------------------------------------------
 
 
-def farm_event_record(*, account: FarmAccount, event: object, actor: Actor) -> EventResult:
+def farm_event_record(*, account: FarmAccount, event: object, actor: Actor, storage: FarmConnector | None = None) -> EventResult:
     """Check one event and apply it to the account's tasks, audited; EventInvalid/UnknownTask/TaskExists
-    (nothing changed) when it cannot be."""
+    (nothing changed) when it cannot be. `storage`: the account's connector a frame is checked through,
+    shared by the events of one request (its caller closes it); None: one of its own, closed after."""
     if not isinstance(event, dict):
         raise EventInvalid(f"an event must be a JSON object, not {type(event).__name__}")
     kind = event.get("type")
@@ -196,6 +198,8 @@ def farm_event_record(*, account: FarmAccount, event: object, actor: Actor) -> E
     if not connector_for(account).takes_events:
         raise EventInvalid(f"farm account {account.name!r} reports its own tasks: it takes no farm events")
     with transaction.atomic():
+        if handler is _frame_finished:
+            return _frame_finished(account, event, actor, storage=storage)
         return handler(account, event, actor)
 
 
@@ -281,7 +285,9 @@ def _task_finished(account: FarmAccount, event: dict[str, Any], actor: Actor) ->
     return _result("task_finished", task, "unchanged" if before == code else "updated")
 
 
-def _frame_finished(account: FarmAccount, event: dict[str, Any], actor: Actor) -> EventResult:
+def _frame_finished(
+    account: FarmAccount, event: dict[str, Any], actor: Actor, *, storage: FarmConnector | None = None
+) -> EventResult:
     task = _task(account, _int(event, "task_id", minimum=1))
     size = _int(event, "size")
     raw = event.get("path")
@@ -295,11 +301,15 @@ def _frame_finished(account: FarmAccount, event: dict[str, Any], actor: Actor) -
         raise EventInvalid(f"path is {len(path)} characters long; at most {MAX_PATH}")
     if not path.startswith(f"{task.output_folder}/"):
         raise EventInvalid(f"path {raw!r} is not in the output folder of task {task.task_id} ({task.output_folder}/)")
-    connector = connector_for(account)
+    # A request (in a transaction) waits seconds for the storage; the events of one request share a connection.
+    connector = storage if storage is not None else connector_for(account).for_page()
     try:
         frame_check(output=connector.endpoint("output"), path=path, size=size)
+    except FarmError as exc:  # the storage itself did not answer (a server away, a host key not the pinned one)
+        raise EventInvalid(f"frame {path!r} cannot be checked now ({exc}); post the event again") from None
     finally:
-        connector.close()
+        if storage is None:
+            connector.close()
     frame, created = FarmFrame.objects.get_or_create(task=task, path=path, defaults={"size": size, "finished_at": timezone.now()})
     outcome = "created" if created else "unchanged"
     if not created and (frame.size != size or frame.finished_at is None):
@@ -324,7 +334,7 @@ def frame_check(*, output: Destination, path: str, size: int) -> None:
         raise EventInvalid(f"frame {path!r} holds {stored.size} bytes, not the {size} announced (still being written?)")
 
 
-_HANDLERS = {
+_HANDLERS: dict[str, Callable[..., EventResult]] = {
     "task_created": _task_created,
     "task_status": _task_status,
     "frame_finished": _frame_finished,

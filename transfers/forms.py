@@ -196,6 +196,7 @@ class AccountEditForm(forms.Form):
         from transfers.farm import CONNECTORS
 
         stored = (account.storage or {}) if account is not None else {}
+        self._account = account
         self.storage_kinds: list[tuple[str, list[str]]] = []
         for kind, connector in sorted(CONNECTORS.items()):
             names = []
@@ -213,11 +214,15 @@ class AccountEditForm(forms.Form):
                     field.initial = setting.default
                 self.fields[name] = field
                 names.append(name)
+                if setting.learned:  # the value as the page showed it: left so, a value learned since is kept
+                    self.fields[f"shown_{kind}_{setting.name}"] = forms.CharField(
+                        required=False, widget=forms.HiddenInput, initial=field.initial or ""
+                    )
             if names:
                 self.storage_kinds.append((kind, names))
 
     def general_fields(self) -> list[forms.BoundField]:
-        return [self[name] for name in self.fields if not name.startswith("storage_")]
+        return [self[name] for name in self.fields if not name.startswith(("storage_", "shown_"))]
 
     def storage_fieldsets(self) -> list[tuple[str, list[forms.BoundField]]]:
         return [(kind, [self[name] for name in names]) for kind, names in self.storage_kinds]
@@ -258,9 +263,16 @@ class AccountEditForm(forms.Form):
         given = {key: data[key] for key in _PAGE_OPTIONS if data[key] is not None}
         chosen["upload_options"] = {**self._other_options, **given}  # the ones only the API sets are kept
         prefix = f"storage_{data['kind']}_"
-        chosen["storage"] = {
-            name[len(prefix) :]: value for name, value in data.items() if name.startswith(prefix) and value not in (None, "")
-        }
+        storage = {name[len(prefix) :]: value for name, value in data.items() if name.startswith(prefix)}
+        account = self._account
+        if account is not None and account.kind == data["kind"]:
+            for setting, value in list(storage.items()):
+                shown = f"shown_{data['kind']}_{setting}"
+                # Left as the page showed it, while rvweb learned it meanwhile (a host key pinned on first use):
+                # the stored value stays. Changed on the page (emptied on purpose, say): the page's value.
+                if shown in data and (value or "") == (data[shown] or ""):
+                    storage[setting] = (account.storage or {}).get(setting, value)
+        chosen["storage"] = {name: value for name, value in storage.items() if value not in (None, "")}
         return chosen
 
 

@@ -124,16 +124,21 @@ def _apply(request: HttpRequest, account: Any, actor: Actor) -> tuple[int, dict[
     if len(events) > MAX_EVENTS:
         return 413, {"detail": f"{len(events)} events in one request; at most {MAX_EVENTS}"}
     results: list[EventResult] = []  # its length is the number of the event being applied
+    storage: FarmConnector | None = None
     try:
+        storage = connector_for(account).for_page()  # one connection for the request's frames, not two an event
         with transaction.atomic():
             for event in events:
-                results.append(farm_event_record(account=account, event=event, actor=actor))
+                results.append(farm_event_record(account=account, event=event, actor=actor, storage=storage))
     except (EventInvalid, UnsupportedAccount) as exc:
         return 400, {"detail": _where(len(results), events, str(exc))}
     except UnknownTask as exc:
         return 404, {"detail": _where(len(results), events, f"{exc}: create it first (a task_created event)")}
     except TaskExists as exc:
         return 409, {"detail": _where(len(results), events, str(exc))}
+    finally:
+        if storage is not None:
+            storage.close()
     return 200, {"detail": f"{len(results)} event(s) recorded", "events": results}
 
 
@@ -191,5 +196,7 @@ def farm_task(request: Request, account_id: int, task_id: int) -> Response:
         raise NotFound(f"farm account {account.name!r} has no task {task_id}") from None
     except FarmError as exc:
         raise FarmUnavailable(str(exc)) from None
+    finally:
+        connector.close()  # a remote storage's connections and thread, not left for the garbage collector
     files = [{"path": o.path, "size": o.size, "finished": o.finished} for o in outputs]
     return Response({**task_rows.task_json(task, kids), "outputs": files})

@@ -55,6 +55,7 @@ class StorageSetting:
     default: Any = None
     maximum: int = 65535  # for an integer
     minimum: int = 1
+    learned: bool = False  # rvweb may write it itself (a host key pinned on first use): a stale page keeps it
 
 
 class StorageInvalid(ValueError):
@@ -218,9 +219,10 @@ class FarmConnector:
                     checked[setting.name] = setting.default
                 continue
             if setting.integer:
-                if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).strip().isdigit():
-                    raise StorageInvalid(setting.name, "a whole number")
-                value = int(value)
+                digits = str(value).strip()
+                if isinstance(value, bool) or not isinstance(value, int | str) or not (digits.isascii() and digits.isdigit()):
+                    raise StorageInvalid(setting.name, "a whole number")  # "²" is a digit to isdigit(), not to int()
+                value = int(digits)
                 if not setting.minimum <= value <= setting.maximum:
                     raise StorageInvalid(setting.name, f"from {setting.minimum} to {setting.maximum}")
             else:

@@ -8,16 +8,18 @@ events, as on the local farm.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from transfers.engine.endpoints import Endpoint, open_endpoint
 from transfers.engine.endpoints import s3 as s3_transport
+from transfers.engine.paths import PathRefused, clean_server_path
 from transfers.farm.base import CheckStep, StorageInvalid, StorageSetting, TransferLine, check_area
 from transfers.farm.storage import StorageFarm
 from transfers.models import FarmAccount
 
 _BUCKET_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-")
+_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-:_")  # urlsplit's hostname is lower-cased, [] dropped
 
 
 class S3Farm(StorageFarm):
@@ -32,9 +34,16 @@ class S3Farm(StorageFarm):
 
     @classmethod
     def storage_more_checks(cls, checked: dict[str, Any]) -> dict[str, Any]:
-        url = urlsplit(checked["endpoint_url"])
+        wrong = StorageInvalid("endpoint_url", "an http:// or https:// URL of the server, without credentials in it")
+        try:
+            url = urlsplit(checked["endpoint_url"])
+            url.port  # noqa: B018 - raises ValueError for a port out of range, as every later use would
+        except ValueError:
+            raise wrong from None
         if url.scheme not in ("http", "https") or not url.hostname or url.username or url.password:
-            raise StorageInvalid("endpoint_url", "an http:// or https:// URL of the server, without credentials in it")
+            raise wrong
+        if not set(url.hostname) <= _HOST_CHARS:
+            raise StorageInvalid("endpoint_url", "the server's name or IP address in it is not one (a space, a <?)")
         checked["endpoint_url"] = checked["endpoint_url"].rstrip("/")
         bucket = checked["bucket"]
         if not 3 <= len(bucket) <= 63 or not set(bucket) <= _BUCKET_CHARS or bucket[0] in ".-" or bucket[-1] in ".-":
@@ -42,8 +51,16 @@ class S3Farm(StorageFarm):
         prefix = checked.get("prefix", "").strip("/")
         if ".." in prefix.split("/") or "//" in prefix:
             raise StorageInvalid("prefix", "a prefix without .. or empty parts")
+        if prefix:
+            try:
+                clean_server_path(prefix)  # as the transport reads it: a `..\\` is a .. there too
+            except PathRefused:
+                raise StorageInvalid("prefix", "a prefix without .. or empty parts") from None
         checked["prefix"] = f"{prefix}/" if prefix else ""
         return checked
+
+    # A page asks once and waits 10 s (a worker: 3 requests of 60 s each).
+    page_timeouts: ClassVar[dict[str, Any]] = {"connect_timeout": 5.0, "read_timeout": 10.0, "retries": 0}
 
     def _server(self) -> dict[str, Any]:
         storage = self.storage
@@ -63,6 +80,7 @@ class S3Farm(StorageFarm):
             prefix=prefix,
             label=f'{name} storage of farm account "{self.account.name}"',
             where=f"the S3 bucket {self.storage.get('bucket', '')}",
+            **self.tuning(),
         )
 
     def lines(self) -> list[TransferLine]:

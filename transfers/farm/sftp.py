@@ -13,17 +13,19 @@ from __future__ import annotations
 import logging
 import posixpath
 import re
+import secrets
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 from transfers.engine.endpoints import Endpoint, open_endpoint
 from transfers.engine.endpoints import sftp as sftp_transport
 from transfers.farm.base import AREAS, CheckStep, StorageInvalid, StorageSetting, TransferLine, check_area
-from transfers.farm.storage import StorageFarm, step
+from transfers.farm.storage import StorageFarm, StorageUnavailable, step
 from transfers.models import FarmAccount
 
 logger = logging.getLogger(__name__)
 
+_AWAY = ("refused", "unreachable", "timeout")  # a probe's failures that may pass by themselves
 _HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]_")
 
 
@@ -43,8 +45,12 @@ class SftpFarm(StorageFarm):
             "host_key",
             "Pinned host key",
             "The server's public host key (ssh-ed25519 AAAA...). Empty: pinned on the first connection.",
+            learned=True,
         ),
     )
+
+    # A page waits 5 s to connect and 15 s a call on one connection (a worker: 120 s a call).
+    page_timeouts: ClassVar[dict[str, Any]] = {"connect_timeout": 5.0, "op_timeout": 15.0, "connections": 1}
 
     @classmethod
     def storage_more_checks(cls, checked: dict[str, Any]) -> dict[str, Any]:
@@ -56,8 +62,17 @@ class SftpFarm(StorageFarm):
             raise StorageInvalid("base_path", "an absolute path on the server, without ..")
         checked["base_path"] = posixpath.normpath(base)
         key = checked.get("host_key", "")
-        if key and len(key.split()) < 2:
-            raise StorageInvalid("host_key", "an OpenSSH public key line: type and base64, e.g. ssh-ed25519 AAAA...")
+        if "PRIVATE KEY" in key.upper():  # never echoed: the storage settings are shown to the whole team
+            raise StorageInvalid(
+                "host_key", "this is a private key: it goes in the access key; the host key is the server's public key"
+            )
+        if key:
+            try:
+                sftp_transport.key_fingerprint(key)  # a key the connection could not read fails every job later
+            except ValueError:
+                raise StorageInvalid(
+                    "host_key", "an OpenSSH public key line: type and base64, e.g. ssh-ed25519 AAAA..."
+                ) from None
         return checked
 
     # --- connecting ----------------------------------------------------------------------------------
@@ -84,14 +99,19 @@ class SftpFarm(StorageFarm):
             return pinned
         try:
             seen = sftp_transport.probe(**self._server(), host_key="")
-        except sftp_transport.ProbeFailed as exc:
-            raise ConnectionError(str(exc)) from None  # retryable: the server may be back soon
+        except sftp_transport.ProbeFailed as exc:  # retryable when the server was away, not when it refused us
+            raise StorageUnavailable(f"{self._where()}: {exc}", retryable=exc.code in _AWAY) from None
         _pin(self.account, seen.host_key_line, seen.fingerprint)
         return str(self.account.storage.get("host_key") or seen.host_key_line)
 
     def _base(self, host_key: str) -> sftp_transport.SftpFolder:
         return sftp_transport.SftpFolder(
-            **self._server(), host_key=host_key, root=self.storage.get("base_path", "/"), label="base", where=self._where()
+            **self._server(),
+            host_key=host_key,
+            root=self.storage.get("base_path", "/"),
+            label="base",
+            where=self._where(),
+            **self.tuning(),
         )
 
     def _where(self) -> str:
@@ -119,6 +139,7 @@ class SftpFarm(StorageFarm):
             root=root,
             label=f'{name} storage of farm account "{self.account.name}"',
             where=self._where(),
+            **self.tuning(),
         )
 
     # --- what pages show -----------------------------------------------------------------------------
@@ -181,7 +202,7 @@ def pem_lines(text: str) -> str:
 
 def _writable(farm: SftpFarm, area: str) -> str:
     endpoint = farm.endpoint(area)
-    probe_name = ".rvweb-check"
+    probe_name = f".rvweb-check-{secrets.token_hex(4)}"  # two leads testing at once write two files
     with endpoint.open_partial(probe_name, 0) as handle:
         handle.write_at(b"rvweb", 0)
     endpoint.discard_partial(probe_name)

@@ -16,7 +16,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from django.db.models import Q
 
@@ -27,6 +27,7 @@ from transfers.engine.runner import RunSummary
 from transfers.farm.base import (
     CheckStep,
     FarmConnector,
+    FarmError,
     FarmOutput,
     FarmTaskInfo,
     LegRequest,
@@ -37,6 +38,30 @@ from transfers.farm.base import (
 from transfers.models import FarmFrame, FarmTask
 
 logger = logging.getLogger(__name__)
+
+
+class StorageUnavailable(FarmError, OSError):
+    """The account's storage did not answer as it should (unreachable, refused the key, a host key that is
+    not the pinned one, settings its transport cannot use): a FarmError, so pages and jobs say it plainly
+    instead of an internal error, and an OSError, as the transport's own error was. `retryable`: the
+    server was away or slow, not refusing us."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def unavailable(exc: Exception, where: str) -> StorageUnavailable:
+    """The transport's error as a StorageUnavailable naming where it happened (never a secret: the
+    transports' messages carry none)."""
+    code = str(getattr(exc, "code", ""))
+    refused = code in ("auth", "host_key", "settings") or isinstance(exc, PermissionError | ValueError)
+    retryable = isinstance(exc, ConnectionError | TimeoutError) and not refused
+    message = (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)) or type(exc).__name__
+    return StorageUnavailable(f"{where}: {message}", retryable=retryable)
 
 
 def _info(task: FarmTask, children: tuple[int, ...], parent_task_id: int | None) -> FarmTaskInfo:
@@ -59,9 +84,22 @@ class StorageFarm(FarmConnector):
 
     takes_events = True
 
+    # A page or an API request waits seconds for the storage, not the worker's minutes (its read timeouts
+    # and retries): for_page() makes open_area ask the transport for these.
+    page_timeouts: ClassVar[dict[str, Any]] = {}
+
     def __init__(self, account: Any) -> None:
         super().__init__(account)
         self._open: dict[str, Endpoint] = {}
+        self._page = False
+
+    def for_page(self) -> StorageFarm:
+        self._page = True
+        return self
+
+    def tuning(self) -> dict[str, Any]:
+        """The transport's timeouts for this connector: the page's, or the transport's own (a worker's)."""
+        return dict(self.page_timeouts) if self._page else {}
 
     @property
     def storage(self) -> dict[str, Any]:
@@ -76,7 +114,12 @@ class StorageFarm(FarmConnector):
     def endpoint(self, name: str) -> Endpoint:
         check_area(name)
         if name not in self._open:
-            self._open[name] = self.open_area(name)
+            try:
+                self._open[name] = self.open_area(name)
+            except StorageUnavailable:
+                raise
+            except (OSError, ValueError) as exc:  # the server away, a key refused or not the pinned one
+                raise unavailable(exc, f'the {name} storage of farm account "{self.account.name}"') from None
         return self._open[name]
 
     def transfer(self, request: LegRequest) -> RunSummary:
@@ -140,11 +183,14 @@ class StorageFarm(FarmConnector):
     def _files_under(self, folder: str) -> list[StoredFile]:
         """Regular files under `folder` of the output area (no links, no partial files): the endpoint's
         listing never follows a link out of the area."""
+        output = self.endpoint("output")
         try:
-            return list(self.endpoint("output").list(folder))
+            return list(output.list(folder))
         except PathRefused as exc:
             logger.warning("output folder %r of %s is not listed: %s", folder, self.account.name, exc)
             return []
+        except OSError as exc:  # a watcher rides out a retryable one; a page says it
+            raise unavailable(exc, f'listing {folder}/ in the output storage of farm account "{self.account.name}"') from None
 
     def announced_since(self, task_ids: list[int], since: float) -> bool:
         """A frame announced, or a task's status changed (its end, say), for these tasks or their children."""
