@@ -400,3 +400,18 @@ def test_a_server_side_link_out_of_the_root_is_never_followed(tmp_path: Path, re
     with pytest.raises(PathRefused):
         remote.open_partial("linked/new.exr", 0)
     assert sorted(p.name for p in outside.iterdir()) == ["deep", "secret.exr"]
+
+
+def test_a_pin_of_another_key_type_is_said_as_a_host_key_mismatch(sshd, tmp_path):
+    """An ssh-rsa pin against an ed25519-only server: the server drops the key exchange; that is the pin's
+    problem (a host key mismatch, never retried), not an unreachable server."""
+    import subprocess
+
+    from transfers.engine.endpoints.sftp import ProbeFailed, probe
+
+    subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", str(tmp_path / "rsa")], check=True)
+    rsa = " ".join((tmp_path / "rsa.pub").read_text().split()[:2])
+    with pytest.raises(ProbeFailed) as failed:
+        probe(sshd.host, sshd.port, sshd.username, private_key=sshd.private_key, host_key=rsa)
+    assert failed.value.code == "host_key", failed.value
+    assert sshd.fingerprint in str(failed.value)

@@ -320,7 +320,15 @@ class Session:
         if self._pin is not None:
             options["server_host_key_algs"] = [self._pin.get_algorithm()]
         try:
-            conn = await asyncssh.connect(s.host, s.port, client_factory=lambda: _Client(self._pin, seen), **options)
+            try:
+                conn = await asyncssh.connect(s.host, s.port, client_factory=lambda: _Client(self._pin, seen), **options)
+            except (asyncssh.Error, OSError) as exc:
+                if self._pin is None or seen or isinstance(exc, ConnectionRefusedError | TimeoutError | socket.gaierror):
+                    raise
+                # The server has no host key of the pinned type (it dropped the key exchange): ask for any
+                # key, so the mismatch is said as one, never as a network problem to retry for ever.
+                del options["server_host_key_algs"]
+                conn = await asyncssh.connect(s.host, s.port, client_factory=lambda: _Client(self._pin, seen), **options)
         except asyncssh.HostKeyNotVerifiable:
             if seen and self._pin is not None:
                 raise HostKeyMismatch(
