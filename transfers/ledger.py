@@ -32,7 +32,8 @@ class DbLedger:
                     f"WHERE account_id = %s AND area = %s AND server IN ({marks})",
                     [self.account_id, self.area, *chunk],
                 )
-                found.update((row[0], LedgerRecord(*row)) for row in cursor.fetchall())
+                make = LedgerRecord._make
+                found.update((row[0], make(row)) for row in cursor.fetchall())
         return found
 
     def record(self, records: Sequence[LedgerRecord]) -> None:
