@@ -106,6 +106,7 @@ class TransferOptions:
     busy_patience: float = 60.0
     busy_poll: float = 0.5
     batch: int = 500  # files per ledger look-up
+    prefetch: bool = True  # a source that offers `prefetch` is asked to read each group of small files at once
     send: SendOptions = field(default_factory=SendOptions)
 
     def __post_init__(self) -> None:
@@ -310,6 +311,9 @@ class _Run:
     def send_group(self, plans: list[_Plan], records: list[LedgerRecord]) -> None:
         """Send files one after the other in one pool thread; stops early when the run stops. Each file
         is reported as it ends, not when its group does: the files counter moves with the bytes."""
+        prefetch = getattr(self.source, "prefetch", None) if self.options.prefetch and len(plans) > 1 else None
+        if prefetch is not None:  # a local source: the group's reads overlap instead of queueing one by one
+            prefetch([plan.src for plan in plans if plan.src is not None])
         for plan in plans:
             result = self.guarded_send(plan)
             if result is None:
