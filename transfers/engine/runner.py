@@ -188,14 +188,14 @@ class _Run:
         """What to do with each task: decided at once (bad path), sent by the pool, or unchanged (added
         to `skips`, to be finished together: a re-upload is mostly these)."""
         keys = _keys(batch)
-        records = self.ledger.lookup(sorted(set(keys.values()))) if self.ledger else {}
+        records = self.ledger.lookup(sorted({key for key in keys if key is not None})) if self.ledger else {}
         stored: dict[str, set[str]] = {}  # folder -> names, listed once per batch
         locate, storage, skip = self.source.locate, self.storage, skips.append
-        for task in batch:
+        for task, key in zip(batch, keys, strict=True):
             try:
                 source = task.source
                 src, info = locate(source)  # for planning: what to skip, what to send
-                key = keys.get(task.item_id) or _key(task.destination)  # the latter raises with the reason
+                key = key or _key(task.destination)  # the latter raises with the reason
             except PathRefused as exc:
                 yield _Plan(task, decided=FileFinished(task.item_id, ok=False, error_code="bad_path", error=str(exc)))
                 continue
@@ -217,7 +217,7 @@ class _Run:
             if name not in names:
                 yield _Plan(task, src, size=size)
             elif record.mtime_ns == info.st_mtime_ns and record.local == source:
-                skip((task, FileFinished(task.item_id, ok=True, size=size, checksum=record.checksum, skipped=True)))
+                skip((task, FileFinished(task.item_id, True, size, record.checksum, "", "", True)))  # ok, skipped
             else:
                 yield _Plan(task, src, recheck=record, size=size)  # touched, same size: the pool re-hashes it
 
@@ -405,14 +405,14 @@ def _key(server: str) -> str:
     return clean_server_path(server)
 
 
-def _keys(batch: list[Task]) -> dict[int, str]:
-    """Ledger keys (clean destination paths) of the tasks whose destination path is sound, by item."""
-    keys = {}
+def _keys(batch: list[Task]) -> list[str | None]:
+    """Ledger keys (clean destination paths) of the tasks, in order; None where the path is refused."""
+    keys: list[str | None] = []
     for task in batch:
         try:
-            keys[task.item_id] = _key(task.destination)
+            keys.append(_key(task.destination))
         except PathRefused:
-            continue  # fails on its own in plan(), with the reason
+            keys.append(None)  # fails on its own in plan(), with the reason
     return keys
 
 
