@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
@@ -128,6 +129,16 @@ class Recorder:
             if isinstance(event, FileRetrying):
                 self.tally.add("retries", event.error_code)
             self.tracker(event)
+
+    def report_many(self, events: Sequence[FileFinished]) -> None:
+        """Many finished files at once (the engine's unchanged files, a batch at a time)."""
+        with self._room:
+            self.tracker.report_many(events)
+            for event in events:
+                self.carried.pop(event.item_id, None)
+            self._finished.extend(events)
+            while len(self._finished) >= _BACKLOG_MAX and not self.stopped.is_set():
+                self._room.wait(0.5)
 
     def snapshot(self) -> tuple[Snapshot, JobFigures]:
         """The tracker's snapshot and the figures the page shows for it (with the carried partial bytes)."""

@@ -15,7 +15,19 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from tests.bench import audit, copying, dashboard, downloading, job_pages, manifest_browse, reupload, scale, sdk, transmitter
+from tests.bench import (
+    audit,
+    copying,
+    dashboard,
+    downloading,
+    job_pages,
+    manifest_browse,
+    reupload,
+    scale,
+    sdk,
+    transmitter,
+    worker_upload,
+)
 from tests.bench.common import Config, Row, log, print_table, python_version, remove_in_background
 
 NAMES = {
@@ -33,6 +45,7 @@ NAMES = {
     12: "audit page and CSV export, 1,000,000 rows (SQLite, or DATABASE_URL)",
     13: "browsing a 500,000-entry manifest: pages and filters (SQLite, or DATABASE_URL)",
     14: "an upload through the vendor's transmitter (the fake): rvweb's leg vs the SDK's shell command",
+    15: "many small files through a real Celery worker, with the database bookkeeping",
 }
 
 
@@ -95,6 +108,7 @@ def main(argv: list[str]) -> int:
             12: lambda: audit.bench(config),
             13: lambda: manifest_browse.bench(config),
             14: lambda: transmitter.bench(config),
+            15: lambda: worker_upload.bench(config),
         }
         for number in args.only:
             print(f"\n[{number}] {NAMES[number]}", flush=True)

@@ -191,7 +191,7 @@ def test_a_folder_swapped_for_a_symlink_after_the_plan_fails_the_file_and_nothin
         FileTask(1, str(root / "x" / "c.bin"), "/D/c.bin"),
         FileTask(2, str(root / "a" / "b" / "d.bin"), "/D/d.bin"),
     ]
-    (root.parent / "outside" / "a" / "b" / "d.bin").write_bytes(SECRET)
+    (root.parent / "outside" / "a" / "b" / "c.bin").write_bytes(SECRET)
     events: list[Event] = []
 
     def report(event: Event) -> None:
@@ -284,3 +284,20 @@ def test_a_run_fails_a_file_whose_folder_is_a_file_as_missing_without_retrying(r
 
     (finished,) = [e for e in events if isinstance(e, FileFinished)]
     assert (finished.ok, finished.error_code, finished.attempts) == (False, "missing_source", 1)
+
+
+def test_the_prefetch_hint_skips_what_it_may_not_open_and_leaves_no_descriptor(root: Path, tmp_path: Path) -> None:
+    from transfers.engine.endpoints.files import LocalFiles
+
+    (root / "x").mkdir()
+    (root / "x" / "ok.bin").write_bytes(b"inside")
+    (root / "x" / "link.bin").symlink_to(root.parent / "outside" / "a" / "b" / "c.bin")
+    os.mkfifo(root / "x" / "pipe")
+    source = LocalFiles([root])
+    before = len(os.listdir("/proc/self/fd"))
+    paths = ["ok.bin", "link.bin", "pipe", "missing.bin", "."]
+
+    source.prefetch([str(root / "x" / name) for name in paths] + ["/etc/passwd"])  # raises nothing, hangs on nothing
+
+    assert len(os.listdir("/proc/self/fd")) == before
+    source.close()

@@ -561,6 +561,27 @@ def test_run_upload_skips_an_unchanged_file_without_sending_a_byte(site: Site) -
     assert all(event.skipped and event.ok for event in report.finished().values())
 
 
+def test_a_report_that_takes_many_gets_the_unchanged_files_a_batch_at_a_time(site: Site) -> None:
+    ledger, tasks = MemoryLedger(), _files(site, 5)
+    _run(site, tasks, ledger=ledger)
+
+    class Many(Recorder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[list[FileFinished]] = []
+
+        def report_many(self, events: list[FileFinished]) -> None:
+            self.calls.append(list(events))
+
+    report = Many()
+    summary = _run(site, tasks, report, ledger=ledger, batch=2)
+
+    assert (summary.files_ok, summary.files_skipped, summary.bytes_sent) == (5, 5, 0)
+    assert [sorted(e.item_id for e in call) for call in report.calls] == [[1, 2], [3, 4], [5]]
+    assert all(e.ok and e.skipped and e.checksum for call in report.calls for e in call)
+    assert report.finished() == {}  # none came one by one
+
+
 def test_run_upload_skips_an_unchanged_file_without_hashing_it(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
     ledger, tasks = MemoryLedger(), _files(site, 2)
     _run(site, tasks, ledger=ledger)

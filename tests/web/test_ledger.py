@@ -39,3 +39,26 @@ def test_records_of_another_account_or_area_are_not_seen(make_account):
 
     assert DbLedger(account_id=second.pk, area="input").lookup(["D/f1.exr"]) == {}
     assert DbLedger(account_id=first.pk, area="output").lookup(["D/f1.exr"]) == {}
+
+
+def test_sparse_lookups_among_many_other_records_find_exactly_theirs(make_account):
+    ledger = DbLedger(account_id=make_account(name="a").pk, area="input")
+    ledger.record([_record(n) for n in range(3000)])
+    wanted = [f"D/f{n}.exr" for n in range(0, 3000, 40)] + ["D/missing.exr"]  # a span holding ~40x more rows
+
+    found = ledger.lookup(wanted)
+
+    assert set(found) == set(wanted) - {"D/missing.exr"}
+    assert found["D/f40.exr"] == _record(40)
+
+
+def test_lookups_of_non_ascii_and_mixed_case_paths_find_each_record(make_account):
+    ledger = DbLedger(account_id=make_account(name="a").pk, area="input")
+    names = [f"D/{prefix}{n}.exr" for prefix in ("Z", "a", "é", "日本", "z ", "A-") for n in range(20)]
+    ledger.record([LedgerRecord(server=name, local="/s/" + name, size=1, mtime_ns=1, checksum="c") for name in names])
+    ledger.record([LedgerRecord(server=f"E/{n}", local="/x", size=1, mtime_ns=1, checksum="c") for n in range(50)])
+
+    found = ledger.lookup([*names, "D/zz.exr"])
+
+    assert sorted(found) == sorted(names)
+    assert found["D/é3.exr"].local == "/s/D/é3.exr"

@@ -198,6 +198,22 @@ def test_progress_messages_carry_figures_but_no_status(lead):
     assert message["figures_at"] is not None
 
 
+def test_unchanged_files_reported_together_are_counted_and_stored_as_skipped(lead):
+    job = _job(lead, S.RUNNING, ("pending", "pending", "pending"))
+    recorder = _recorder(job)
+    first, second, third = job.items.order_by("pk")
+
+    recorder.report_many([FileFinished(i.pk, ok=True, size=1000, checksum="xxh3-128:ab", skipped=True) for i in (first, second)])
+    recorder(FileFinished(third.pk, ok=True, size=1000))
+    message = recorder.message()
+    recorder.write()
+
+    assert (message["files_done"], message["files_skipped"], message["bytes_done"]) == (3, 2, 3000)
+    states = dict(TransferItem.objects.filter(job=job).values_list("pk", "state"))
+    assert states == {first.pk: "skipped", second.pk: "skipped", third.pk: "done"}
+    assert TransferItem.objects.get(pk=first.pk).checksum == "xxh3-128:ab"
+
+
 def test_a_resumed_run_starts_from_the_partial_bytes_and_counts_them_once(lead):
     job = _job(lead, S.RUNNING, ("done", "pending"))
     partial = job.items.get(state="pending")

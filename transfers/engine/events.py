@@ -58,3 +58,6 @@ class FileNotSent:
 
 Event = FileStarted | BytesSent | FileRetrying | FileFinished | FileNotSent
 Report = Callable[[Event], bool | None]
+# A Report may also offer `report_many(events: Sequence[FileFinished]) -> bool | None`: the runner then
+# hands it the files it found unchanged a batch at a time (one call instead of one per file); without
+# it, each comes through the Report itself, as every other event does.

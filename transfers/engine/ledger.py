@@ -7,13 +7,15 @@ in its database; MemoryLedger serves tests and benchmarks. Look-ups and records 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
-@dataclass(frozen=True)
-class LedgerRecord:
-    """What went where. The key is the destination's path: an upload's server path, a download's local one."""
+class LedgerRecord(NamedTuple):
+    """What went where. The key is the destination's path: an upload's server path, a download's local one.
+
+    A named tuple: a re-upload of unchanged files builds one per file looked up, and a frozen
+    dataclass's __init__ cost as much as the look-up's row.
+    """
 
     server: str  # destination-relative path, as clean_server_path gives it
     local: str  # the source's path as the task named it (an upload's local file, a download's farm path)

@@ -106,6 +106,7 @@ class TransferOptions:
     busy_patience: float = 60.0
     busy_poll: float = 0.5
     batch: int = 500  # files per ledger look-up
+    prefetch: bool = True  # a source that offers `prefetch` is asked to read each group of small files at once
     send: SendOptions = field(default_factory=SendOptions)
 
     def __post_init__(self) -> None:
@@ -183,39 +184,42 @@ class _Run:
 
     # --- deciding what to send ------------------------------------------------------------------
 
-    def plan(self, batch: list[Task]) -> Iterator[_Plan]:
-        """What to do with each task: decided at once (bad path, unchanged), or sent by the pool."""
+    def plan(self, batch: list[Task], skips: list[tuple[Task, FileFinished]]) -> Iterator[_Plan]:
+        """What to do with each task: decided at once (bad path), sent by the pool, or unchanged (added
+        to `skips`, to be finished together: a re-upload is mostly these)."""
         keys = _keys(batch)
-        records = self.ledger.lookup(sorted(set(keys.values()))) if self.ledger else {}
+        records = self.ledger.lookup(sorted({key for key in keys if key is not None})) if self.ledger else {}
         stored: dict[str, set[str]] = {}  # folder -> names, listed once per batch
-        for task in batch:
+        locate, storage, skip = self.source.locate, self.storage, skips.append
+        for task, key in zip(batch, keys, strict=True):
             try:
-                src, info = self.source.locate(task.source)  # for planning: what to skip, what to send
-                key = keys.get(task.item_id) or _key(task.destination)  # the latter raises with the reason
+                source = task.source
+                src, info = locate(source)  # for planning: what to skip, what to send
+                key = key or _key(task.destination)  # the latter raises with the reason
             except PathRefused as exc:
                 yield _Plan(task, decided=FileFinished(task.item_id, ok=False, error_code="bad_path", error=str(exc)))
                 continue
-            record = records.get(key)
             if info is None or not stat.S_ISREG(info.st_mode):
                 yield _Plan(task, src)  # send() reports a missing file or a folder on this file
                 continue
-            present = False
-            if record is not None:
-                folder, _, name = key.rpartition("/")
-                if folder not in stored:
-                    try:
-                        stored[folder] = self.storage.names(folder)
-                    except (OSError, PathRefused):
-                        stored[folder] = set()
-                present = name in stored[folder]
-            if record is None or not present or record.size != info.st_size:
-                yield _Plan(task, src, size=info.st_size)
-            elif record.mtime_ns == info.st_mtime_ns and record.local == task.source:
-                yield _Plan(
-                    task, decided=FileFinished(task.item_id, ok=True, size=info.st_size, checksum=record.checksum, skipped=True)
-                )
+            record = records.get(key)
+            size = info.st_size
+            if record is None or record.size != size:
+                yield _Plan(task, src, size=size)
+                continue
+            folder, _, name = key.rpartition("/")
+            names = stored.get(folder)
+            if names is None:
+                try:
+                    names = stored[folder] = storage.names(folder)
+                except (OSError, PathRefused):
+                    names = stored[folder] = set()
+            if name not in names:
+                yield _Plan(task, src, size=size)
+            elif record.mtime_ns == info.st_mtime_ns and record.local == source:
+                skip((task, FileFinished(task.item_id, True, size, record.checksum, "", "", True)))  # ok, skipped
             else:
-                yield _Plan(task, src, recheck=record, size=info.st_size)  # touched, same size: the pool re-hashes it
+                yield _Plan(task, src, recheck=record, size=size)  # touched, same size: the pool re-hashes it
 
     def unchanged(self, task: Task, src: str, record: LedgerRecord) -> FileFinished | None:
         """A skip result when `src` still has the recorded content (with its new mtime, to record)."""
@@ -316,6 +320,9 @@ class _Run:
     def send_group(self, plans: list[_Plan], records: list[LedgerRecord]) -> None:
         """Send files one after the other in one pool thread; stops early when the run stops. Each file
         is reported as it ends, not when its group does: the files counter moves with the bytes."""
+        prefetch = getattr(self.source, "prefetch", None) if self.options.prefetch and len(plans) > 1 else None
+        if prefetch is not None:  # a local source: the group's reads overlap instead of queueing one by one
+            prefetch([plan.src for plan in plans if plan.src is not None])
         for plan in plans:
             result = self.guarded_send(plan)
             if result is None:
@@ -366,6 +373,22 @@ class _Run:
 
     # --- results --------------------------------------------------------------------------------
 
+    def finish_skipped(self, skips: list[tuple[Task, FileFinished]]) -> None:
+        """Files found unchanged while planning (nothing to record), counted and reported together:
+        one lock and, when the callback takes them (`report_many`), one call for the lot."""
+        if not skips:
+            return
+        with self._lock:
+            self.ok += len(skips)
+            self.skipped += len(skips)
+        results = [result for _, result in skips]
+        report_many = getattr(self.report, "report_many", None)
+        if report_many is None:
+            for result in results:
+                self.tell(result)
+        elif report_many(results) is False:
+            self.control.request_stop("stopped by the caller")
+
     def finish(self, result: FileFinished | FileNotSent, task: Task, pending_records: list[LedgerRecord]) -> None:
         with self._lock:  # pool threads and the planning thread both finish files
             if isinstance(result, FileNotSent):
@@ -391,14 +414,14 @@ def _key(server: str) -> str:
     return clean_server_path(server)
 
 
-def _keys(batch: list[Task]) -> dict[int, str]:
-    """Ledger keys (clean destination paths) of the tasks whose destination path is sound, by item."""
-    keys = {}
+def _keys(batch: list[Task]) -> list[str | None]:
+    """Ledger keys (clean destination paths) of the tasks, in order; None where the path is refused."""
+    keys: list[str | None] = []
     for task in batch:
         try:
-            keys[task.item_id] = _key(task.destination)
+            keys.append(_key(task.destination))
         except PathRefused:
-            continue  # fails on its own in plan(), with the reason
+            keys.append(None)  # fails on its own in plan(), with the reason
     return keys
 
 
@@ -469,7 +492,8 @@ def run_transfer(
 
         for batch in _batches(tasks, options.batch):
             small: list[_Plan] = []
-            for plan in run.plan(batch):
+            skips: list[tuple[Task, FileFinished]] = []
+            for plan in run.plan(batch, skips):
                 if control.stop.is_set():
                     break
                 if plan.decided is not None:
@@ -486,6 +510,7 @@ def run_transfer(
                     submit([plan])
             if small and not control.stop.is_set():
                 submit(small)
+            run.finish_skipped(skips)
             if control.stop.is_set():
                 break
         collect(list(in_flight))

@@ -10,12 +10,18 @@ counted as not sent, so the caller can leave it pending and name the shortfall.
 from __future__ import annotations
 
 import threading
+import time
 
 from transfers.engine.endpoints.base import Destination
 
 MARGIN = 256 << 10  # kept free beyond the reservations: folders, inodes' blocks, a marker file
 _RECHECK = 0.5  # seconds between looks at the free space while waiting (someone may free some meanwhile)
 _BLOCK = 4096  # a file takes whole blocks: 1,000 files of 10 bytes take 4 MB, not 10 kB
+# A free-space reading is reused for this long, and only while what was granted since leaves at least
+# _ROOM to spare: a statvfs per file, under the lock, cost the small files more than their copy. Near a
+# full disk every file asks again, as before.
+_FRESH = 0.5
+_ROOM = 64 << 20
 
 
 def human_bytes(count: float) -> str:
@@ -35,6 +41,8 @@ class SpaceBudget:
         self._held: dict[int, int] = {}  # item -> bytes it may still write
         self.files_not_sent = 0
         self.bytes_not_sent = 0
+        self._read_at = -_FRESH  # when free space was last read (monotonic)
+        self._left = 0  # that reading, less what was held then and everything granted since
 
     def reserve(self, item_id: int, needed: int, stop: threading.Event | None = None) -> bool:
         """Hold `needed` bytes for this file when they fit (True); False: do not start it.
@@ -45,12 +53,19 @@ class SpaceBudget:
         """
         needed = -(-needed // _BLOCK) * _BLOCK
         with self._changed:
+            if time.monotonic() - self._read_at < _FRESH and self._left >= needed + self.margin + _ROOM:
+                self._left -= needed
+                self._held[item_id] = needed
+                return True
             while True:
                 try:
                     free = self.storage.free_space()
                 except (OSError, NotImplementedError):
                     free = None  # a destination that cannot tell: the write itself will say
-                if free is None or free - sum(self._held.values()) >= needed + self.margin:
+                left = None if free is None else free - sum(self._held.values())
+                if left is None or left >= needed + self.margin:
+                    if left is not None:
+                        self._read_at, self._left = time.monotonic(), left - needed
                     self._held[item_id] = needed
                     return True
                 if not self._held or (stop is not None and stop.is_set()):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from transfers.engine.events import BytesSent, Event, FileFinished, FileNotSent, FileStarted
@@ -84,6 +84,12 @@ class Tracker:
             elif isinstance(event, FileNotSent):
                 # Still to do: neither done nor failed; what it wrote is counted again when it resumes.
                 self.bytes_done -= self._active.pop(event.item_id, [0, 0])[0]
+
+    def report_many(self, events: Sequence[FileFinished]) -> None:
+        """Many finished files at once (the runner's unchanged files): one lock for the lot."""
+        with self._lock:
+            for event in events:
+                self._finish(event)
 
     def _finish(self, event: FileFinished) -> None:
         counted = self._active.pop(event.item_id, [0, 0])[0]

@@ -297,10 +297,13 @@ class LocalFolder:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise PartialBusy(errno.EBUSY, f"{path} is being written by another transfer") from None
-            if size is None:
-                handle.truncate(offset)
-            elif os.fstat(handle.fileno()).st_size != size:
-                handle.truncate(size)
+            # Cut or size it only when it is not that size already: on ext4 a truncate to 0 (the usual
+            # case: a fresh, empty partial) makes close() start the file's writeback at once
+            # (auto_da_alloc), a disk write per small file that syncfs would otherwise do in bulk.
+            held = os.lseek(fd, 0, os.SEEK_END)
+            wanted = offset if size is None else size
+            if held != wanted:
+                handle.truncate(wanted)
             handle.seek(offset)
         except BaseException:
             handle.close()
