@@ -415,3 +415,50 @@ def test_a_pin_of_another_key_type_is_said_as_a_host_key_mismatch(sshd, tmp_path
         probe(sshd.host, sshd.port, sshd.username, private_key=sshd.private_key, host_key=rsa)
     assert failed.value.code == "host_key", failed.value
     assert sshd.fingerprint in str(failed.value)
+
+
+def test_a_host_key_changed_mid_run_stops_the_run_instead_of_retrying_every_file(tmp_path, monkeypatch):
+    """The server is replaced, after the first file, by one with another host key on the same port (a
+    man in the middle): every file would meet it, so the run stops at once, saying why; nothing retried."""
+    from tests.engine.test_runner import QUICK_RETRIES, Recorder
+    from tests.servers import sshd as sshd_module
+    from tests.servers.sshd import Sshd
+    from transfers.engine.endpoints import LocalFiles, SftpFolder
+    from transfers.engine.events import FileFinished, FileRetrying
+    from transfers.engine.runner import Move, TransferOptions, run_transfer
+
+    first = Sshd.start(tmp_path / "first")
+    remote_root = tmp_path / "remote"
+    remote_root.mkdir()
+    studio = tmp_path / "studio"
+    studio.mkdir()
+    tasks = []
+    for n in range(1, 11):
+        (studio / f"s{n}.exr").write_bytes(bytes([n]) * 1000)
+        tasks.append(Move(n, str(studio / f"s{n}.exr"), f"shots/s{n}.exr"))
+    remote = SftpFolder(**first.endpoint_settings(root=str(remote_root)))  # pinned to the first server's key
+    mitm: Sshd | None = None
+
+    def swap(event: object) -> None:
+        nonlocal mitm
+        if mitm is None and getattr(event, "ok", False):
+            first.stop()
+            monkeypatch.setattr(sshd_module, "_free_port", lambda: first.port)
+            mitm = Sshd.start(tmp_path / "mitm")
+            (mitm.folder / "authorized_keys").write_text((first.folder / "authorized_keys").read_text())
+            remote.session.drop_all()
+
+    report = Recorder(then=swap)
+    try:
+        options = TransferOptions(pool_size=1, attempts=3, **QUICK_RETRIES)
+        summary = run_transfer(LocalFiles([studio]), remote, tasks, report=report, options=options)
+    finally:
+        remote.close()
+        first.stop()
+        if mitm is not None:
+            mitm.stop()
+    assert not [e for e in report.events if isinstance(e, FileRetrying)], "a refused host key is never retried"
+    assert summary.stopped and "host key" in summary.stop_reason, summary
+    failed = [e for e in report.events if isinstance(e, FileFinished) and not e.ok]
+    assert failed and failed[0].error_code == "refused"
+    assert (remote_root / "shots" / "s1.exr").read_bytes() == bytes([1]) * 1000, "the file done before stays done"

@@ -27,6 +27,7 @@ import xxhash
 from transfers.engine import hashing
 from transfers.engine.endpoints.base import (
     Destination,
+    EndpointRefused,
     PartialBusy,
     PartialFile,
     Source,
@@ -80,6 +81,8 @@ class SendFailed(Exception):
 
 def source_error(exc: OSError, src: SourcePath, where: str | None = None) -> SendFailed:
     """`where` None: a local file of the user's ("local file not found: /x"); else the endpoint's name."""
+    if isinstance(exc, EndpointRefused):
+        return SendFailed("refused", f"{where or 'the source'} refuses this run: {exc}", stops_run=True)
     if isinstance(exc, FileNotFoundError | NotADirectoryError):  # the latter: a folder on the way is a file
         return SendFailed(
             "missing_source", f"local file not found: {src}" if where is None else f"file not found on {where}: {src}"
@@ -92,6 +95,8 @@ def source_error(exc: OSError, src: SourcePath, where: str | None = None) -> Sen
 
 
 def dest_error(exc: OSError, server: str, where: str = FARM) -> SendFailed:
+    if isinstance(exc, EndpointRefused):
+        return SendFailed("refused", f"{where} refuses this run: {exc}", stops_run=True)
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return SendFailed("disk_full", f"no space left on {where} writing {server}", stops_run=True)
     if isinstance(exc, PermissionError):

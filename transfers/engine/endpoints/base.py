@@ -54,6 +54,7 @@ from transfers.engine import hashing
 __all__ = [
     "Destination",
     "Endpoint",
+    "EndpointRefused",
     "PartialBusy",
     "PartialFile",
     "Source",
@@ -77,6 +78,11 @@ class StoredFile:
 
 class VerifyFailed(Exception):
     """What arrived is not what was sent (size or checksum); the partial file is discarded."""
+
+
+class EndpointRefused(ConnectionError):
+    """The endpoint refuses this run as it is configured (its host key is not the pinned one, the
+    credentials are refused): no file can go through, so the run stops at once instead of retrying each."""
 
 
 class PartialBusy(OSError):

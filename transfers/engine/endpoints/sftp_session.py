@@ -29,6 +29,8 @@ from typing import Any, TypeVar
 
 import asyncssh
 
+from transfers.engine.endpoints.base import EndpointRefused
+
 __all__ = [
     "DEFAULT_CIPHERS",
     "AuthFailed",
@@ -71,12 +73,12 @@ class ConnectFailed(ConnectionError):
         return self.strerror or ""
 
 
-class AuthFailed(ConnectFailed):
+class AuthFailed(ConnectFailed, EndpointRefused):
     def __init__(self, message: str) -> None:
         super().__init__("auth", message)
 
 
-class HostKeyMismatch(ConnectFailed):
+class HostKeyMismatch(ConnectFailed, EndpointRefused):
     def __init__(self, message: str, *, seen: str, fingerprint: str) -> None:
         super().__init__("host_key", message)
         self.seen, self.fingerprint = seen, fingerprint
