@@ -19,7 +19,6 @@ import logging
 import os
 import socket
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -87,6 +86,7 @@ class Tally:
 _ws: Counter[str] = Counter()
 _ws_lock = threading.Lock()
 _ws_refresher: threading.Thread | None = None
+_ws_wake = threading.Event()  # a change: write the counts now, not at the next period
 
 
 def ws_opened(kind: str) -> None:
@@ -104,6 +104,7 @@ def _ws_change(kind: str, step: int) -> None:
         if _ws_refresher is None:
             _ws_refresher = threading.Thread(target=_ws_refresh, name="rvweb-ws-metrics", daemon=True)
             _ws_refresher.start()
+    _ws_wake.set()
 
 
 def _ws_refresh() -> None:
@@ -114,7 +115,8 @@ def _ws_refresh() -> None:
             counts = dict(_ws)
         with contextlib.suppress(RedisError, OSError):
             _redis().set(_key("ws", field), json.dumps(counts), ex=WS_TTL)
-        time.sleep(WS_TTL / 4)
+        _ws_wake.wait(WS_TTL / 4)
+        _ws_wake.clear()
 
 
 # --- the scrape ---------------------------------------------------------------------------------------
