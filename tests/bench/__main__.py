@@ -27,6 +27,7 @@ from tests.bench import (
     sdk,
     transmitter,
     worker_upload,
+    workers,
 )
 from tests.bench.common import Config, Row, log, print_table, python_version, remove_in_background
 
@@ -46,6 +47,8 @@ NAMES = {
     13: "browsing a 500,000-entry manifest: pages and filters (SQLite, or DATABASE_URL)",
     14: "an upload through the vendor's transmitter (the fake): rvweb's leg vs the SDK's shell command",
     15: "many small files through a real Celery worker, with the database bookkeeping",
+    21: "small files on 1, 2 and 4 worker processes: the scaling",
+    22: "8 jobs at once under one shared studio budget: how closely it holds",
 }
 
 
@@ -109,6 +112,8 @@ def main(argv: list[str]) -> int:
             13: lambda: manifest_browse.bench(config),
             14: lambda: transmitter.bench(config),
             15: lambda: worker_upload.bench(config),
+            21: lambda: workers.scaling(config),
+            22: lambda: workers.budget_precision(config),
         }
         for number in args.only:
             print(f"\n[{number}] {NAMES[number]}", flush=True)

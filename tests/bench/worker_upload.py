@@ -30,7 +30,7 @@ GOAL = 3000  # files/s
 class _Worker:
     """`celery -A rvweb worker` on a queue of its own, writing to this process's database."""
 
-    def __init__(self, log_path: Path, queue: str) -> None:
+    def __init__(self, log_path: Path, queue: str, *, concurrency: int = 1) -> None:
         from django.conf import settings
 
         env = dict(
@@ -43,7 +43,7 @@ class _Worker:
         self.log_path = log_path
         self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "rvweb", "worker", "-Q", queue, "-c", "1", "-l", "WARNING",
+            [sys.executable, "-m", "celery", "-A", "rvweb", "worker", "-Q", queue, "-c", str(concurrency), "-l", "WARNING",
              "--without-mingle", "--without-gossip", "--hostname", f"bench-{uuid.uuid4().hex[:6]}@%h"],
             cwd=ROOT,
             env=env,
