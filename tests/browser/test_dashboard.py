@@ -18,7 +18,7 @@ from playwright.sync_api import Browser, Page, expect
 from tests.conftest import Service, _free_port, _start, wait_for
 from transfers import kiosks
 from transfers.demo import demo_ensure
-from transfers.models import FarmAccount, Membership, Team, TransferJob
+from transfers.models import BandwidthBudget, FarmAccount, Membership, Team, TransferJob
 from transfers.progress import JobProgress, ProgressThrottle
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -66,6 +66,7 @@ def test_the_dashboard_follows_a_job_live_on_a_second_screen(lead_page: Page, wa
     other = Team.objects.create(name="elsewhere")
     elsewhere_farm = FarmAccount.objects.create(name="elsewhere-farm", team=other)
     elsewhere = TransferJob.objects.create(account=elsewhere_farm, status="running")
+    BandwidthBudget.objects.create(scope=BandwidthBudget.Scope.STUDIO, max_speed=100_000)  # shown, never the limit here
 
     # The second screen: a viewer's dashboard, open before anything runs.
     _log_in(wall_page, "viewer")
@@ -95,6 +96,10 @@ def test_the_dashboard_follows_a_job_live_on_a_second_screen(lead_page: Page, wa
     first = _percent(wall_page, job_id)
     expect(wall_page.locator("#dash-speed")).to_have_text(re.compile(r"^[\d.]+ [KM]B/s$"))
     expect(wall_page.locator("#dash-counts")).to_have_text(re.compile(r"^1 uploading"))
+    # The shared budget, live: its limit, its use, and who uses it.
+    budget = wall_page.locator("#dash-budgets tr", has_text="the studio")
+    expect(budget).to_contain_text("97.7 MB/s")
+    expect(budget).to_contain_text(f"job {job_id} ({manifest.account.name})", timeout=30_000)
     wall_page.wait_for_function(
         f"""(() => {{ const cell = document.querySelector("#dash-uploads tr[data-job='{job_id}'] .pct");
              return !cell || parseInt(cell.textContent, 10) > {first}; }})()""",
