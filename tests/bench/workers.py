@@ -170,4 +170,3 @@ def budget_precision(config: Config) -> Row:
         "the bytes sent by all the jobs over the span from the first start to the last end"
     )
     return row
-
