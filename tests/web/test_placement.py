@@ -122,6 +122,7 @@ def test_a_worker_killed_mid_job_has_it_taken_over_by_one_that_sees_the_same_fil
         first.process.wait()
         wait_for(lambda: _job(job).is_terminal, timeout=120, what=f"the take-over\n{second.log_tail(60)}")
         taken_over_in = time.monotonic() - killed_at
+        print(f"failover: the job ended {taken_over_in:.1f} s after its worker was killed")
     finally:
         _stop(first, second)
     done = _job(job)
