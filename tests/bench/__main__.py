@@ -15,7 +15,20 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from tests.bench import audit, copying, dashboard, downloading, job_pages, manifest_browse, reupload, scale, sdk, transmitter
+from tests.bench import (
+    audit,
+    copying,
+    dashboard,
+    downloading,
+    job_pages,
+    manifest_browse,
+    reupload,
+    s3,
+    scale,
+    sdk,
+    sftp,
+    transmitter,
+)
 from tests.bench.common import Config, Row, log, print_table, python_version, remove_in_background
 
 NAMES = {
@@ -33,6 +46,11 @@ NAMES = {
     12: "audit page and CSV export, 1,000,000 rows (SQLite, or DATABASE_URL)",
     13: "browsing a 500,000-entry manifest: pages and filters (SQLite, or DATABASE_URL)",
     14: "an upload through the vendor's transmitter (the fake): rvweb's leg vs the SDK's shell command",
+    16: "SFTP: one big file through run_transfer vs scp (aes128-gcm, loopback)",
+    17: "SFTP: 2,000 x 1 MiB files through run_transfer vs sftp -b put -r",
+    18: "SFTP: one big file at 100 ms round trip and a per-connection rate cap vs scp (fault proxy)",
+    19: "S3: one big file uploaded through run_transfer vs rclone copy (rclone serve s3)",
+    20: "S3: one big file downloaded through run_transfer vs rclone copy (rclone serve s3)",
 }
 
 
@@ -95,6 +113,11 @@ def main(argv: list[str]) -> int:
             12: lambda: audit.bench(config),
             13: lambda: manifest_browse.bench(config),
             14: lambda: transmitter.bench(config),
+            16: lambda: sftp.big_upload(config),
+            17: lambda: sftp.many_files(config),
+            18: lambda: sftp.far_upload(config),
+            19: lambda: s3.upload(config),
+            20: lambda: s3.download(config),
         }
         for number in args.only:
             print(f"\n[{number}] {NAMES[number]}", flush=True)
