@@ -48,7 +48,7 @@ def _big_source(config: Config, size: int) -> Path:
 def _scp(server: Sshd, source: Path, target: Path, *, port: int | None = None) -> None:
     argv = server.ssh_argv("scp", cipher=CIPHER)
     if port is not None:
-        argv += ["-P", str(port)]
+        argv += ["-P", str(port), "-o", f"HostKeyAlias=[{server.host}]:{server.port}"]  # known_hosts names the real port
     subprocess.run([*argv, "-q", str(source), f"rvweb-test-sshd:{target}"], check=True)
 
 
