@@ -20,7 +20,7 @@ import xxhash
 from tests.engine.test_runner import QUICK_RETRIES, Recorder
 from tests.servers.sshd import Sshd
 from transfers.engine import hashing
-from transfers.engine.endpoints import LocalFiles, LocalFolder, SftpFolder, VerifyFailed, open_endpoint
+from transfers.engine.endpoints import LocalFiles, LocalFolder, SftpFolder, VerifyFailed, open_endpoint, sftp_files
 from transfers.engine.endpoints.sftp import ConnectFailed, ProbeFailed, probe
 from transfers.engine.events import BytesSent, FileRetrying
 from transfers.engine.paths import PathRefused
@@ -142,8 +142,9 @@ def test_nothing_is_at_the_final_name_while_a_file_is_being_written(tmp_path: Pa
 
 
 def test_a_connection_killed_mid_file_resumes_at_its_offset_with_the_prefix_verified(
-    tmp_path: Path, sshd: Sshd, remote: SftpFolder, sftp_root: Path
+    tmp_path: Path, sshd: Sshd, remote: SftpFolder, sftp_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(sftp_files, "RECONNECTS", 0)  # the attempt fails (as when the server stays away a while)
     data = os.urandom(256 * KIB)
     killed = threading.Event()
 
@@ -162,9 +163,23 @@ def test_a_connection_killed_mid_file_resumes_at_its_offset_with_the_prefix_veri
     assert (sftp_root / "7" / "shots" / "s1.exr").read_bytes() == data
 
 
+def test_a_write_on_a_dropped_connection_is_repeated_on_a_new_one(sshd: Sshd, remote: SftpFolder, sftp_root: Path) -> None:
+    handle = remote.open_partial("D/a.exr", 0)
+    handle.write_at(b"abc", 0)
+    assert sshd.kill_sessions() > 0
+
+    handle.write_at(b"def", 3)
+    buffer = memoryview(bytearray(6))
+    assert (handle.read_at(buffer, 0), bytes(buffer)) == (6, b"abcdef")
+    handle.close()
+
+    assert (sftp_root / "D" / ".a.exr.rvpart").read_bytes() == b"abcdef"
+
+
 def test_an_operation_on_a_dropped_connection_is_a_connection_error_and_the_next_one_reconnects(
-    sshd: Sshd, remote: SftpFolder
+    sshd: Sshd, remote: SftpFolder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(sftp_files, "RECONNECTS", 0)
     handle = remote.open_partial("D/a.exr", 0)
     handle.write_at(b"abc", 0)
     sshd.kill_sessions()

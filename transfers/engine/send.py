@@ -17,6 +17,7 @@ import errno
 import json
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -171,14 +172,14 @@ class _Span:
 
     def _read(self, buffer: bytearray, position: int, count: int) -> memoryview:
         try:
-            got = self.source.read_at(memoryview(buffer)[:count], position)
+            got = _read_again(self.source, memoryview(buffer)[:count], position, self.stop)
         except OSError as exc:
             raise source_error(exc, self.src, self.src_where) from exc
         return memoryview(buffer)[:got]
 
     def _read_back(self, buffer: bytearray, position: int, count: int) -> memoryview:
         try:
-            got = self.dest.read_at(memoryview(buffer)[:count], position)
+            got = _read_again(self.dest, memoryview(buffer)[:count], position, self.stop)
         except OSError as exc:
             raise dest_error(exc, self.server, self.dst_where) from exc
         return memoryview(buffer)[:got]
@@ -210,6 +211,24 @@ class _Span:
                 break
             done += moved
         return done
+
+
+READ_AGAIN = 3  # times a remote read that failed on a lost connection is repeated before the file fails
+
+
+def _read_again(file: SourceFile | PartialFile, buffer: memoryview, position: int, stop: threading.Event) -> int:
+    """`file.read_at`, repeated (a read at an offset is harmless to repeat) when a remote endpoint's
+    connection broke under it: an S3 GET cut mid-body is asked again from `position` on a new
+    connection, instead of failing the range and sending it again from its start on the next attempt."""
+    for attempt in range(READ_AGAIN + 1):
+        try:
+            return file.read_at(buffer, position)
+        except OSError as exc:
+            transient = isinstance(exc, ConnectionError | TimeoutError) or exc.errno == errno.EIO
+            if attempt == READ_AGAIN or not transient or descriptor(file) is not None or stop.is_set():
+                raise
+            time.sleep(min(0.05 * 2**attempt, 1.0))
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
