@@ -28,8 +28,8 @@ from transfers.engine.runner import Move, RunSummary, TransferOptions, run_trans
 from transfers.engine.send import SendOptions
 
 KIB = 1 << 10
-SMALL = SendOptions(chunk=16 * KIB, kernel_chunk=16 * KIB)
-RANGED = SendOptions(chunk=16 * KIB, kernel_chunk=16 * KIB, range_size=64 * KIB, range_threshold=128 * KIB)
+SMALL = SendOptions(chunk=16 * KIB, kernel_chunk=16 * KIB, remote_chunk=16 * KIB)
+RANGED = SendOptions(chunk=16 * KIB, kernel_chunk=16 * KIB, remote_chunk=16 * KIB, range_size=64 * KIB, range_threshold=128 * KIB)
 OTHER_KEY = asyncssh.generate_private_key("ssh-ed25519")
 
 
@@ -415,3 +415,16 @@ def test_a_server_side_link_out_of_the_root_is_never_followed(tmp_path: Path, re
     with pytest.raises(PathRefused):
         remote.open_partial("linked/new.exr", 0)
     assert sorted(p.name for p in outside.iterdir()) == ["deep", "secret.exr"]
+
+
+def test_a_file_goes_in_the_chunks_the_sftp_endpoint_prefers_unless_the_options_force_one(
+    tmp_path: Path, remote: SftpFolder
+) -> None:
+    data = os.urandom(sftp_files.PREFERRED_CHUNK + 5 * KIB)
+    preferred, forced = Recorder(), Recorder()
+
+    _up(tmp_path, remote, _studio(tmp_path, {1: data}), preferred)
+    _up(tmp_path, remote, _studio(tmp_path, {2: data}), forced, send=SendOptions(remote_chunk=1 << 20))
+
+    assert [e.count for e in preferred.of(BytesSent)] == [sftp_files.PREFERRED_CHUNK, 5 * KIB]
+    assert len(forced.of(BytesSent)) == 9

@@ -29,6 +29,9 @@ __all__ = ["BUSY", "BUSY_LOCK", "Handles", "SftpPartial", "SftpSource", "feed", 
 BUSY: set[tuple[str, int, str, str]] = set()  # (host, port, root, path) of the partials written in this process
 BUSY_LOCK = threading.Lock()
 _TOKENS = itertools.count(1)
+# send.py writes, then reads back, a chunk of this size at a time (asyncssh pipelines each in requests of the
+# server's largest size): one round trip per chunk each way, 1 MiB chunks paid it 8x as often
+PREFERRED_CHUNK = 8 << 20
 RECONNECTS = 3  # times in a row an operation on an open file is repeated on a new connection after a lost one
 
 
@@ -132,6 +135,8 @@ class Handles:
 class SftpPartial:
     """A partial file on the server, held for this writer (within this process) until closed."""
 
+    preferred_chunk = PREFERRED_CHUNK
+
     def __init__(self, relative: str, handles: Handles, key: tuple[str, int, str, str]) -> None:
         self.relative, self.handles, self._key = relative, handles, key
         self.token = next(_TOKENS)
@@ -180,6 +185,8 @@ class SftpPartial:
 
 class SftpSource:
     """A file on the server opened for reading (from several threads: a download's ranges)."""
+
+    preferred_chunk = PREFERRED_CHUNK
 
     def __init__(self, handles: Handles, info: os.stat_result) -> None:
         self.handles, self.info = handles, info
