@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import itertools
 import os
 import stat
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,8 +124,6 @@ class SftpFolder:
         self._names: dict[str, _Names] = {}
         self._supports_posix_rename: bool | None = None
         self._marked: set[str] = set()  # paths this instance wrote a range marker for
-        self._threads = threading.local()
-        self._turns = itertools.count()
 
     @property
     def parallel_ranges(self) -> int:
@@ -223,16 +219,8 @@ class SftpFolder:
                     raise NotADirectoryError(errno.ENOTDIR, f"{folder} is a file on {self.where}, not a folder") from None
         return expected
 
-    def _home(self) -> int:
-        """This thread's connection: threads take the pool's connections in turn (files in parallel
-        spread over them: one connection, one sftp-server process, would serialise their requests)."""
-        home: int | None = getattr(self._threads, "home", None)
-        if home is None:
-            home = self._threads.home = next(self._turns) % self.session.size
-        return home
-
-    def _run(self, work: Any, index: int | None = None) -> Any:
-        return self.session.run(self.session.guarded(self._home() if index is None else index, work))
+    def _run(self, work: Any, index: int = 0) -> Any:
+        return self.session.run(self.session.guarded(index, work))
 
     async def _lstat(self, sftp: asyncssh.SFTPClient, path: str) -> asyncssh.SFTPAttrs | None:
         try:
@@ -357,15 +345,7 @@ class SftpFolder:
             raise
         return SftpPartial(
             names.relative,
-            Handles(
-                self.session,
-                partial,
-                _READ | _WRITE,
-                file,
-                spread=size is not None,
-                block_size=self.block_size,
-                home=self._home(),
-            ),
+            Handles(self.session, partial, _READ | _WRITE, file, spread=size is not None, block_size=self.block_size),
             key,
         )
 
@@ -564,8 +544,7 @@ class SftpFolder:
             return file, target, await file.stat()
 
         file, target, attrs = self._run(work)
-        handles = Handles(self.session, target, _READ, file, spread=spread, block_size=self.block_size, home=self._home())
-        return handles, attrs
+        return Handles(self.session, target, _READ, file, spread=spread, block_size=self.block_size), attrs
 
     def open_source(self, located: str) -> SftpSource:
         names = self._where(located)

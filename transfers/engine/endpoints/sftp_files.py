@@ -55,31 +55,22 @@ class Handles:
     opened it, the next ones for other threads as they come (a large file's ranges)."""
 
     def __init__(
-        self,
-        session: Session,
-        path: str,
-        pflags: int,
-        first: asyncssh.SFTPClientFile,
-        *,
-        spread: bool,
-        block_size: int,
-        home: int = 0,
+        self, session: Session, path: str, pflags: int, first: asyncssh.SFTPClientFile, *, spread: bool, block_size: int
     ) -> None:
         self.session, self.path, self.pflags, self.spread, self.block_size = session, path, pflags, spread, block_size
-        self.home = home  # the connection `first` was opened on
-        self._files: dict[int, asyncssh.SFTPClientFile] = {home: first}
-        self._slot_of: dict[int, int] = {threading.get_ident(): home}
+        self._files: dict[int, asyncssh.SFTPClientFile] = {0: first}
+        self._slot_of: dict[int, int] = {threading.get_ident(): 0}
         self._lock = threading.Lock()
         self.closed = False
 
     def _slot(self) -> int:
         if not self.spread:
-            return self.home
+            return 0
         me = threading.get_ident()
         with self._lock:
             slot = self._slot_of.get(me)
             if slot is None:
-                slot = self._slot_of[me] = (self.home + len(self._slot_of)) % self.session.size
+                slot = self._slot_of[me] = len(self._slot_of) % self.session.size
             return slot
 
     async def _file(self, slot: int) -> asyncssh.SFTPClientFile:
