@@ -142,7 +142,7 @@ def far_upload(config: Config) -> Row:
     )
     source = _big_source(config, size)
     server = _server(config)
-    connections = 8
+    connections = 16
     options = TransferOptions(pool_size=1)
     try:
         with ProxyProcess(server.port, latency_ms=LATENCY_MS, rate=RATE) as proxy:
