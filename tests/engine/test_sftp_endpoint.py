@@ -20,7 +20,7 @@ import xxhash
 from tests.engine.test_runner import QUICK_RETRIES, Recorder
 from tests.servers.sshd import Sshd
 from transfers.engine import hashing
-from transfers.engine.endpoints import LocalFiles, LocalFolder, SftpFolder, VerifyFailed, open_endpoint
+from transfers.engine.endpoints import LocalFiles, LocalFolder, SftpFolder, VerifyFailed, open_endpoint, sftp_files
 from transfers.engine.endpoints.sftp import ConnectFailed, ProbeFailed, probe
 from transfers.engine.events import BytesSent, FileRetrying
 from transfers.engine.paths import PathRefused
@@ -28,8 +28,8 @@ from transfers.engine.runner import Move, RunSummary, TransferOptions, run_trans
 from transfers.engine.send import SendOptions
 
 KIB = 1 << 10
-SMALL = SendOptions(chunk=16 * KIB, kernel_chunk=16 * KIB)
-RANGED = SendOptions(chunk=16 * KIB, kernel_chunk=16 * KIB, range_size=64 * KIB, range_threshold=128 * KIB)
+SMALL = SendOptions(chunk=16 * KIB, kernel_chunk=16 * KIB, remote_chunk=16 * KIB)
+RANGED = SendOptions(chunk=16 * KIB, kernel_chunk=16 * KIB, remote_chunk=16 * KIB, range_size=64 * KIB, range_threshold=128 * KIB)
 OTHER_KEY = asyncssh.generate_private_key("ssh-ed25519")
 
 
@@ -142,8 +142,9 @@ def test_nothing_is_at_the_final_name_while_a_file_is_being_written(tmp_path: Pa
 
 
 def test_a_connection_killed_mid_file_resumes_at_its_offset_with_the_prefix_verified(
-    tmp_path: Path, sshd: Sshd, remote: SftpFolder, sftp_root: Path
+    tmp_path: Path, sshd: Sshd, remote: SftpFolder, sftp_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(sftp_files, "RECONNECTS", 0)  # the attempt fails (as when the server stays away a while)
     data = os.urandom(256 * KIB)
     killed = threading.Event()
 
@@ -162,9 +163,23 @@ def test_a_connection_killed_mid_file_resumes_at_its_offset_with_the_prefix_veri
     assert (sftp_root / "7" / "shots" / "s1.exr").read_bytes() == data
 
 
+def test_a_write_on_a_dropped_connection_is_repeated_on_a_new_one(sshd: Sshd, remote: SftpFolder, sftp_root: Path) -> None:
+    handle = remote.open_partial("D/a.exr", 0)
+    handle.write_at(b"abc", 0)
+    assert sshd.kill_sessions() > 0
+
+    handle.write_at(b"def", 3)
+    buffer = memoryview(bytearray(6))
+    assert (handle.read_at(buffer, 0), bytes(buffer)) == (6, b"abcdef")
+    handle.close()
+
+    assert (sftp_root / "D" / ".a.exr.rvpart").read_bytes() == b"abcdef"
+
+
 def test_an_operation_on_a_dropped_connection_is_a_connection_error_and_the_next_one_reconnects(
-    sshd: Sshd, remote: SftpFolder
+    sshd: Sshd, remote: SftpFolder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(sftp_files, "RECONNECTS", 0)
     handle = remote.open_partial("D/a.exr", 0)
     handle.write_at(b"abc", 0)
     sshd.kill_sessions()
@@ -462,3 +477,16 @@ def test_a_host_key_changed_mid_run_stops_the_run_instead_of_retrying_every_file
     failed = [e for e in report.events if isinstance(e, FileFinished) and not e.ok]
     assert failed and failed[0].error_code == "refused"
     assert (remote_root / "shots" / "s1.exr").read_bytes() == bytes([1]) * 1000, "the file done before stays done"
+
+
+def test_a_file_goes_in_the_chunks_the_sftp_endpoint_prefers_unless_the_options_force_one(
+    tmp_path: Path, remote: SftpFolder
+) -> None:
+    data = os.urandom(sftp_files.PREFERRED_CHUNK + 5 * KIB)
+    preferred, forced = Recorder(), Recorder()
+
+    _up(tmp_path, remote, _studio(tmp_path, {1: data}), preferred)
+    _up(tmp_path, remote, _studio(tmp_path, {2: data}), forced, send=SendOptions(remote_chunk=1 << 20))
+
+    assert [e.count for e in preferred.of(BytesSent)] == [sftp_files.PREFERRED_CHUNK, 5 * KIB]
+    assert len(forced.of(BytesSent)) == 9

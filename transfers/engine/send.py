@@ -17,6 +17,7 @@ import errno
 import json
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -55,6 +56,9 @@ class SendOptions:
     range_threshold: int = 256 << 20  # files at least this big are sent in parallel ranges
     ranges_in_parallel: int = 4
     kernel_copy: bool = True
+    # bytes per write + read-back round with an end that asks for bigger ones (SFTP's preferred_chunk: its
+    # round trips paid less often); None: what that end asks
+    remote_chunk: int | None = None
 
 
 @dataclass(frozen=True)
@@ -138,12 +142,17 @@ class _Span:
     options: SendOptions
     kernel: bool
     abort: threading.Event | None = None  # set when a sibling range of the same file failed
+    chunk: int = 0  # bytes per read/write/read-back round: options.chunk, or more when an end asks (preferred_chunk)
+
+    def __post_init__(self) -> None:
+        forced = self.options.remote_chunk
+        self.chunk = forced if self.chunk and forced else max(self.chunk, self.options.chunk)
 
     def copy(self, start: int, length: int, digest: xxhash.xxh3_128, arrived: xxhash.xxh3_128) -> None:
         """Copy, hashing the source into `digest` and the bytes read back from the destination into
         `arrived`, chunk by chunk while they are still in the page cache (the destination check)."""
         position, end = start, start + length
-        size = min(length, self.options.kernel_chunk if self.kernel else self.options.chunk)
+        size = min(length, max(self.options.kernel_chunk, self.chunk) if self.kernel else self.chunk)
         source, back = bytearray(size), bytearray(size)  # reused: allocating per chunk costs ~20%
         while position < end:
             if self.stop.is_set() or (self.abort is not None and self.abort.is_set()):
@@ -172,18 +181,18 @@ class _Span:
     def _chunk(self) -> int:
         """Under a speed limit, chunks of ~0.1 s of allowance: a new limit applies within that time."""
         rate = self.bucket.rate
-        return self.options.chunk if not rate else max(4096, min(self.options.chunk, int(rate / 10)))
+        return self.chunk if not rate else max(4096, min(self.chunk, int(rate / 10)))
 
     def _read(self, buffer: bytearray, position: int, count: int) -> memoryview:
         try:
-            got = self.source.read_at(memoryview(buffer)[:count], position)
+            got = _read_again(self.source, memoryview(buffer)[:count], position, self.stop)
         except OSError as exc:
             raise source_error(exc, self.src, self.src_where) from exc
         return memoryview(buffer)[:got]
 
     def _read_back(self, buffer: bytearray, position: int, count: int) -> memoryview:
         try:
-            got = self.dest.read_at(memoryview(buffer)[:count], position)
+            got = _read_again(self.dest, memoryview(buffer)[:count], position, self.stop)
         except OSError as exc:
             raise dest_error(exc, self.server, self.dst_where) from exc
         return memoryview(buffer)[:got]
@@ -215,6 +224,37 @@ class _Span:
                 break
             done += moved
         return done
+
+
+def _preferred_chunk(handle: SourceFile | PartialFile) -> int:
+    """What a remote end asks to be written and read back in (SFTP: one round trip per chunk each way,
+    pipelined inside it, so a bigger chunk pays the round trips less often); 0: no wish."""
+    wish = getattr(handle, "preferred_chunk", 0)
+    return wish if isinstance(wish, int) and wish > 0 else 0
+
+
+def _parallel_ranges(endpoint: object) -> int:
+    """How many ranges of one file an endpoint can carry at once (SFTP: one per connection); 0: no wish."""
+    wish = getattr(endpoint, "parallel_ranges", 0)
+    return wish if isinstance(wish, int) and wish > 0 else 0
+
+
+READ_AGAIN = 3  # times a remote read that failed on a lost connection is repeated before the file fails
+
+
+def _read_again(file: SourceFile | PartialFile, buffer: memoryview, position: int, stop: threading.Event) -> int:
+    """`file.read_at`, repeated (a read at an offset is harmless to repeat) when a remote endpoint's
+    connection broke under it: an S3 GET cut mid-body is asked again from `position` on a new
+    connection, instead of failing the range and sending it again from its start on the next attempt."""
+    for attempt in range(READ_AGAIN + 1):
+        try:
+            return file.read_at(buffer, position)
+        except OSError as exc:
+            transient = isinstance(exc, ConnectionError | TimeoutError) or exc.errno == errno.EIO
+            if attempt == READ_AGAIN or not transient or descriptor(file) is not None or stop.is_set():
+                raise
+            time.sleep(min(0.05 * 2**attempt, 1.0))
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
@@ -250,6 +290,7 @@ class _File:
             self.options,
             kernel,
             abort,
+            max(_preferred_chunk(dest), _preferred_chunk(self.file)),
         )
 
     @property
@@ -472,7 +513,10 @@ def _copy_ranges(
             _write_marker(f, {**identity, "done": done})
 
     failure: BaseException | None = None
-    with ThreadPoolExecutor(max_workers=f.options.ranges_in_parallel, thread_name_prefix="rvweb-range") as pool:
+    workers = f.options.ranges_in_parallel
+    if workers > 1:  # 1 asks for the ranges in order; otherwise a remote end may ask for more (one per connection)
+        workers = max(workers, _parallel_ranges(f.storage), _parallel_ranges(f.source))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rvweb-range") as pool:
         futures = [pool.submit(one, index) for index in todo]
         for future in as_completed(futures):
             if future.cancelled() or (error := future.exception()) is None:

@@ -125,6 +125,11 @@ class SftpFolder:
         self._supports_posix_rename: bool | None = None
         self._marked: set[str] = set()  # paths this instance wrote a range marker for
 
+    @property
+    def parallel_ranges(self) -> int:
+        """send.py sends (or reads) a large file's ranges at least this many at once: one per connection."""
+        return self.session.size
+
     def __repr__(self) -> str:
         s = self.session.settings
         return f"<SftpFolder {s.username}@{s.host}:{s.port}{self.root}>"

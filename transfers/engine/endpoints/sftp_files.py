@@ -7,6 +7,7 @@ keeping to its own connection so its requests stay in order.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import itertools
@@ -21,13 +22,21 @@ import xxhash
 
 from transfers.engine import hashing
 from transfers.engine.endpoints.base import Stamp
-from transfers.engine.endpoints.sftp_session import Session, as_os_error
+from transfers.engine.endpoints.sftp_session import ConnectFailed, Session, as_os_error
 
 __all__ = ["BUSY", "BUSY_LOCK", "Handles", "SftpPartial", "SftpSource", "feed", "read_checksum", "regular", "stat_of"]
 
 BUSY: set[tuple[str, int, str, str]] = set()  # (host, port, root, path) of the partials written in this process
 BUSY_LOCK = threading.Lock()
 _TOKENS = itertools.count(1)
+# send.py writes, then reads back, a chunk of this size at a time (asyncssh pipelines each in requests of the
+# server's largest size): one round trip per chunk each way, 1 MiB chunks paid it 8x as often
+PREFERRED_CHUNK = 8 << 20
+RECONNECTS = 3  # times in a row an operation on an open file is repeated on a new connection after a lost one
+
+
+def _lost(error: OSError) -> bool:
+    return isinstance(error, ConnectionError) and not isinstance(error, ConnectFailed)
 
 
 def stat_of(attrs: asyncssh.SFTPAttrs) -> os.stat_result:
@@ -74,17 +83,29 @@ class Handles:
         return file
 
     def call(self, work: Any) -> Any:
-        """`await work(file)` on this thread's connection, errors as OSErrors."""
+        """`await work(file)` on this thread's connection, errors as OSErrors.
+
+        Every call is positional (a read or a write at an offset, a stat, a truncate to a size), so
+        repeating it is harmless: when the connection is lost, the file is opened again on a new one and
+        the call repeated, up to RECONNECTS times in a row. A cut costs the request in flight, not the
+        file (a write that did land before the cut is written again with the same bytes; send.py reads
+        every byte back and finalize checks size and xxh3 before the rename)."""
         if self.closed:
             raise ValueError("I/O operation on a closed SFTP file")
         slot = self._slot()
 
         async def go() -> Any:
-            file = await self._file(slot)
-            try:
-                return await work(file)
-            except (asyncssh.Error, OSError, EOFError) as exc:
-                raise as_os_error(exc) from None
+            for attempt in itertools.count():
+                try:
+                    file = await self._file(slot)
+                    return await work(file)
+                except (asyncssh.Error, OSError, EOFError) as exc:
+                    error = as_os_error(exc)
+                    if not _lost(error) or attempt >= RECONNECTS or self.closed:
+                        raise error from None
+                    self._files.pop(slot, None)  # the handle died with its connection; the next _file opens it again
+                    await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+            raise AssertionError("unreachable")
 
         return self.session.run(go())
 
@@ -113,6 +134,8 @@ class Handles:
 
 class SftpPartial:
     """A partial file on the server, held for this writer (within this process) until closed."""
+
+    preferred_chunk = PREFERRED_CHUNK
 
     def __init__(self, relative: str, handles: Handles, key: tuple[str, int, str, str]) -> None:
         self.relative, self.handles, self._key = relative, handles, key
@@ -162,6 +185,8 @@ class SftpPartial:
 
 class SftpSource:
     """A file on the server opened for reading (from several threads: a download's ranges)."""
+
+    preferred_chunk = PREFERRED_CHUNK
 
     def __init__(self, handles: Handles, info: os.stat_result) -> None:
         self.handles, self.info = handles, info
