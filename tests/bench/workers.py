@@ -105,7 +105,7 @@ class _Stack:
 
 
 def _span(jobs: list[Any]) -> float:
-    return (max(job.finished_at for job in jobs) - min(job.started_at for job in jobs)).total_seconds()
+    return float((max(job.finished_at for job in jobs) - min(job.started_at for job in jobs)).total_seconds())
 
 
 def scaling(config: Config) -> Row:
