@@ -204,6 +204,24 @@ def _speed() -> Iterator[Metric]:
     yield speed
 
 
+def _ws_counts(raw: Any) -> dict[str, int]:
+    """One web process's counts as it wrote them; anything else (a broken or foreign entry) counts nothing."""
+    try:
+        counts = json.loads(raw) if raw else {}
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    if not isinstance(counts, dict):
+        return {}
+    return {
+        str(kind): count
+        for kind, count in counts.items()
+        if kind in _WS_KINDS and isinstance(count, int) and not isinstance(count, bool) and count > 0
+    }
+
+
+_WS_KINDS = ("job", "dashboard", "kiosk")
+
+
 def _from_redis() -> Iterator[Metric]:
     from transfers import workers
 
@@ -233,9 +251,8 @@ def _from_redis() -> Iterator[Metric]:
     clients = GaugeMetricFamily("rvweb_websocket_clients", "Websocket clients connected, by kind", labels=["kind"])
     summed: Counter[str] = Counter()
     for raw in ws_values:
-        if raw:
-            summed.update({str(k): int(v) for k, v in json.loads(raw).items()})
-    for kind in sorted(set(summed) | {"job", "dashboard", "kiosk"}):
+        summed.update(_ws_counts(raw))
+    for kind in _WS_KINDS:
         clients.add_metric([kind], summed.get(kind, 0))
     yield clients
     beat = GaugeMetricFamily("rvweb_worker_heartbeat_timestamp_seconds", "A live worker's last heartbeat", labels=["worker"])

@@ -79,13 +79,57 @@ def live() -> list[dict[str, Any]]:
     client = _client(settings.REDIS_URL)
     keys = sorted(client.scan_iter(match=_key("*"), count=500))
     found = []
-    for raw in client.mget(keys) if keys else []:
-        if raw:
-            try:
-                found.append(json.loads(raw))
-            except ValueError:
-                continue
-    return sorted(found, key=lambda worker: str(worker.get("hostname")))
+    for key, raw in zip(keys, client.mget(keys) if keys else [], strict=True):
+        entry = _sound(raw)
+        if entry is None:
+            if key not in _said:  # once a process: every placement and scrape reads it
+                _said.add(key)
+                logger.warning("worker entry %r is not one a worker writes; left out", key)
+            continue
+        found.append(entry)
+    return sorted(found, key=lambda worker: str(worker["hostname"]))
+
+
+_said: set[Any] = set()
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value or value in (float("inf"), float("-inf")):
+        return None
+    return float(value)
+
+
+def _sound(raw: Any) -> dict[str, Any] | None:
+    """An announcement as `describe` writes it, or None: a broken or hostile entry (not JSON, not an object,
+    no name, roots that are not absolute paths, "" read as "/") must neither claim folders nor break a reader."""
+    try:
+        entry = json.loads(raw) if raw else None
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(entry, dict):
+        return None
+    name, roots, transports = entry.get("hostname"), entry.get("roots"), entry.get("transports")
+    if not isinstance(name, str) or not name or not isinstance(roots, list) or not isinstance(transports, list):
+        return None
+    if not all(isinstance(root, str) and root.startswith("/") and "\0" not in root for root in roots):
+        return None
+    if not all(isinstance(transport, str) for transport in transports):
+        return None
+    beat, started, load = _number(entry.get("beat", 0.0)), _number(entry.get("started", 0.0)), _number(entry.get("load", 0.0))
+    if beat is None or started is None or load is None:
+        return None
+    queue = entry.get("queue")
+    if not (isinstance(queue, str) and queue.endswith(f".w.{name}")):
+        queue = f"{settings.CELERY_TASK_DEFAULT_QUEUE}.w.{name}"
+    return {
+        **entry,
+        "roots": [os.path.normpath(root) for root in roots],
+        # a worker's own queue, never the shared one (a job forwarded there would come back every round)
+        "queue": queue,
+        "beat": beat,
+        "started": started,
+        "load": load,
+    }
 
 
 def studio_roots() -> list[Path]:

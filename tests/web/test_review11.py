@@ -1,0 +1,98 @@
+"""Hostile review of the many-machines work (issue 11): broken worker entries in Redis, the shared
+budget's bucket when its rate changes, the metrics scrape on odd rows."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.test import Client, override_settings
+
+from transfers import metrics, placement, tasks, workers
+from transfers.models import TransferJob
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TOKEN = "review11-token-7d2e"
+
+# What a broken (an older version, a hand edit) or hostile worker entry may hold.
+_BROKEN = [
+    "not json",
+    "[]",
+    "5",
+    '"celery@x"',
+    "null",
+    json.dumps({"roots": ["/"], "transports": ["local", "sftp", "s3"]}),  # no name
+    json.dumps({"hostname": "as-string@x", "roots": "/mnt/elsewhere", "transports": ["local", "sftp", "s3"], "beat": 1.0}),
+    json.dumps({"hostname": "empty-root@x", "roots": [""], "transports": ["local", "sftp", "s3"], "beat": 1.0}),
+    json.dumps({"hostname": "relative@x", "roots": ["mnt"], "transports": ["local", "sftp", "s3"], "beat": 1.0}),
+    json.dumps({"hostname": "odd-load@x", "roots": ["/srv/none"], "transports": "sftp", "load": "high", "beat": "x"}),
+    json.dumps({"hostname": ["list"], "roots": [], "transports": [], "beat": 1.0}),
+]
+
+
+@pytest.fixture
+def broken_workers():
+    client = metrics._redis()
+    keys = [f"{settings.KEY_PREFIX}:worker:broken-{uuid.uuid4().hex[:6]}-{n}" for n in range(len(_BROKEN))]
+    for key, raw in zip(keys, _BROKEN, strict=True):
+        client.set(key, raw, ex=120)
+    try:
+        yield keys
+    finally:
+        client.delete(*keys)
+
+
+def test_broken_worker_entries_are_left_out_of_the_live_workers(broken_workers):
+    workers.heartbeat("sound@review", started=1.0)
+    try:
+        live = workers.live()
+    finally:
+        workers.gone("sound@review")
+    assert [w["hostname"] for w in live] == ["sound@review"], live
+    assert all(isinstance(root, str) and root.startswith("/") for root in live[0]["roots"])
+    assert all(root.is_absolute() and str(root) != "/" for root in workers.studio_roots()), workers.studio_roots()
+
+
+def test_a_job_no_sound_worker_sees_waits_though_a_broken_entry_claims_every_folder(broken_workers, make_account, make_manifest):
+    account = make_account(name="placed by review")
+    manifest = make_manifest(account, files=2)
+    job = TransferJob.objects.create(kind="upload_asset", account=account, manifest=manifest)
+    folder = str(Path(manifest.entries.order_by("number").first().local).parent)
+    with override_settings(ALLOWED_LOCAL_ROOTS=[Path("/srv/review-none")]):
+        where = placement.place(job, me="me@review")
+    assert where == placement.Placement(here=False, waiting=f"no worker sees {folder}"), (
+        "neither forwarded to an entry with roots '' or '/mnt/elsewhere' given as a string, nor run here"
+    )
+    # The recovery round reads the same entries: it must not fail (no job would be recovered at all).
+    TransferJob.objects.filter(pk=job.pk).update(waiting="sent to worker odd-load@x")
+    assert tasks._placing({job.pk}) == {job.pk}
+
+
+@override_settings(METRICS_TOKEN=TOKEN)
+def test_the_scrape_and_the_workers_page_survive_broken_entries(broken_workers, make_user):
+    response = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    assert response.status_code == 200
+    assert "rvweb_redis_up 1.0" in response.content.decode()
+    staff = Client()
+    staff.force_login(make_user("review11-staff", staff=True))
+    assert staff.get("/workers/").status_code == 200
+
+
+@override_settings(METRICS_TOKEN=TOKEN)
+def test_a_garbage_websocket_count_does_not_break_the_scrape():
+    key = f"{settings.KEY_PREFIX}:metrics:ws:review-{uuid.uuid4().hex[:6]}"
+    client = metrics._redis()
+    client.set(key, "{not json", ex=60)
+    other = key + "-b"
+    client.set(other, json.dumps({"job": "x", "dashboard": -5, "kiosk": 2}), ex=60)
+    try:
+        response = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    finally:
+        client.delete(key, other)
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert 'rvweb_websocket_clients{kind="dashboard"} ' in text and 'rvweb_websocket_clients{kind="dashboard"} -' not in text
