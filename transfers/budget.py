@@ -33,19 +33,23 @@ logger = logging.getLogger(__name__)
 
 BURST_SECONDS = 0.25
 _RETRY_REDIS = 5.0  # seconds a run keeps to its local buckets after Redis failed
+# The bucket holds its allowance in seconds, not bytes: what was reserved at the old rate keeps its old
+# schedule when the budget changes (in bytes, 16 chunks of 0.1 s at 100 MB/s, charged again at a lowered
+# 1 MB/s, stalled every job on the budget for 160 s). A rate of 0 (none) or a count of 0 waits nothing.
 _RESERVE = """
 local rate = tonumber(ARGV[1])
 local count = tonumber(ARGV[2])
 local burst = tonumber(ARGV[3])
+if not rate or rate <= 0 or not count or count <= 0 then return '0' end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
-local held = redis.call('HMGET', KEYS[1], 'tokens', 'stamp')
-local tokens = tonumber(held[1]) or 0
+local held = redis.call('HMGET', KEYS[1], 'spare', 'stamp')
+local spare = tonumber(held[1]) or 0
 local stamp = tonumber(held[2]) or now
-tokens = math.min(tokens + (now - stamp) * rate, rate * burst) - count
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'stamp', tostring(now))
+spare = math.min(spare + math.max(now - stamp, 0), burst) - count / rate
+redis.call('HSET', KEYS[1], 'spare', tostring(spare), 'stamp', tostring(now))
 redis.call('EXPIRE', KEYS[1], 3600)
-if tokens < 0 then return tostring(-tokens / rate) end
+if spare < 0 then return tostring(-spare) end
 return '0'
 """
 

@@ -11,7 +11,7 @@ import pytest
 from django.conf import settings
 from django.test import Client, override_settings
 
-from transfers import metrics, placement, tasks, workers
+from transfers import budget, metrics, placement, tasks, workers
 from transfers.models import TransferJob
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -96,3 +96,26 @@ def test_a_garbage_websocket_count_does_not_break_the_scrape():
     assert response.status_code == 200
     text = response.content.decode()
     assert 'rvweb_websocket_clients{kind="dashboard"} ' in text and 'rvweb_websocket_clients{kind="dashboard"} -' not in text
+
+
+def test_a_lowered_budget_does_not_charge_the_old_rates_debt_at_the_new_rate():
+    key = budget.budget_key(10**9 + int(uuid.uuid4().int % 10**6))
+    fast, slow = 100e6, 1e6  # 100 MB/s, lowered to 1 MB/s
+    try:
+        for _ in range(16):  # 16 streams reserve a 0.1 s chunk each: ~1.6 s of debt at 100 MB/s
+            budget._redis_reserve(key, fast, int(fast / 10))
+        waited = budget._redis_reserve(key, slow, 4096)
+    finally:
+        metrics._redis().delete(key)
+    # The 160 MB already reserved are sent within ~1.6 s on the old schedule; charged again at 1 MB/s
+    # they stalled every job on the budget for ~160 s.
+    assert waited < 5.0, f"the next chunk waits {waited:.0f} s after the budget was lowered"
+
+
+def test_the_reservation_script_with_rate_zero_is_no_limit_not_an_infinite_wait():
+    key = budget.budget_key(10**9 + int(uuid.uuid4().int % 10**6))
+    try:
+        assert budget._redis_reserve(key, 0.0, 4096) == 0.0
+        assert budget._redis_reserve(key, 1000.0, 0) == 0.0
+    finally:
+        metrics._redis().delete(key)
