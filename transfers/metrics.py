@@ -145,7 +145,13 @@ def _moved() -> Iterator[Metric]:
     files = CounterMetricFamily(
         "rvweb_transfer_files", "Files moved (done, not skipped)", labels=["direction", "account", "transport"]
     )
-    failed = CounterMetricFamily("rvweb_transfer_files_failed", "Files that failed", labels=["direction", "account"])
+    # A gauge: a retry sets a job's failed files pending again, and a counter that goes down reads as a
+    # reset (increase() would count every failure again). rvweb_file_failures_total counts each failure.
+    failed = GaugeMetricFamily(
+        "rvweb_transfer_files_failed",
+        "Files failed in the jobs kept (down when a job is retried)",
+        labels=["direction", "account"],
+    )
     rows = (
         TransferJob.objects.values("kind", "account__name", "account__kind", "route__transport")
         .annotate(sent=Sum("bytes_sent"), done=Sum(F("files_done") - F("files_skipped")), failures=Sum("files_failed"))

@@ -78,7 +78,7 @@ def test_every_documented_series_from_a_real_worker(celery_worker, make_account,
         _value(text, 'rvweb_transfer_bytes_total{account="metrics farm",direction="upload",transport="local"}') == job.bytes_sent
     )
     assert _value(text, 'rvweb_transfer_files_total{account="metrics farm",direction="upload",transport="local"}') == 2
-    assert _value(text, 'rvweb_transfer_files_failed_total{account="metrics farm",direction="upload"}') == 1
+    assert _value(text, 'rvweb_transfer_files_failed{account="metrics farm",direction="upload"}') == 1
     assert _value(text, 'rvweb_jobs{state="completed_with_errors"}') >= 1
     assert _value(text, 'rvweb_jobs{state="paused"}') >= 1 and queued.pk
     assert _value(text, "rvweb_queue_depth") >= 0 and _value(text, "rvweb_queue_oldest_age_seconds") >= 0
