@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from transfers.models import ManifestEntry, TransferItem, TransferJob
 
 logger = logging.getLogger(__name__)
 
+SENT_TO = "sent to worker "  # a queued job's `waiting` once forwarded (tasks._placing places it again if that worker goes)
 _MAX_FOLDERS = 100_000  # distinct folders remembered while reading a job's paths (then one is enough to say)
 _BATCH = 5000
 
@@ -112,7 +114,14 @@ def place(job: TransferJob, *, me: str) -> Placement:
         return Placement(here=False, waiting=f"this worker does not see {mine}, and the list of workers is unavailable (Redis)")
     able = [w for w in live if not uncovered(needs, list(w.get("roots", [])), list(w.get("transports", [])))]
     if able:
-        chosen = min(able, key=lambda w: (float(w.get("load", 0.0)), str(w.get("hostname"))))
+        # Its host's load, and the jobs already sent to it that it has not started: the load average
+        # does not move between the placements of one burst (every job went to the same worker).
+        sent = Counter(
+            TransferJob.objects.filter(status=TransferJob.Status.QUEUED, waiting__startswith=SENT_TO).values_list(
+                "waiting", flat=True
+            )
+        )
+        chosen = min(able, key=lambda w: (sent[f"{SENT_TO}{w['hostname']}"] + float(w["load"]), str(w["hostname"])))
         return Placement(
             here=False, queue=str(chosen.get("queue") or own_queue(str(chosen["hostname"]))), worker=str(chosen["hostname"])
         )

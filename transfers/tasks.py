@@ -137,7 +137,7 @@ class _Recovery:
         return sorted(due)
 
 
-_SENT_TO = "sent to worker "
+_SENT_TO = placement.SENT_TO
 
 
 def _placing(queued: set[int]) -> set[int]:

@@ -151,3 +151,30 @@ def test_a_series_typed_counter_never_goes_down_when_a_job_is_retried(make_accou
     after = counters()
     went_down = {series: (value, after.get(series, 0.0)) for series, value in before.items() if after.get(series, 0.0) < value}
     assert not went_down, f"a counter that goes down reads as a reset: increase() counts it all again {went_down}"
+
+
+def test_a_burst_of_jobs_is_spread_over_the_workers_that_see_their_files(make_account, make_manifest):
+    """The least loaded worker was chosen by its host's 1-minute load average alone, which does not move
+    between the placements of one burst (nor much for I/O-bound copies): every job went to one worker."""
+    client = metrics._redis()
+    names = [f"spread-{uuid.uuid4().hex[:6]}-{n}@x" for n in range(2)]
+    account = make_account(name="spread farm")
+    jobs = [
+        TransferJob.objects.create(kind="upload_asset", account=account, manifest=make_manifest(account, files=1))
+        for _ in range(6)
+    ]
+    for name, load in zip(names, (0.50, 0.60), strict=True):
+        entry = {"hostname": name, "roots": ["/"], "transports": workers.transports(), "load": load, "beat": 1.0, "started": 1.0}
+        client.set(f"{settings.KEY_PREFIX}:worker:{name}", json.dumps(entry), ex=120)
+    try:
+        with override_settings(ALLOWED_LOCAL_ROOTS=[Path("/srv/review-none")]):
+            for job in jobs:
+                assert tasks._placed_here(job.pk, "me@review") is False
+        chosen = [TransferJob.objects.get(pk=job.pk).waiting for job in jobs]
+    finally:
+        client.delete(*(f"{settings.KEY_PREFIX}:worker:{name}" for name in names))
+        client.delete(*(placement.own_queue(name) for name in names))  # the forwarded messages
+    # The session's test worker sees the files too: count only the two announced here.
+    ours = [why.removeprefix("sent to worker ") for why in chosen if why.removeprefix("sent to worker ") in names]
+    assert set(ours) == set(names), f"a burst of 6 jobs went to {chosen}"
+
