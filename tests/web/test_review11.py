@@ -177,4 +177,3 @@ def test_a_burst_of_jobs_is_spread_over_the_workers_that_see_their_files(make_ac
     # The session's test worker sees the files too: count only the two announced here.
     ours = [why.removeprefix("sent to worker ") for why in chosen if why.removeprefix("sent to worker ") in names]
     assert set(ours) == set(names), f"a burst of 6 jobs went to {chosen}"
-
