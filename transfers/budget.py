@@ -106,7 +106,11 @@ class SharedBudgets(TokenBucket):
             for budget in budgets:
                 local = self._local.get(budget.key)
                 if local is not None and local.rate != budget.rate:
-                    local.set_rate(budget.rate)
+                    # A new bucket owing the old one's debt in time, not in bytes (as the Redis script):
+                    # set_rate kept the bytes, charged again at the new rate.
+                    owed = local.reserve(0)
+                    self._local[budget.key] = TokenBucket(budget.rate)
+                    self._local[budget.key].reserve(int(owed * budget.rate))
 
     def reserve(self, count: int) -> float:
         wait = super().reserve(count)

@@ -177,3 +177,35 @@ def test_a_burst_of_jobs_is_spread_over_the_workers_that_see_their_files(make_ac
     # The session's test worker sees the files too: count only the two announced here.
     ours = [why.removeprefix("sent to worker ") for why in chosen if why.removeprefix("sent to worker ") in names]
     assert set(ours) == set(names), f"a burst of 6 jobs went to {chosen}"
+
+
+@override_settings(METRICS_TOKEN=TOKEN)
+def test_odd_routes_and_unknown_kinds_are_scraped(make_account, make_user):
+    account = make_account(name="odd routes farm")
+    for route in (None, [], "x", {"transport": {"nested": 1}}, {"transport": 5, "line": ["HK"]}):
+        job = TransferJob.objects.create(kind="upload_asset", account=account, status=TransferJob.Status.RUNNING)
+        TransferJob.objects.filter(pk=job.pk).update(route=route, bytes_sent=10)
+    unknown = TransferJob.objects.create(kind="upload_asset", account=account)
+    TransferJob.objects.filter(pk=unknown.pk).update(kind="retired_kind", bytes_sent=7)
+    response = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert 'direction="unknown"' in text
+    staff = Client()
+    staff.force_login(make_user("odd-routes-staff", staff=True))
+    assert staff.get("/dashboard/state.json").status_code == 200
+
+
+def test_a_lowered_budget_while_redis_is_away_does_not_charge_the_old_debt_either():
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    def away(key: str, rate: float, count: int) -> float:
+        raise RedisConnectionError("gone")
+
+    bucket = budget.SharedBudgets(None, reserve=away)
+    bucket.refresh([budget.Applied("k", 100e6, "the studio")])
+    for _ in range(16):
+        bucket.reserve(int(10e6))
+    bucket.refresh([budget.Applied("k", 1e6, "the studio")])
+    waited = bucket.reserve(4096)
+    assert waited < 5.0, f"the next chunk waits {waited:.0f} s after the budget was lowered"
