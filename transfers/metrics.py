@@ -24,7 +24,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, F, Min, Sum
+from django.db.models import CharField, Count, F, Min, OuterRef, Subquery, Sum
+from django.db.models.functions import Cast, Coalesce
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
@@ -34,7 +35,7 @@ from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
 from transfers import kinds
-from transfers.models import TransferJob
+from transfers.models import AuditEvent, TransferJob
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +188,17 @@ def _queue() -> Iterator[Metric]:
     depth = GaugeMetricFamily("rvweb_queue_depth", "Jobs waiting for a worker")
     depth.add_metric([], queued.count())
     age = GaugeMetricFamily("rvweb_queue_oldest_age_seconds", "How long the oldest queued job has waited (0: none)")
-    oldest = queued.aggregate(first=Min("created_at"))["first"]
+    # Queued since it was made, or since a user resumed or retried it (audited): a job retried days after
+    # it was made is not a queue days old.
+    back = (
+        AuditEvent.objects.filter(
+            target_type="TransferJob", target_id=Cast(OuterRef("pk"), CharField()), action__in=("job.resume", "job.retry")
+        )
+        .order_by("-id")
+        .values("created_at")[:1]
+    )
+    since = queued.annotate(since=Coalesce(Subquery(back), F("created_at")))
+    oldest = since.aggregate(first=Min("since"))["first"]
     age.add_metric([], (timezone.now() - oldest).total_seconds() if oldest else 0.0)
     yield from (depth, age)
 

@@ -209,3 +209,24 @@ def test_a_lowered_budget_while_redis_is_away_does_not_charge_the_old_debt_eithe
     bucket.refresh([budget.Applied("k", 1e6, "the studio")])
     waited = bucket.reserve(4096)
     assert waited < 5.0, f"the next chunk waits {waited:.0f} s after the budget was lowered"
+
+
+@override_settings(METRICS_TOKEN=TOKEN)
+def test_a_job_retried_days_after_it_was_made_is_not_a_queue_days_old(make_account, make_user):
+    """rvweb_queue_oldest_age_seconds was measured from created_at: a job retried (or resumed) three days
+    after it was made fired the documented alert (queue older than 10 minutes) the moment it was queued."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from transfers import services
+
+    TransferJob.objects.filter(status=TransferJob.Status.QUEUED).update(status=TransferJob.Status.CANCELLED)
+    account = make_account(name="retried days later")
+    lead = make_user("retry-lead", team=account.team, role="lead")
+    job = TransferJob.objects.create(kind="upload_asset", account=account, status=TransferJob.Status.FAILED)
+    TransferJob.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(days=3))
+    assert services.job_retry(job=TransferJob.objects.get(pk=job.pk), user=lead)
+    text = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content.decode()
+    age = next(float(line.split()[1]) for line in text.splitlines() if line.startswith("rvweb_queue_oldest_age_seconds "))
+    assert age < 600, f"the queue reads {age / 3600:.0f} h old"
