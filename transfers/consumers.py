@@ -40,10 +40,13 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         metrics.ws_opened("job")
+        self.counted = True
 
     async def disconnect(self, code: int) -> None:
-        if self.group:
+        if getattr(self, "counted", False):
             metrics.ws_closed("job")
+            self.counted = False
+        if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:

@@ -169,3 +169,13 @@ def test_take_within_the_burst_returns_at_once(clock: FakeClock) -> None:
     clock.now += 1
 
     assert bucket.take(100, threading.Event()) is True
+
+
+def test_a_lower_rate_keeps_the_debt_as_time_not_bytes():
+    bucket = TokenBucket(100e6)
+    for _ in range(16):
+        bucket.reserve(int(10e6))  # 160 MB reserved: 1.6 s at 100 MB/s
+    bucket.set_rate(1e6)
+    assert bucket.reserve(4096) < 2.0, "still ~1.6 s of debt, not 160 s"
+    bucket.set_rate(None)
+    assert bucket.reserve(10**9) == 0.0

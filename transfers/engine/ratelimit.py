@@ -40,10 +40,14 @@ class TokenBucket:
         return self._rate
 
     def set_rate(self, rate: float | None) -> None:
+        """A new rate, live. A debt is kept as the time it stands for, not its bytes: lowering 100 MB/s to
+        1 MB/s with 160 MB reserved must not make the next chunk wait 160 s."""
         with self._lock:
             self._refill()
+            before = self._rate
+            debt = min(self._tokens, 0.0)
             self._rate = rate
-            self._tokens = min(self._tokens, 0.0) if rate else 0.0
+            self._tokens = debt * (rate / before) if rate and before else 0.0
 
     def _refill(self) -> None:
         now = self._clock()
