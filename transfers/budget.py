@@ -3,8 +3,10 @@
 A budget (BandwidthBudget) caps the whole studio, one farm account, or one transfer line of an account,
 in KB/s (the SDK's unit, as `max_speed`). Each is a token bucket in Redis: every copy thread of every job
 it covers reserves its chunk there (one atomic script, Redis's own clock), and waits what the debt says,
-so together they never pass the rate (plus a quarter second of burst). Reservations are served in the
-order they come, so the streams that want the budget share it evenly. A job's own `max_speed` still
+so together they never pass the rate (plus a quarter second of burst). It is divided fairly between the
+jobs that want it, whatever their pool_size: each run says every second that it wants the budget (a
+sorted set in Redis), and paces itself to the rate over the jobs that said so in the last 3 s; a job
+that ends leaves its part to the others within seconds. A job's own `max_speed` still
 applies on top (its local bucket), and so does every other budget that covers it: the slowest wins.
 
 The watcher of each run refreshes the budgets that apply every second (`SharedBudgets.refresh`), so a
@@ -15,6 +17,7 @@ this process alone (the rate holds per job, not across them), and Redis is tried
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -33,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 BURST_SECONDS = 0.25
 _RETRY_REDIS = 5.0  # seconds a run keeps to its local buckets after Redis failed
+_WANTING_SECONDS = 3.0  # a job that has not said it wants a budget for this long no longer divides it
 # The bucket holds its allowance in seconds, not bytes: what was reserved at the old rate keeps its old
 # schedule when the budget changes (in bytes, 16 chunks of 0.1 s at 100 MB/s, charged again at a lowered
 # 1 MB/s, stalled every job on the budget for 160 s). A rate of 0 (none) or a count of 0 waits nothing.
@@ -61,6 +65,7 @@ class Applied:
     key: str
     rate: float
     label: str
+    share: float | None = None  # this job's fair part of it: the rate over the jobs that want it now (None: all)
 
 
 def budget_key(budget_id: int) -> str:
@@ -83,6 +88,7 @@ class SharedBudgets(TokenBucket):
         super().__init__(rate)
         self._shared: tuple[Applied, ...] = ()
         self._local: dict[str, TokenBucket] = {}  # a budget's bucket in this process, while Redis is away
+        self._shares: dict[str, TokenBucket] = {}  # this job's fair share of each budget (its own pace)
         self._redis_back_at = 0.0
         self._reserve_shared = reserve or _redis_reserve
         self._budget_lock = threading.Lock()
@@ -103,6 +109,15 @@ class SharedBudgets(TokenBucket):
     def refresh(self, budgets: list[Applied]) -> None:
         with self._budget_lock:
             self._shared = tuple(budgets)
+            self._shares = {
+                budget.key: self._shares.get(budget.key) or TokenBucket(budget.share)
+                for budget in budgets
+                if budget.share is not None
+            }
+            for budget in budgets:
+                share = self._shares.get(budget.key)
+                if share is not None and share.rate != budget.share:
+                    share.set_rate(budget.share)
             for budget in budgets:
                 local = self._local.get(budget.key)
                 if local is not None and local.rate != budget.rate:
@@ -116,6 +131,9 @@ class SharedBudgets(TokenBucket):
         wait = super().reserve(count)
         for budget in self._shared:
             wait = max(wait, self._reserve_one(budget, count))
+            share = self._shares.get(budget.key)
+            if share is not None:  # no job takes more than its part, however many streams it has
+                wait = max(wait, share.reserve(count))
         return wait
 
     def _reserve_one(self, budget: Applied, count: int) -> float:
@@ -151,11 +169,30 @@ def _script(client: object) -> Callable[..., bytes]:
 
 
 def refresh_for(job: TransferJob, bucket: TokenBucket) -> None:
-    """The watcher's look, every second: the budgets that cover the job now (its line from its route)."""
+    """The watcher's look, every second: the budgets that cover the job now (its line from its route), and
+    its fair share of each (the job says it wants the budget; the jobs that said so lately divide it)."""
     if not isinstance(bucket, SharedBudgets):
         return
     route = TransferJob.objects.filter(pk=job.pk).values_list("route", flat=True).first() or {}
-    bucket.refresh(applying(job, str(route.get("line", "")) if isinstance(route, dict) else ""))
+    budgets = applying(job, str(route.get("line", "")) if isinstance(route, dict) else "")
+    bucket.refresh([dataclasses.replace(budget, share=budget.rate / _wanting(budget.key, job.pk)) for budget in budgets])
+
+
+def _wanting(key: str, job_id: int) -> int:
+    """How many jobs want this budget now (this one included): those that said so in the last few seconds."""
+    from transfers.locks import _client
+
+    now = time.time()
+    try:
+        pipe = _client(settings.REDIS_URL).pipeline(transaction=False)
+        pipe.zadd(f"{key}:jobs", {str(job_id): now})
+        pipe.zremrangebyscore(f"{key}:jobs", 0, now - _WANTING_SECONDS)
+        pipe.zcard(f"{key}:jobs")
+        pipe.expire(f"{key}:jobs", 3600)
+        count = int(pipe.execute()[2])
+    except (RedisError, OSError):
+        return 1  # Redis away: the run keeps the whole budget locally (see the module's docstring)
+    return max(1, count)
 
 
 class BudgetInvalid(ValueError):

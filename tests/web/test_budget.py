@@ -169,3 +169,27 @@ def test_the_workers_page_is_for_staff(make_user):
         assert "page-probe@host" in page and "sftp" in page
     finally:
         workers.gone("page-probe@host")
+
+
+def test_each_job_paces_itself_to_its_fair_share_of_a_budget(make_account):
+    """Two jobs want one budget: each keeps to half, whatever its streams; when one stops wanting it (its
+    mark lapses), the other gets the whole."""
+    import time as clock
+
+    account = make_account(name="fair")
+    budget_row = BandwidthBudget.objects.create(scope=BandwidthBudget.Scope.ACCOUNT, account=account, max_speed=1000)
+    first = TransferJob.objects.create(kind="upload_asset", account=account, status="running")
+    second = TransferJob.objects.create(kind="upload_asset", account=account, status="running")
+    buckets = [budget.SharedBudgets(None, reserve=lambda key, rate, count: 0.0) for _ in range(2)]
+    budget.refresh_for(first, buckets[0])
+    budget.refresh_for(second, buckets[1])
+    budget.refresh_for(first, buckets[0])  # now both have said so
+    assert [b.shared[0].share for b in buckets] == [512_000.0, 512_000.0]
+    assert buckets[0].reserve(512_000) == pytest.approx(1.0, abs=0.05), "its half: 512,000 bytes a second"
+    from django.conf import settings
+
+    from transfers.locks import _client
+
+    _client(settings.REDIS_URL).zadd(f"{budget.budget_key(budget_row.pk)}:jobs", {str(second.pk): clock.time() - 10})
+    budget.refresh_for(first, buckets[0])
+    assert buckets[0].shared[0].share == 1_024_000.0, "the other job stopped wanting it: the whole budget"
