@@ -205,7 +205,7 @@ def budget_set(
     """Set (or, with max_speed None or 0, remove) a shared budget, live: the studio's for staff, an account's
     or a line's for a lead of the account's team. Audited with before and after."""
     from django.core.exceptions import PermissionDenied
-    from django.db import transaction
+    from django.db import IntegrityError, transaction
 
     from transfers import selectors
     from transfers.services import audit_record
@@ -233,18 +233,25 @@ def budget_set(
         raise BudgetInvalid("max_speed is a whole number of KB/s (0 or none: no budget)")
     if max_speed is not None and max_speed > 2**31 - 1:
         raise BudgetInvalid("max_speed is at most 2147483647 KB/s")
-    with transaction.atomic():
-        found = BandwidthBudget.objects.select_for_update().filter(scope=scope, account=account, line=line).first()
-        before = {"max_speed": found.max_speed} if found is not None else None
-        result = None
-        if max_speed:
-            result = found or BandwidthBudget(scope=scope, account=account, line=line)
-            result.max_speed = max_speed
-            result.save()
-        target = account if account is not None else (result or found)
-        after = {"scope": scope, "line": line, "max_speed": max_speed or None}
-        if target is not None:  # the studio's budget removed: audited on itself, before it goes
-            audit_record(actor=user, action="budget.set", target=target, request=request, before=before, after=after)
-        if not max_speed and found is not None:
-            found.delete()
-    return result
+    for attempt in (1, 2):  # two first sets of one budget at once: the second finds the first's row
+        try:
+            with transaction.atomic():
+                found = BandwidthBudget.objects.select_for_update().filter(scope=scope, account=account, line=line).first()
+                before = {"max_speed": found.max_speed} if found is not None else None
+                result = None
+                if max_speed:
+                    result = found or BandwidthBudget(scope=scope, account=account, line=line)
+                    result.max_speed = max_speed
+                    result.save()
+                target = account if account is not None else (result or found)
+                after = {"scope": scope, "line": line, "max_speed": max_speed or None}
+                if target is not None:  # the studio's budget removed: audited on itself, before it goes
+                    audit_record(actor=user, action="budget.set", target=target, request=request, before=before, after=after)
+                if not max_speed and found is not None:
+                    found.delete()
+        except IntegrityError:
+            if attempt == 2:
+                raise
+            continue
+        return result
+    return None
