@@ -96,7 +96,8 @@ class SharedBudgets(TokenBucket):
     @property
     def rate(self) -> float | None:
         """The slowest limit that applies (send.py sizes its chunks by it, and copies in the kernel only without one)."""
-        rates = [budget.rate for budget in self._shared]
+        # A budget counts at this job's share of it: a vendor's transmitter, which paces itself, is given that.
+        rates = [budget.share if budget.share is not None else budget.rate for budget in self._shared]
         own = self._rate
         if own:
             rates.append(own)
