@@ -440,3 +440,18 @@ def test_a_download_whose_source_cannot_be_asked_at_its_end_is_retried(
 
     assert [e.error_code for e in report.of(FileRetrying)] == ["read_error"]
     assert (report.finished()[1].ok, (tmp_path / "home" / "dl" / "f1.exr").read_bytes()) == (True, b"frame" * 1000)
+
+
+def test_a_connection_broken_while_botocore_reads_a_body_is_a_retryable_connection_error():
+    """botocore reads some bodies itself and lets urllib3's ProtocolError through unwrapped (seen in CI
+    through the cutting proxy: the file failed as an internal error); it is a broken connection to retry."""
+    from urllib3.exceptions import ProtocolError
+
+    from transfers.engine.endpoints import s3
+
+    broken = ProtocolError("Connection broken", ConnectionResetError(104, "Connection reset by peer"))
+    assert isinstance(broken, s3._client_errors())
+    failure = s3._Failure("http://127.0.0.1:9", "b", "AKID")(broken, "uploading x")
+    assert isinstance(failure, ConnectionError) and "connection broke" in str(failure)
+    reset = ConnectionResetError(104, "Connection reset by peer")
+    assert isinstance(reset, s3._client_errors()) and s3._Failure("u", "b", "k")(reset) is reset

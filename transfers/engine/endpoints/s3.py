@@ -96,6 +96,7 @@ class _Failure:
 
     def __call__(self, exc: BaseException, what: str = "") -> OSError:
         from botocore import exceptions as bx
+        from urllib3 import exceptions as ux
 
         url = self.endpoint_url
         about = f" ({what})" if what else ""
@@ -120,6 +121,8 @@ class _Failure:
             return OSError(errno.EIO, f"S3 endpoint {url} refused{about}: {code or status}")
         if isinstance(exc, bx.BotoCoreError):
             return OSError(errno.EIO, f"S3 endpoint {url}: {type(exc).__name__}{about}")
+        if isinstance(exc, ux.HTTPError):  # a connection broken mid-body: what a retry is for
+            return ConnectionError(errno.ECONNRESET, f"S3 endpoint {url}: the connection broke{about}")
         if isinstance(exc, OSError):
             return exc
         return OSError(errno.EIO, f"S3 endpoint {url}: {type(exc).__name__}{about}")
@@ -131,9 +134,12 @@ def _is_missing(exc: BaseException) -> bool:
 
 
 def _client_errors() -> tuple[type[BaseException], ...]:
+    """What a call may raise: botocore's errors, and a connection broken while botocore reads a body
+    (urllib3's ProtocolError, an OSError), which it does not wrap."""
     from botocore import exceptions as bx
+    from urllib3 import exceptions as ux
 
-    return (bx.BotoCoreError, bx.ClientError)
+    return (bx.BotoCoreError, bx.ClientError, ux.HTTPError, OSError)
 
 
 def _make_client(
