@@ -26,6 +26,8 @@ from rvweb.celery import app as celery_app
 from rvweb.embedded_redis import EmbeddedRedis
 from tests.fake_transmitter import FAKE_DIR
 from tests.fox_farm import FarmServer, FoxFarmFake
+from tests.servers.s3server import S3Server, shared_server
+from tests.servers.sshd import Sshd, shared_sshd
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -260,3 +262,18 @@ def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+# --- the transports' real servers (tests/servers), one each per test process -------------------------
+
+
+@pytest.fixture(scope="session")
+def sshd() -> Sshd:
+    """A real OpenSSH sshd on 127.0.0.1 (one per session; tests.servers.sshd)."""
+    return shared_sshd()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> S3Server:
+    """`rclone serve s3` on a free loopback port, for the whole test process (stopped when it ends)."""
+    return shared_server()

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.fake_transmitter import FAKE_DIR, FakeFox
-from tests.servers.s3server import S3Server, fresh_prefix, shared_server
-from tests.servers.sshd import Sshd, shared_sshd
+from tests.servers.s3server import S3Server, fresh_prefix
 
 
 @pytest.fixture
@@ -32,24 +31,12 @@ def fake_transmitter(fake_transmitter_dir: Path, tmp_path: Path, monkeypatch: py
     yield FakeFox(storage, log)
 
 
-@pytest.fixture(scope="session")
-def sshd() -> Sshd:
-    """A real OpenSSH sshd on 127.0.0.1 (one per session; tests.servers.sshd)."""
-    return shared_sshd()
-
-
 @pytest.fixture
 def sftp_root(tmp_path: Path) -> Path:
     """A fresh folder for an SFTP endpoint's root: on the server, which is this machine."""
     root = tmp_path / "remote"
     root.mkdir()
     return root
-
-
-@pytest.fixture(scope="session")
-def s3_server() -> S3Server:
-    """`rclone serve s3` on a free loopback port, for the whole test process (stopped when it ends)."""
-    return shared_server()
 
 
 @pytest.fixture

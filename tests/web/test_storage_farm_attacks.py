@@ -21,7 +21,6 @@ from rest_framework.test import APIClient
 from tests.conftest import wait_for
 from tests.servers import sshd as sshd_module
 from tests.servers.faultproxy import FaultProxy
-from tests.servers.s3server import S3Server
 from tests.servers.sshd import Sshd
 from transfers import jobs, services
 from transfers.farm import connector_for
@@ -30,21 +29,6 @@ from transfers.farm_events import Actor, farm_token_generate
 from transfers.models import AuditEvent, FarmAccount, FarmTask, TransferJob
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
-    with Sshd.start(tmp_path_factory.mktemp("sshd")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    server = S3Server.start(tmp_path_factory.mktemp("s3"))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _api(user: Any) -> APIClient:
@@ -177,7 +161,9 @@ def test_s3_storage_settings_that_try_to_escape_are_refused_by_name(make_team, m
     assert "pass" not in json.dumps(answer.json()) or named != "endpoint_url"
 
 
-def test_changing_the_kind_from_sftp_to_s3_asks_for_the_new_settings_and_keeps_none_of_the_old(sftp_account, make_user, s3):
+def test_changing_the_kind_from_sftp_to_s3_asks_for_the_new_settings_and_keeps_none_of_the_old(
+    sftp_account, make_user, s3_server
+):
     account = sftp_account()
     lead = make_user(team=account.team, role="lead")
     client = _api(lead)
@@ -190,7 +176,7 @@ def test_changing_the_kind_from_sftp_to_s3_asks_for_the_new_settings_and_keeps_n
 
     moved = client.patch(
         f"/api/accounts/{account.pk}/",
-        {"kind": "s3", "storage": {"endpoint_url": s3.endpoint_url, "bucket": "rvweb"}},
+        {"kind": "s3", "storage": {"endpoint_url": s3_server.endpoint_url, "bucket": "rvweb"}},
         format="json",
     )
     assert moved.status_code == 200, moved.content
@@ -350,9 +336,11 @@ def test_frame_finished_on_an_sftp_farm_refuses_a_link_a_missing_file_and_an_esc
 # --- leaks ----------------------------------------------------------------------------------------------------
 
 
-def test_many_checks_and_task_pages_leave_no_ssh_session_or_thread_behind(sshd, sftp_account, make_user, make_farm_task):
-    """Each request closes what it opened (nothing is left for the garbage collector to find some day)."""
-    account = sftp_account()
+def test_many_checks_and_task_pages_leave_no_ssh_session_or_thread_behind(replaceable, sftp_account, make_user, make_farm_task):
+    """Each request closes what it opened (nothing is left for the garbage collector to find some day). A
+    server of this test's own: the shared one also serves other tests' (and the worker's) connections."""
+    sshd = replaceable
+    account = sftp_account(sshd)
     task = make_farm_task(account, output_folder="1_shot")
     lead = make_user(team=account.team, role="lead")
     client = _api(lead)

@@ -9,7 +9,7 @@ import os
 import subprocess
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,21 +29,6 @@ from transfers.models import AuditEvent, FarmAccount, TransferJob
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SYSTEM = Actor(user=None)
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
-    with Sshd.start(tmp_path_factory.mktemp("sshd")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    server = S3Server.start(tmp_path_factory.mktemp("s3"))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _bucket(server: S3Server, name: str) -> str:
@@ -80,12 +65,12 @@ def sftp_farm(sshd: Sshd, tmp_path: Path, make_account: Callable[..., FarmAccoun
 
 
 @pytest.fixture
-def s3_farm(s3: S3Server, make_account: Callable[..., FarmAccount]) -> Callable[..., Farm]:
+def s3_farm(s3_server: S3Server, make_account: Callable[..., FarmAccount]) -> Callable[..., Farm]:
     def make(**fields: Any) -> Farm:
-        bucket = _bucket(s3, f"farm-{uuid.uuid4().hex[:8]}")
-        storage = {"endpoint_url": s3.endpoint_url, "bucket": bucket, "prefix": "studio/", "region": "us-east-1"}
-        account = make_account(kind="s3", access_id=s3.key, access_key=s3.secret, storage=storage, **fields)
-        return Farm(account, lambda area, path: s3.root / bucket / "studio" / area / path.lstrip("/"))
+        bucket = _bucket(s3_server, f"farm-{uuid.uuid4().hex[:8]}")
+        storage = {"endpoint_url": s3_server.endpoint_url, "bucket": bucket, "prefix": "studio/", "region": "us-east-1"}
+        account = make_account(kind="s3", access_id=s3_server.key, access_key=s3_server.secret, storage=storage, **fields)
+        return Farm(account, lambda area, path: s3_server.root / bucket / "studio" / area / path.lstrip("/"))
 
     return make
 
@@ -168,22 +153,22 @@ def test_a_closed_port_fails_the_check_naming_the_server(sftp_farm, make_user, c
     assert f"127.0.0.1:{closed_port}" in json.dumps(answer["steps"])
 
 
-def test_a_lead_adds_an_s3_account_and_tests_it(s3, make_team, make_user):
+def test_a_lead_adds_an_s3_account_and_tests_it(s3_server, make_team, make_user):
     team = make_team()
     _, client = _lead_client(make_user, team)
-    bucket = _bucket(s3, f"b-{uuid.uuid4().hex[:8]}")
-    given = {"name": "bucket", "team": team.pk, "kind": "s3", "access_id": s3.key, "access_key": s3.secret}
+    bucket = _bucket(s3_server, f"b-{uuid.uuid4().hex[:8]}")
+    given = {"name": "bucket", "team": team.pk, "kind": "s3", "access_id": s3_server.key, "access_key": s3_server.secret}
 
     bad = client.post("/api/accounts/", {**given, "storage": {"endpoint_url": "ftp://x", "bucket": bucket}}, format="json")
     assert bad.status_code == 400 and "endpoint_url" in json.dumps(bad.json())
     made = client.post(
         "/api/accounts/",
-        {**given, "storage": {"endpoint_url": s3.endpoint_url, "bucket": bucket, "prefix": "/studio"}},
+        {**given, "storage": {"endpoint_url": s3_server.endpoint_url, "bucket": bucket, "prefix": "/studio"}},
         format="json",
     )
     assert made.status_code == 201, made.content
     assert made.json()["storage"]["prefix"] == "studio/"
-    assert s3.secret not in made.content.decode()
+    assert s3_server.secret not in made.content.decode()
 
     answer = client.post(f"/api/accounts/{made.json()['id']}/check/").json()
     assert answer["ok"], answer
