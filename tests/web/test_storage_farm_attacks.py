@@ -68,7 +68,7 @@ def test_other_teams_and_lower_roles_cannot_test_pin_or_change_an_sftp_account(s
     for user, expected in ((member, 403), (viewer, 403), (stranger_lead, 404)):
         client = _api(user)
         assert client.post(f"/api/accounts/{account.pk}/check/").status_code == expected
-        changed = client.patch(f"/api/accounts/{account.pk}/", {"storage": {**before, "host": "10.9.9.9"}}, format="json")
+        changed = client.patch(f"/api/accounts/{account.pk}/", {"storage": {**before, "host": "127.0.0.9"}}, format="json")
         assert changed.status_code == expected
         page = Client()
         page.force_login(user)

@@ -17,7 +17,6 @@ import errno
 import json
 import os
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -253,7 +252,8 @@ def _read_again(file: SourceFile | PartialFile, buffer: memoryview, position: in
             transient = isinstance(exc, ConnectionError | TimeoutError) or exc.errno == errno.EIO
             if attempt == READ_AGAIN or not transient or descriptor(file) is not None or stop.is_set():
                 raise
-            time.sleep(min(0.05 * 2**attempt, 1.0))
+            if stop.wait(min(0.05 * 2**attempt, 1.0)):  # a pause or cancel does not wait out the backoff
+                raise
     raise AssertionError("unreachable")
 
 
