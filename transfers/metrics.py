@@ -211,11 +211,15 @@ def _speed() -> Iterator[Metric]:
         "Speed of the running jobs (their latest sample)",
         labels=["direction", "account"],
     )
-    running = TransferJob.objects.filter(status=TransferJob.Status.RUNNING).values_list("pk", "kind", "account__name")[:1000]
+    latest = JobSample.objects.filter(job_id=OuterRef("pk")).order_by("-at").values("speed")[:1]
+    running = (
+        TransferJob.objects.filter(status=TransferJob.Status.RUNNING)
+        .annotate(latest=Subquery(latest))
+        .values_list("kind", "account__name", "latest")
+    )  # one query, whatever the number of running jobs
     total: dict[tuple[str, str], float] = {}
-    for pk, kind, account in running:
-        latest = JobSample.objects.filter(job_id=pk).order_by("-at").values_list("speed", flat=True).first()
-        total[(_direction(kind), account)] = total.get((_direction(kind), account), 0.0) + (latest or 0.0)
+    for kind, account, speed_now in running:
+        total[(_direction(kind), account)] = total.get((_direction(kind), account), 0.0) + (speed_now or 0.0)
     for labels, value in sorted(total.items()):
         speed.add_metric(list(labels), value)
     yield speed

@@ -121,3 +121,20 @@ def test_a_redis_that_does_not_answer_leaves_its_part_out(closed_port, make_acco
     assert _value(text, "rvweb_redis_up") == 0
     assert "rvweb_jobs{" in text and "rvweb_file_failures_total" not in text
     assert tally._counts[("failures", "timeout")] == 1
+
+
+@override_settings(METRICS_TOKEN=TOKEN)
+def test_the_speed_is_the_latest_sample_of_each_running_job(make_account):
+    from transfers.models import JobSample
+
+    account = make_account(name="speedy")
+    jobs = [TransferJob.objects.create(kind="upload_asset", account=account, status="running") for _ in range(3)]
+    for number, job in enumerate(jobs):
+        JobSample.objects.create(job=job, at=1.0, speed=1.0)
+        JobSample.objects.create(job=job, at=2.0, speed=100.0 * (number + 1))  # the latest: 100, 200, 300
+    TransferJob.objects.create(kind="upload_asset", account=account, status="completed")
+
+    status, text = _scrape()
+
+    assert status == 200
+    assert _value(text, 'rvweb_transfer_speed_bytes_per_second{account="speedy",direction="upload"}') == 600.0
