@@ -37,12 +37,13 @@ def no_kernel_copy(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
-def _studio(tmp_path: Path, contents: dict[int, bytes]) -> list[Move]:
+def _studio(tmp_path: Path, contents: dict[int, bytes], *, folder: str = "7") -> list[Move]:
+    """The files in the studio's folder, and a Move of each to `folder/s<n>.exr` (the remote transports' tests too)."""
     for number, data in contents.items():
         path = tmp_path / "studio" / f"s{number}.exr"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-    return [Move(n, str(tmp_path / "studio" / f"s{n}.exr"), f"7/s{n}.exr") for n in contents]
+    return [Move(n, str(tmp_path / "studio" / f"s{n}.exr"), f"{folder}/s{n}.exr") for n in contents]
 
 
 def _up(tmp_path: Path, remote: Any, tasks: list[Move], report: Recorder | None = None, **options: Any) -> RunSummary:

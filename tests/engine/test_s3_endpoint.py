@@ -17,10 +17,12 @@ import pytest
 import xxhash
 from botocore.exceptions import EndpointConnectionError
 
+from tests.engine.test_remote_endpoint import _studio
+from tests.engine.test_remote_endpoint import _up as _upload
 from tests.engine.test_runner import QUICK_RETRIES, Recorder
 from tests.servers.s3server import S3Server, free_port, rclone_remote
 from transfers.engine import hashing
-from transfers.engine.endpoints import LocalFiles, LocalFolder, S3Bucket, open_endpoint
+from transfers.engine.endpoints import LocalFolder, S3Bucket, open_endpoint
 from transfers.engine.endpoints.s3 import S3Partial, probe
 from transfers.engine.events import BytesSent, FileFinished, FileRetrying
 from transfers.engine.runner import Move, RunSummary, TransferOptions, run_transfer
@@ -37,23 +39,9 @@ def _bucket(server: S3Server, prefix: str, **more: Any) -> S3Bucket:
     return endpoint
 
 
-def _studio(tmp_path: Path, contents: dict[int, bytes]) -> list[Move]:
-    for number, data in contents.items():
-        path = tmp_path / "studio" / f"s{number}.exr"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return [Move(n, str(tmp_path / "studio" / f"s{n}.exr"), f"7/s{n}.exr") for n in contents]
-
-
 def _up(tmp_path: Path, remote: Any, tasks: list[Move], report: Recorder | None = None, **options: Any) -> RunSummary:
     options.setdefault("send", SMALL)
-    return run_transfer(
-        LocalFiles([tmp_path / "studio"]),
-        remote,
-        tasks,
-        report=report if report is not None else Recorder(),
-        options=TransferOptions(**options),
-    )
+    return _upload(tmp_path, remote, tasks, report, **options)
 
 
 def _parts_sent(endpoint: S3Bucket) -> list[int]:

@@ -10,6 +10,7 @@ import signal
 import socket
 import threading
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ import asyncssh
 import pytest
 import xxhash
 
+from tests.engine.test_remote_endpoint import _studio as studio_files
+from tests.engine.test_remote_endpoint import _up
 from tests.engine.test_runner import QUICK_RETRIES, Recorder
 from tests.servers.sshd import Sshd
 from transfers.engine import hashing
@@ -24,7 +27,7 @@ from transfers.engine.endpoints import LocalFiles, LocalFolder, SftpFolder, Veri
 from transfers.engine.endpoints.sftp import ConnectFailed, ProbeFailed, probe
 from transfers.engine.events import BytesSent, FileRetrying
 from transfers.engine.paths import PathRefused
-from transfers.engine.runner import Move, RunSummary, TransferOptions, run_transfer
+from transfers.engine.runner import Move, TransferOptions, run_transfer
 from transfers.engine.send import SendOptions
 
 KIB = 1 << 10
@@ -48,22 +51,7 @@ def _other_key_line() -> str:
     return " ".join(OTHER_KEY.export_public_key().decode().split()[:2])
 
 
-def _studio(tmp_path: Path, contents: dict[int, bytes]) -> list[Move]:
-    for number, data in contents.items():
-        path = tmp_path / "studio" / f"s{number}.exr"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return [Move(n, str(tmp_path / "studio" / f"s{n}.exr"), f"7/shots/s{n}.exr") for n in contents]
-
-
-def _up(tmp_path: Path, destination: Any, tasks: list[Move], report: Recorder | None = None, **options: Any) -> RunSummary:
-    return run_transfer(
-        LocalFiles([tmp_path / "studio"]),
-        destination,
-        tasks,
-        report=report if report is not None else Recorder(),
-        options=TransferOptions(**options),
-    )
+_studio = partial(studio_files, folder="7/shots")
 
 
 # both directions
@@ -438,7 +426,7 @@ def test_a_host_key_changed_mid_run_stops_the_run_instead_of_retrying_every_file
     from tests.engine.test_runner import QUICK_RETRIES, Recorder
     from tests.servers import sshd as sshd_module
     from tests.servers.sshd import Sshd
-    from transfers.engine.endpoints import LocalFiles, SftpFolder
+    from transfers.engine.endpoints import SftpFolder
     from transfers.engine.events import FileFinished, FileRetrying
     from transfers.engine.runner import Move, TransferOptions, run_transfer
 
