@@ -21,6 +21,7 @@ from celery import Task, shared_task
 from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import DatabaseError, OperationalError, close_old_connections, connection
+from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
 
 from transfers import execution, locks, placement, services, workers
@@ -85,7 +86,12 @@ def _placed_here(job_id: int, me: str) -> bool:
     if where.queue:
         logger.info("job %s forwarded to worker %s, which sees its files", job_id, where.worker)
         TransferJob.objects.filter(pk=job_id).update(waiting=f"{_SENT_TO}{where.worker}"[:500])
-        run_job.apply_async((job_id,), queue=where.queue, retry=True, retry_policy=_PUBLISH_RETRY)
+        try:
+            run_job.apply_async((job_id,), queue=where.queue, retry=True, retry_policy=_PUBLISH_RETRY)
+        except (BrokerError, RedisError, OSError) as exc:  # the broker away: said on the page, placed again next round
+            logger.warning("job %s not handed to worker %s (%s); placed again next round", job_id, where.worker, exc)
+            why = f"it could not be handed to worker {where.worker} (the broker did not answer); trying again"
+            TransferJob.objects.filter(pk=job_id).update(waiting=why[:500])
     else:
         logger.info("job %s waits: %s", job_id, where.waiting)
         TransferJob.objects.filter(pk=job_id).exclude(waiting=where.waiting).update(waiting=where.waiting[:500])

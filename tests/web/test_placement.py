@@ -132,3 +132,23 @@ def test_a_worker_killed_mid_job_has_it_taken_over_by_one_that_sees_the_same_fil
     inbox = services.farm_storage(account=account).area_root("input")
     for path in files:
         assert (inbox / str(path).lstrip("/")).read_bytes() == path.read_bytes()
+
+
+def test_a_job_the_broker_cannot_forward_says_so_and_is_placed_again_next_round(make_account, monkeypatch):
+    from kombu.exceptions import OperationalError as BrokerError
+
+    from transfers import tasks
+
+    account = make_account(name="unforwarded")
+    job = TransferJob.objects.create(kind="upload_asset", account=account, status="queued")
+    monkeypatch.setattr(placement, "place", lambda job, me: placement.Placement(here=False, queue="q.w.b", worker="b@host"))
+
+    def away(*args: object, **kwargs: object) -> None:
+        raise BrokerError("connection refused")
+
+    monkeypatch.setattr(tasks.run_job, "apply_async", away)
+
+    assert tasks._placed_here(job.pk, "a@host") is False
+    waiting = _job(job).waiting
+    assert waiting.startswith("it could not be handed to worker b@host") and _job(job).status == "queued"
+    assert job.pk in tasks._placing({job.pk}), "placed again at the next recovery round"
